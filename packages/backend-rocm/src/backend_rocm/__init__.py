@@ -1,0 +1,1 @@
+"""Tandem's AMD ROCm backend (registered through the `tandem.backends` entry point)."""

@@ -1,0 +1,134 @@
+"""Structured-config schemas: every key Tandem reads, with its type and meaning.
+
+Hydra merges the YAML groups under `conf/` onto these dataclasses, so an unknown key or a value of
+the wrong type fails at composition time with the key's full name, before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModelConfig:
+    # An HF model directory, or "builtin:NAME" for a random-init model made locally
+    # (builtin:tiny-qwen2, builtin:qwen2.5-0.5b-shape, builtin:qwen2.5-1.5b-shape).
+    path: str = "builtin:tiny-qwen2"
+    dtype: str = "float32"  # trainer parameter dtype: float32 | bfloat16
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    task: str = "repeat_letters"  # built-in synthetic task, or "file" to read train/val files
+    train_files: List[str] = field(default_factory=list)  # parquet/jsonl, used when task=file
+    val_files: List[str] = field(default_factory=list)
+    prompt_batch_size: int = 16  # prompts per step; the rollout batch is prompt_batch_size * rollout.n
+    max_prompt_length: int = 32
+    seed: int = 0
+
+
+@dataclass
+class RolloutConfig:
+    # sampling
+    n: int = 8  # responses per prompt (the GRPO group size)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    max_tokens: int = 16  # maximum response length
+    expand_prompts: bool = False  # send each prompt n times with n=1 instead of SamplingParams.n
+    # engine memory and scheduling (vLLM; the HF engine ignores them)
+    gpu_memory_utilization: float = 0.5
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    max_model_len: Optional[int] = None  # None: prompt + response budget
+    enable_chunked_prefill: bool = True
+    enable_prefix_caching: bool = True  # the cache is reset whenever weights change
+    enforce_eager: bool = False  # False: CUDA graphs on
+    cudagraph_capture_sizes: Optional[List[int]] = None  # None: vLLM's default sizes
+    free_cache_engine: bool = True  # sleep between rollouts so the trainer gets the memory back
+    sleep_level: int = 1  # 1: offload weights to CPU, drop KV cache; 2: drop both
+    load_format: str = "dummy"  # the trainer pushes the real weights; never read the checkpoint twice
+    multiprocess: bool = True  # vLLM's engine core in its own process (faster); False: in-process
+    tensor_parallel_size: int = 1
+    check_weight_sync: bool = False  # debug: compare engine prompt logprobs with the trainer's
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "grpo"
+    adv_estimator: str = "grpo"  # grpo | dr_grpo | rloo | reinforce_pp | reinforce_pp_baseline | remax | gae
+    policy_loss: str = "ppo_clip"  # ppo_clip | gspo | reinforce
+    loss_agg_mode: str = "token-mean"  # token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm
+    clip_ratio_low: float = 0.2
+    clip_ratio_high: float = 0.2
+    clip_ratio_c: float = 3.0  # dual-clip bound for negative advantages
+    gamma: float = 1.0
+    lam: float = 1.0
+    kl_placement: str = "none"  # none | loss | reward
+    kl_estimator: str = "k3"  # k1 | abs | k2 | k3 | low_var_kl, with "+" for k2's gradient
+    kl_coef: float = 0.001
+    kl_target: Optional[float] = None  # set to use the adaptive KL controller (kl_placement=reward)
+    kl_horizon: int = 10000
+    entropy_coef: float = 0.0
+    value_clip: float = 0.2  # PPO critic value clipping
+    critic_lr: float = 1e-3
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, then refill
+    max_sampling_tries: int = 3
+    overlong_buffer: int = 0  # DAPO over-long penalty: tokens before max_tokens where it ramps up
+    overlong_penalty: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    total_steps: int = 60
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    ppo_epochs: int = 1
+    mini_batches: int = 1  # optimizer steps per rollout batch (per epoch)
+    micro_batch_size: int = 64  # rows per forward/backward
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    output_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}"
+    loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])
+    log_every: int = 5  # console table row every N steps (JSONL gets every step)
+    save_model: bool = True  # write the final model as an HF directory under output_dir/final
+
+
+@dataclass
+class BackendConfig:
+    name: str = "cpu"
+    engine: str = "hf"  # which rollout engine the backend builds: hf | vllm
+    engine_args: Dict[str, Any] = field(default_factory=dict)  # extra vLLM LLM(...) kwargs
+    compilation_config: Dict[str, Any] = field(default_factory=dict)  # vLLM compilation_config
+    settings: Dict[str, Any] = field(default_factory=dict)  # backend-specific knobs (see its yaml)
+
+
+@dataclass
+class TandemConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+
+
+def register_schemas() -> None:
+    """Make the schemas known to Hydra (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="tandem_schema", node=TandemConfig)
+    for group, node in [
+        ("model", ModelConfig),
+        ("data", DataConfig),
+        ("rollout", RolloutConfig),
+        ("algorithm", AlgorithmConfig),
+        ("trainer", TrainerConfig),
+        ("backend", BackendConfig),
+    ]:
+        cs.store(group=group, name=f"{group}_schema", node=node)

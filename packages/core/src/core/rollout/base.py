@@ -1,0 +1,83 @@
+"""The rollout-engine interface shared by RL rollout, SFT validation and evaluation.
+
+An engine turns token-id prompts into sampled responses. Engines never tokenise: callers pass ids
+and get ids back, so RL, SFT and evaluation feed exactly the tokens the trainer scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. Defaults are plain ancestral sampling of up to 64 tokens."""
+
+    n: int = 1  # samples per prompt; results are grouped prompt-major: p0s0, p0s1, ..., p1s0, ...
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = -1  # -1 disables top-k
+    max_tokens: int = 64
+    stop_token_ids: tuple[int, ...] = ()  # besides the engine's EOS token(s)
+    seed: int | None = None  # per-call seed; None draws from the engine's generator
+
+
+@dataclass
+class RolloutOutput:
+    """Sampled responses, right-padded with `pad_token_id`, one row per sample.
+
+    Rows are prompt-major: row `i * n + j` is sample `j` of prompt `i`.
+    """
+
+    prompt_ids: list[list[int]]  # [batch * n] each sample's prompt (repeated n times)
+    response_ids: torch.Tensor  # [batch * n, response_len] int64
+    response_logprobs: torch.Tensor  # [batch * n, response_len] float32; 0 where masked
+    response_mask: torch.Tensor  # [batch * n, response_len] bool; True on generated tokens (EOS included)
+    group_ids: torch.Tensor  # [batch * n] int64; the prompt index each row answers
+    finished: torch.Tensor = field(default=None)  # [batch * n] bool; True if stopped by EOS/stop id
+
+    @property
+    def response_lengths(self) -> torch.Tensor:  # [batch * n]
+        return self.response_mask.sum(-1)
+
+    def responses(self) -> list[list[int]]:
+        """The response ids without padding, one list per row."""
+        return [ids[m].tolist() for ids, m in zip(self.response_ids, self.response_mask)]
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """What every rollout engine offers (HF on CPU, vLLM on GPU, or a third-party engine)."""
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
+        """Sample `params.n` responses for every prompt, in one batched call."""
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load new weights in place, in HF parameter names; tensors may arrive one at a time."""
+
+    def sleep(self) -> None:
+        """Release accelerator memory (weights and/or KV cache) until `wake_up`."""
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        """Re-acquire memory; `tags` (e.g. ["weights"], ["kv_cache"]) wakes only those parts."""
+
+    def close(self) -> None:
+        """Free everything; the engine is unusable afterwards. Safe to call twice."""
+
+
+def pad_responses(
+    responses: list[list[int]], logprobs: list[list[float]], pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad ragged responses into `(ids, logprobs, mask)` tensors of shape [rows, max_len]."""
+    width = max((len(r) for r in responses), default=0)
+    ids = torch.full((len(responses), width), pad_token_id, dtype=torch.long)
+    lps = torch.zeros((len(responses), width), dtype=torch.float32)
+    mask = torch.zeros((len(responses), width), dtype=torch.bool)
+    for row, (r, lp) in enumerate(zip(responses, logprobs)):
+        ids[row, : len(r)] = torch.tensor(r, dtype=torch.long)
+        lps[row, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
+        mask[row, : len(r)] = True
+    return ids, lps, mask
