@@ -1,0 +1,176 @@
+"""Advantage estimators: GAE, GRPO, Dr.GRPO, RLOO, REINFORCE++ (and its group baseline), ReMax.
+
+Shapes: token_rewards, response_mask, values: [batch, response_len]; group_ids: [batch] (responses
+to the same prompt share an id); baseline_rewards: [batch]. Each estimator returns
+(advantages, returns), both [batch, response_len] and zero at masked positions. Estimators
+without a critic return their advantages as returns.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+
+from core.algorithms.masked import group_mean_std, masked_whiten
+from core.errors import TandemError
+
+GROUP_STD_EPS = 1e-6
+
+AdvantagesAndReturns = Tuple[torch.Tensor, torch.Tensor]
+
+
+def _zero_masked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.bool(), values, torch.zeros_like(values))
+
+
+def sequence_scores(token_rewards: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Sum of the unmasked token rewards of each response: [batch]."""
+    return _zero_masked(token_rewards, response_mask).sum(-1)
+
+
+def _broadcast(scores: torch.Tensor, response_mask: torch.Tensor) -> AdvantagesAndReturns:
+    advantages = scores.unsqueeze(-1) * response_mask.to(scores.dtype)
+    return advantages, advantages
+
+
+@torch.no_grad()
+def gae_advantages(
+    token_rewards: torch.Tensor, values: torch.Tensor, response_mask: torch.Tensor, gamma: float, lam: float
+) -> AdvantagesAndReturns:
+    """GAE over response tokens; returns = advantages + values; advantages whitened over the mask.
+
+    delta_t = r_t + gamma * V_next - V_t;  A_t = delta_t + gamma * lam * A_next.
+    A masked-out position carries V_next and A_next through unchanged, so holes in the mask are
+    skipped as if the surrounding tokens were adjacent.
+    """
+    mask = response_mask.bool()
+    next_value = torch.zeros_like(values[:, 0])
+    running = torch.zeros_like(values[:, 0])
+    advantages = torch.zeros_like(values)
+    for t in reversed(range(values.shape[1])):
+        delta = token_rewards[:, t] + gamma * next_value - values[:, t]
+        step = delta + gamma * lam * running
+        running = torch.where(mask[:, t], step, running)
+        next_value = torch.where(mask[:, t], values[:, t], next_value)
+        advantages[:, t] = running
+    returns = _zero_masked(advantages + values, response_mask)
+    return masked_whiten(advantages, response_mask), returns
+
+
+@torch.no_grad()
+def grpo_advantages(
+    token_rewards: torch.Tensor, response_mask: torch.Tensor, group_ids: torch.Tensor, scale_by_std: bool = True
+) -> AdvantagesAndReturns:
+    """(score - group mean) / (unbiased group std + 1e-6), broadcast over the response tokens.
+
+    scale_by_std=False is Dr.GRPO. A group of one has mean 0 and std 1 (its score passes through).
+    """
+    scores = sequence_scores(token_rewards, response_mask)
+    mean, std, _ = group_mean_std(scores, group_ids)
+    centered = scores - mean
+    return _broadcast(centered / (std + GROUP_STD_EPS) if scale_by_std else centered, response_mask)
+
+
+@torch.no_grad()
+def rloo_advantages(
+    token_rewards: torch.Tensor, response_mask: torch.Tensor, group_ids: torch.Tensor
+) -> AdvantagesAndReturns:
+    """Score minus the mean score of the *other* responses of its group; a group of one keeps its score."""
+    scores = sequence_scores(token_rewards, response_mask)
+    mean, _, size = group_mean_std(scores, group_ids)
+    # mean of the others = (n * mean - score) / (n - 1)  =>  score - that = n / (n - 1) * (score - mean)
+    leave_one_out = torch.where(size > 1, size / (size - 1).clamp(min=1) * (scores - mean), scores)
+    return _broadcast(leave_one_out, response_mask)
+
+
+def discounted_returns(token_rewards: torch.Tensor, response_mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Return-to-go G_t = r_t + gamma * G_next over response tokens; masked positions carry G through."""
+    mask = response_mask.bool()
+    running = torch.zeros_like(token_rewards[:, 0])
+    returns = torch.zeros_like(token_rewards)
+    for t in reversed(range(token_rewards.shape[1])):
+        running = torch.where(mask[:, t], token_rewards[:, t] + gamma * running, running)
+        returns[:, t] = running
+    return _zero_masked(returns, response_mask)
+
+
+@torch.no_grad()
+def reinforce_pp_advantages(
+    token_rewards: torch.Tensor, response_mask: torch.Tensor, gamma: float
+) -> AdvantagesAndReturns:
+    """REINFORCE++: discounted return-to-go, whitened over the mask (the whole batch is the baseline)."""
+    returns = discounted_returns(token_rewards, response_mask, gamma)
+    return masked_whiten(returns, response_mask), returns
+
+
+@torch.no_grad()
+def reinforce_pp_baseline_advantages(
+    token_rewards: torch.Tensor, response_mask: torch.Tensor, group_ids: torch.Tensor
+) -> AdvantagesAndReturns:
+    """REINFORCE++-baseline: (score - group mean) broadcast over the tokens, then whitened over the mask.
+
+    As in the paper and verl this is an outcome estimator (gamma plays no part); a group of one
+    keeps its score before whitening.
+    """
+    scores = sequence_scores(token_rewards, response_mask)
+    mean, _, _ = group_mean_std(scores, group_ids)
+    centered, _ = _broadcast(scores - mean, response_mask)
+    advantages = masked_whiten(centered, response_mask)
+    return advantages, advantages
+
+
+@torch.no_grad()
+def remax_advantages(
+    token_rewards: torch.Tensor, response_mask: torch.Tensor, baseline_rewards: torch.Tensor, gamma: float
+) -> AdvantagesAndReturns:
+    """ReMax: return-to-go minus the reward of the greedy response to the same prompt ([batch])."""
+    returns = discounted_returns(token_rewards, response_mask, gamma)
+    advantages = _zero_masked(returns - baseline_rewards.unsqueeze(-1).to(returns.dtype), response_mask)
+    return advantages, returns
+
+
+def _require(value: Optional[torch.Tensor], what: str, estimator: str) -> torch.Tensor:
+    if value is None:
+        raise TandemError(f"algorithm.adv_estimator={estimator} needs {what}, but none were given")
+    return value
+
+
+_ESTIMATORS: Dict[str, Callable[..., AdvantagesAndReturns]] = {
+    "grpo": lambda r, m, g, v, b, gamma, lam: grpo_advantages(r, m, _require(g, "group_ids", "grpo")),
+    "dr_grpo": lambda r, m, g, v, b, gamma, lam: grpo_advantages(
+        r, m, _require(g, "group_ids", "dr_grpo"), scale_by_std=False
+    ),
+    "rloo": lambda r, m, g, v, b, gamma, lam: rloo_advantages(r, m, _require(g, "group_ids", "rloo")),
+    "reinforce_pp": lambda r, m, g, v, b, gamma, lam: reinforce_pp_advantages(r, m, gamma),
+    "reinforce_pp_baseline": lambda r, m, g, v, b, gamma, lam: reinforce_pp_baseline_advantages(
+        r, m, _require(g, "group_ids", "reinforce_pp_baseline")
+    ),
+    "remax": lambda r, m, g, v, b, gamma, lam: remax_advantages(
+        r, m, _require(b, "baseline_rewards (greedy rollout rewards)", "remax"), gamma
+    ),
+    "gae": lambda r, m, g, v, b, gamma, lam: gae_advantages(r, _require(v, "values (a critic)", "gae"), m, gamma, lam),
+}
+
+ADVANTAGE_ESTIMATORS = tuple(_ESTIMATORS)
+
+
+def compute_advantages(
+    estimator: str,
+    *,
+    token_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    group_ids: Optional[torch.Tensor] = None,
+    values: Optional[torch.Tensor] = None,
+    baseline_rewards: Optional[torch.Tensor] = None,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+) -> AdvantagesAndReturns:
+    """Run the estimator named by `algorithm.adv_estimator`; returns (advantages, returns)."""
+    if estimator not in _ESTIMATORS:
+        raise TandemError(
+            f"algorithm.adv_estimator={estimator!r} is unknown; valid: {', '.join(ADVANTAGE_ESTIMATORS)}"
+        )
+    if group_ids is not None:
+        group_ids = torch.as_tensor(group_ids)
+    return _ESTIMATORS[estimator](token_rewards, response_mask, group_ids, values, baseline_rewards, gamma, lam)

@@ -1,0 +1,49 @@
+"""Entropy of the token distributions given by logits, computed in chunks of tokens.
+
+Same memory discipline as logprobs.py: only [chunk_size, vocab] floats exist at once, in forward
+and in backward. H = logsumexp(z) - sum_j p_j z_j, and dH/dz_k = -p_k (log p_k + H).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from core.algorithms.logprobs import DEFAULT_CHUNK_SIZE, chunked_logits_grad, flatten_tokens, token_chunks
+
+
+def _zero_where_impossible(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    # a -inf logit (a banned token) has p = 0; 0 * -inf would be NaN, its true contribution is 0
+    return torch.where(probs > 0, probs * values, torch.zeros_like(values))
+
+
+class _ChunkedEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        flat, lead_shape = flatten_tokens(logits)
+        entropy = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
+        logsumexp = torch.empty_like(entropy)
+        for rows in token_chunks(flat.shape[0], chunk_size):
+            chunk = flat[rows].float()
+            logsumexp[rows] = torch.logsumexp(chunk, dim=-1)
+            probs = torch.exp(chunk - logsumexp[rows].unsqueeze(1))
+            entropy[rows] = logsumexp[rows] - _zero_where_impossible(probs, chunk).sum(-1)
+        ctx.save_for_backward(logits, logsumexp, entropy)
+        ctx.chunk_size = chunk_size
+        return entropy.reshape(lead_shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: torch.Tensor):
+        logits, logsumexp, entropy = ctx.saved_tensors
+        flat_grad = grad_output.reshape(-1, 1).float()
+
+        def chunk_grad(rows: slice, log_probs: torch.Tensor) -> torch.Tensor:
+            shifted = log_probs + entropy[rows].unsqueeze(1)
+            return -flat_grad[rows] * _zero_where_impossible(torch.exp(log_probs), shifted)
+
+        return chunked_logits_grad(logits, logsumexp, ctx.chunk_size, chunk_grad), None
+
+
+def entropy_from_logits(logits: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+    """Entropy (nats) of softmax(logits) per token: [..., vocab] -> [...], float32, differentiable."""
+    return _ChunkedEntropy.apply(logits, chunk_size)
