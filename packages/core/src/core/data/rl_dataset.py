@@ -1,0 +1,202 @@
+"""Prompt datasets for RL, in the de-facto format (verl's), read from parquet or JSONL.
+
+One row per prompt:
+    prompt        list of chat messages [{"role": "user", "content": "..."}] (a plain string is
+                  taken as one user message)
+    data_source   dataset name, e.g. "openai/gsm8k"; picks the reward rule under reward "auto"
+    reward_model  {"style": "rule", "ground_truth": "72"}
+    extra_info    optional dict passed to reward functions untouched
+
+The model's chat template is applied once at load time, so every step sends ready token ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from core.errors import TandemError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RLSample:
+    """One prompt, ready for the engine and the reward function."""
+
+    prompt_ids: list[int]  # [prompt_len] chat template applied, generation prompt included
+    prompt_text: str  # the same prompt as text (what reward functions see as `prompt`)
+    data_source: str
+    ground_truth: Any
+    extra_info: dict = field(default_factory=dict)
+
+
+@dataclass
+class RLDataset:
+    samples: list[RLSample]
+    num_filtered: int = 0  # prompts dropped for being longer than max_prompt_length
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> RLSample:
+        return self.samples[index]
+
+
+def load_rl_dataset(
+    files: Sequence[str], tokenizer, max_prompt_length: int, filter_overlong: bool = True
+) -> RLDataset:
+    """Read `files`, apply the chat template, and drop (or left-truncate) prompts over `max_prompt_length` tokens."""
+    if not files:
+        raise TandemError("no data files given (data.train_files / data.val_files)")
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise TandemError(f"tokenizer '{tokenizer.name_or_path}' has no chat template; RL prompts are chat messages")
+    records = [record for path in files for record in _checked_records(path)]
+    conversations = [messages for messages, _ in records]
+    all_ids = tokenizer.apply_chat_template(
+        conversations, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    kept, filtered = [], 0
+    for ids, (_, row) in zip(all_ids, records):
+        if len(ids) > max_prompt_length:
+            if filter_overlong:
+                filtered += 1
+                continue
+            ids = ids[-max_prompt_length:]  # keep the end: the question and the generation prompt
+        kept.append((ids, row))
+    if filtered:
+        log.warning("dropped %d of %d prompts longer than max_prompt_length=%d", filtered, len(records), max_prompt_length)
+    if not kept:
+        raise TandemError(
+            f"all {len(records)} prompts in {', '.join(files)} are longer than "
+            f"data.max_prompt_length={max_prompt_length}; raise it or set data.filter_overlong_prompts=false"
+        )
+    texts = tokenizer.batch_decode([ids for ids, _ in kept])
+    samples = [
+        RLSample(
+            prompt_ids=list(ids),
+            prompt_text=text,
+            data_source=row["data_source"],
+            ground_truth=row["reward_model"].get("ground_truth"),
+            extra_info=row.get("extra_info") or {},
+        )
+        for (ids, row), text in zip(kept, texts)
+    ]
+    return RLDataset(samples, num_filtered=filtered)
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """All rows of a parquet, JSONL or JSON (a list of rows, or one row) file as dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise TandemError(f"data file not found: {path}")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if path.suffix == ".json":
+        rows = _load_json(path)
+        return rows if isinstance(rows, list) else [rows]  # one object is one row (MATH ships one per file)
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise TandemError(f"{path}: line {number} is not valid JSON: {exc}") from exc
+        return rows
+    raise TandemError(f"{path}: unsupported data file type '{path.suffix}'; use .parquet, .jsonl or .json")
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TandemError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def _checked_records(path: str) -> list[tuple[list[dict], dict]]:
+    """(chat messages, row) for each row, or a TandemError naming the file, row and column."""
+    checked = []
+    for index, row in enumerate(read_records(path)):
+        where = f"{path}: row {index}"
+        for column in ("prompt", "data_source", "reward_model"):
+            if row.get(column) is None:
+                raise TandemError(f"{where}: missing column '{column}'")
+        messages = _as_messages(row["prompt"], where)
+        if not isinstance(row["data_source"], str):
+            raise TandemError(f"{where}: column 'data_source' must be a string, got {type(row['data_source']).__name__}")
+        if not isinstance(row["reward_model"], dict):
+            raise TandemError(
+                f"{where}: column 'reward_model' must be a dict like {{'style': 'rule', 'ground_truth': ...}}, "
+                f"got {type(row['reward_model']).__name__}"
+            )
+        if not isinstance(row.get("extra_info") or {}, dict):
+            raise TandemError(f"{where}: column 'extra_info' must be a dict, got {type(row['extra_info']).__name__}")
+        checked.append((messages, row))
+    return checked
+
+
+def _as_messages(prompt: Any, where: str) -> list[dict]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    ok = isinstance(prompt, list) and prompt and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
+    )
+    if not ok:
+        raise TandemError(f"{where}: column 'prompt' must be a list of {{'role': str, 'content': str}} messages")
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+class EpochSampler:
+    """An endless, seeded stream of dataset indices, reshuffled every epoch, resumable mid-epoch.
+
+    Epoch e visits the items in the order of `randperm(num_items)` seeded with `seed + e`, so a
+    resumed run given `state_dict()` continues with exactly the indices the original would have drawn.
+    """
+
+    def __init__(self, num_items: int, seed: int = 0, shuffle: bool = True):
+        if num_items <= 0:
+            raise TandemError("cannot sample from an empty dataset")
+        self.num_items = num_items
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.position = 0  # how many items of the current epoch were handed out
+        self._order = self._epoch_order()
+
+    def next_indices(self, count: int) -> list[int]:
+        indices = []
+        while len(indices) < count:
+            take = min(count - len(indices), self.num_items - self.position)
+            indices.extend(self._order[self.position : self.position + take])
+            self.position += take
+            if self.position == self.num_items:
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._epoch_order()
+        return indices
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "num_items": self.num_items}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["num_items"] != self.num_items:
+            raise TandemError(
+                f"cannot resume the data sampler: the checkpoint saw {state['num_items']} prompts, "
+                f"the dataset now has {self.num_items}"
+            )
+        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.num_items))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.num_items, generator=generator).tolist()

@@ -1,0 +1,48 @@
+"""Core's reward functions, offered to the plugin manager under short names.
+
+`auto` picks the rule for each sample from its `data_source`, so one run can mix GSM8K and MATH.
+"""
+
+from __future__ import annotations
+
+from core.errors import TandemError
+from core.plugins.hookspecs import hookimpl
+from core.rewards.base import RewardInput
+from core.rewards.format_reward import boxed_format, hash_answer_format, think_format
+from core.rewards.gsm8k import gsm8k_flexible, gsm8k_strict
+from core.rewards.math_answer import math_boxed
+
+# data_source values written by `python -m core.data.prepare`, plus the names verl's files use.
+RULE_BY_DATA_SOURCE = {
+    "openai/gsm8k": gsm8k_strict,
+    "gsm8k": gsm8k_strict,
+    "hendrycks/math": math_boxed,
+    "hendrycks/competition_math": math_boxed,
+    "DigitalLearningGmbH/MATH-lighteval": math_boxed,
+    "math": math_boxed,
+}
+
+
+def by_data_source(sample: RewardInput) -> float:
+    """Score with the rule that matches the sample's `data_source`."""
+    rule = RULE_BY_DATA_SOURCE.get(sample.data_source)
+    if rule is None:
+        known = ", ".join(RULE_BY_DATA_SOURCE)
+        raise TandemError(
+            f"reward 'auto' has no rule for data_source '{sample.data_source}' (known: {known}); "
+            "set data.reward_fn to a reward name or 'module:function'"
+        )
+    return rule(sample)
+
+
+@hookimpl
+def tandem_reward_functions():
+    return {
+        "auto": by_data_source,
+        "gsm8k": gsm8k_strict,
+        "gsm8k_flexible": gsm8k_flexible,
+        "math": math_boxed,
+        "format_hash": hash_answer_format,
+        "format_boxed": boxed_format,
+        "format_think": think_format,
+    }

@@ -1,0 +1,159 @@
+"""Scoring a batch: pick the reward function by name, run it over the batch in parallel, survive its bugs.
+
+A reward function is user code running inside the training loop. One that raises on one odd
+sample must not cost a multi-hour run, so by default that sample gets `error_score` and the
+failure is counted (`reward/errors`) and logged once per batch; `raise_on_error` turns that off.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import logging
+import math
+import numbers
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+
+import torch
+
+from core.errors import TandemError
+from core.rewards.base import RewardInput
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from core.data.rl_dataset import RLSample
+    from core.rollout.base import RolloutOutput
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[[RewardInput], float]
+
+
+def resolve_reward_fn(name_or_path: str, pm: "pluggy.PluginManager") -> RewardFn:
+    """A reward function from a plugin-provided name ("gsm8k") or a dotted path ("my_pkg.rewards:fn")."""
+    if ":" in name_or_path:
+        return _import_function(name_or_path)
+    available: dict[str, RewardFn] = {}
+    for provided in pm.hook.tandem_reward_functions():
+        available.update(provided or {})
+    if name_or_path not in available:
+        names = ", ".join(sorted(available)) or "none"
+        raise TandemError(
+            f"unknown reward function '{name_or_path}'; available: {names} (or give 'module:function')"
+        )
+    return available[name_or_path]
+
+
+def _import_function(path: str) -> RewardFn:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TandemError(f"reward function '{path}': cannot import module '{module_name}': {exc}") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise TandemError(f"reward function '{path}': module '{module_name}' has no function '{attr}'")
+    return fn
+
+
+@dataclass
+class RewardBatch:
+    """Scores for one batch, in the order of the inputs."""
+
+    scores: torch.Tensor  # [batch] float32
+    errors: int  # samples whose function raised or returned a non-number
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {"reward/errors": float(self.errors)}
+
+
+class BatchScorer(Protocol):
+    """What the trainer and `validate` call: a RewardScorer or a RewardModelScorer."""
+
+    def score(self, samples: Sequence[RewardInput]) -> RewardBatch: ...
+
+    def close(self) -> None: ...
+
+
+class RewardScorer:
+    """Runs one reward function over a batch with a thread or process pool.
+
+    Threads suit fast pure-Python functions (little to gain, nothing to pickle); processes suit
+    slow CPU-bound ones (symbolic math, code execution), whose function must then be importable.
+    """
+
+    def __init__(
+        self,
+        fn: RewardFn,
+        workers: int = 4,
+        executor: str = "thread",
+        error_score: float = 0.0,
+        raise_on_error: bool = False,
+    ):
+        if executor not in ("thread", "process"):
+            raise TandemError(f"reward.executor must be 'thread' or 'process', got '{executor}'")
+        self.fn = fn
+        self.name = getattr(fn, "__qualname__", repr(fn))
+        self.error_score = error_score
+        self.raise_on_error = raise_on_error
+        pool_cls = cf.ThreadPoolExecutor if executor == "thread" else cf.ProcessPoolExecutor
+        self._pool = pool_cls(max_workers=workers) if workers > 1 else None
+
+    def score(self, samples: Sequence[RewardInput]) -> RewardBatch:
+        calls = [(self.fn, sample) for sample in samples]
+        chunk = max(1, len(calls) // 64)  # fewer round trips to worker processes
+        results = self._pool.map(_call, calls, chunksize=chunk) if self._pool else map(_call, calls)
+        scores, errors = [], 0
+        for index, (value, error) in enumerate(results):
+            if error is not None:
+                if self.raise_on_error:
+                    raise TandemError(f"reward function '{self.name}' failed on sample {index}: {error}")
+                if errors == 0:
+                    log.warning("reward function '%s' failed on sample %d: %s", self.name, index, error)
+                errors += 1
+                value = self.error_score
+            scores.append(value)
+        return RewardBatch(torch.tensor(scores, dtype=torch.float32), errors)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+def _call(fn_and_sample: tuple[RewardFn, RewardInput]) -> tuple[float, str | None]:
+    """(score, None) or (nan, why it failed); module-level so process pools can pickle it."""
+    fn, sample = fn_and_sample
+    try:
+        value = fn(sample)
+    except TandemError:
+        raise  # a configuration mistake (e.g. no rule for this data_source): fail, don't average it away
+    except Exception as exc:  # user code: any other failure becomes this sample's error
+        return math.nan, f"{type(exc).__name__}: {exc}"
+    if not isinstance(value, numbers.Real) or math.isnan(value):
+        return math.nan, f"returned {value!r}, not a number"
+    return float(value), None
+
+
+def reward_inputs(samples: Sequence["RLSample"], output: "RolloutOutput", tokenizer) -> list[RewardInput]:
+    """One RewardInput per rollout row: the row's decoded response with its prompt's ground truth.
+
+    `samples` are the prompts sent to the engine, in order; row i answers `samples[output.group_ids[i]]`.
+    """
+    responses = tokenizer.batch_decode(output.responses(), skip_special_tokens=True)
+    inputs = []
+    for group, response in zip(output.group_ids.tolist(), responses):
+        sample = samples[group]
+        inputs.append(
+            RewardInput(
+                response=response,
+                ground_truth=sample.ground_truth,
+                prompt=sample.prompt_text,
+                data_source=sample.data_source,
+                extra_info=sample.extra_info,
+            )
+        )
+    return inputs
