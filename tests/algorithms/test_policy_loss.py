@@ -126,3 +126,25 @@ def test_value_loss_clipping():
     loss.backward()
     # token 1 sits on the clip bound (no gradient); token 2: 0.5 * 2 * (1.1 - 0) / 2 tokens
     assert torch.allclose(values.grad, torch.tensor([[0.0, 0.55, 0.0]]))
+
+
+def test_algorithm_config_validation_names_the_bad_key():
+    from dataclasses import replace
+
+    from core.algorithms import validate_algorithm_config
+    from core.config.schema import AlgorithmConfig
+
+    validate_algorithm_config(AlgorithmConfig())
+    validate_algorithm_config(AlgorithmConfig(kl_estimator="k3+", kl_placement="reward", kl_target=0.1))
+    bad = {
+        "adv_estimator='ppo'": dict(adv_estimator="ppo"),
+        "policy_loss='clip'": dict(policy_loss="clip"),
+        "loss_agg_mode='sum'": dict(loss_agg_mode="sum"),
+        "kl_placement='both'": dict(kl_placement="both"),
+        "kl_estimator='k5'": dict(kl_estimator="k5"),
+        "kl_target": dict(kl_target=0.1, kl_placement="loss"),
+        "clip_ratio_c": dict(clip_ratio_c=0.5),
+    }
+    for key, change in bad.items():
+        with pytest.raises(TandemError, match=key.replace("(", r"\(")):
+            validate_algorithm_config(replace(AlgorithmConfig(), **change))

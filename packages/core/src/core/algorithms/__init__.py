@@ -42,11 +42,13 @@ from core.algorithms.policy_loss import (
     ppo_clip_token_losses,
     reinforce_token_losses,
 )
+from core.algorithms.validation import KL_PLACEMENTS, validate_algorithm_config
 from core.algorithms.value import value_loss
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "KL_ESTIMATORS",
+    "KL_PLACEMENTS",
     "LOSS_AGG_MODES",
     "POLICY_LOSSES",
     "AdaptiveKLController",
@@ -81,5 +83,6 @@ __all__ = [
     "remax_advantages",
     "rloo_advantages",
     "sequence_scores",
+    "validate_algorithm_config",
     "value_loss",
 ]

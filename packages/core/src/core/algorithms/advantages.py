@@ -8,6 +8,7 @@ without a critic return their advantages as returns.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -130,26 +131,34 @@ def remax_advantages(
     return advantages, returns
 
 
-def _require(value: Optional[torch.Tensor], what: str, estimator: str) -> torch.Tensor:
-    if value is None:
-        raise TandemError(f"algorithm.adv_estimator={estimator} needs {what}, but none were given")
-    return value
+@dataclass
+class _EstimatorInputs:
+    estimator: str
+    token_rewards: torch.Tensor
+    response_mask: torch.Tensor
+    group_ids: Optional[torch.Tensor]
+    values: Optional[torch.Tensor]
+    baseline_rewards: Optional[torch.Tensor]
+    gamma: float
+    lam: float
+
+    def need(self, name: str) -> torch.Tensor:
+        value = getattr(self, name)
+        if value is None:
+            raise TandemError(f"algorithm.adv_estimator={self.estimator} needs {name}, but none were given")
+        return value
 
 
-_ESTIMATORS: Dict[str, Callable[..., AdvantagesAndReturns]] = {
-    "grpo": lambda r, m, g, v, b, gamma, lam: grpo_advantages(r, m, _require(g, "group_ids", "grpo")),
-    "dr_grpo": lambda r, m, g, v, b, gamma, lam: grpo_advantages(
-        r, m, _require(g, "group_ids", "dr_grpo"), scale_by_std=False
+_ESTIMATORS: Dict[str, Callable[[_EstimatorInputs], AdvantagesAndReturns]] = {
+    "grpo": lambda x: grpo_advantages(x.token_rewards, x.response_mask, x.need("group_ids")),
+    "dr_grpo": lambda x: grpo_advantages(x.token_rewards, x.response_mask, x.need("group_ids"), scale_by_std=False),
+    "rloo": lambda x: rloo_advantages(x.token_rewards, x.response_mask, x.need("group_ids")),
+    "reinforce_pp": lambda x: reinforce_pp_advantages(x.token_rewards, x.response_mask, x.gamma),
+    "reinforce_pp_baseline": lambda x: reinforce_pp_baseline_advantages(
+        x.token_rewards, x.response_mask, x.need("group_ids")
     ),
-    "rloo": lambda r, m, g, v, b, gamma, lam: rloo_advantages(r, m, _require(g, "group_ids", "rloo")),
-    "reinforce_pp": lambda r, m, g, v, b, gamma, lam: reinforce_pp_advantages(r, m, gamma),
-    "reinforce_pp_baseline": lambda r, m, g, v, b, gamma, lam: reinforce_pp_baseline_advantages(
-        r, m, _require(g, "group_ids", "reinforce_pp_baseline")
-    ),
-    "remax": lambda r, m, g, v, b, gamma, lam: remax_advantages(
-        r, m, _require(b, "baseline_rewards (greedy rollout rewards)", "remax"), gamma
-    ),
-    "gae": lambda r, m, g, v, b, gamma, lam: gae_advantages(r, _require(v, "values (a critic)", "gae"), m, gamma, lam),
+    "remax": lambda x: remax_advantages(x.token_rewards, x.response_mask, x.need("baseline_rewards"), x.gamma),
+    "gae": lambda x: gae_advantages(x.token_rewards, x.need("values"), x.response_mask, x.gamma, x.lam),
 }
 
 ADVANTAGE_ESTIMATORS = tuple(_ESTIMATORS)
@@ -173,4 +182,5 @@ def compute_advantages(
         )
     if group_ids is not None:
         group_ids = torch.as_tensor(group_ids)
-    return _ESTIMATORS[estimator](token_rewards, response_mask, group_ids, values, baseline_rewards, gamma, lam)
+    inputs = _EstimatorInputs(estimator, token_rewards, response_mask, group_ids, values, baseline_rewards, gamma, lam)
+    return _ESTIMATORS[estimator](inputs)
