@@ -1,0 +1,58 @@
+"""The run report: a PNG and a text summary from a recorded metrics.jsonl."""
+
+import json
+import shutil
+
+import pytest
+
+from core.errors import TandemError
+from core.report import main, read_metrics, summary, write_report
+
+RECORDED = "tests/fixtures/run_metrics.jsonl"  # 40 steps, validation at 1, 10, 20, 30, 40
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    shutil.copy(RECORDED, tmp_path / "metrics.jsonl")
+    return tmp_path
+
+
+def test_report_png_and_summary(run_dir):
+    text = write_report(run_dir)
+    png = (run_dir / "report.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    assert "steps: 40 (1..40)" in text
+    assert "reward/mean: first 0.1047, last 0.5922, best 0.7148 (step 35)" in text
+    assert "val/reward: first 0.1822, last 0.6153, best 0.6153 (step 40)" in text
+    assert "wall time: 2m21s" in text
+
+
+def test_cli_prints_summary(run_dir, capsys):
+    main([str(run_dir)])
+    out = capsys.readouterr().out
+    assert "steps: 40" in out and "report.png" in out
+
+
+def test_a_resumed_run_keeps_the_last_values_of_a_step(tmp_path):
+    lines = [{"step": 1, "reward/mean": 0.1}, {"step": 2, "reward/mean": 0.2}, {"step": 2, "reward/mean": 0.3}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    series, _ = read_metrics(tmp_path / "metrics.jsonl")
+    assert series["reward/mean"] == [(1, 0.1), (2, 0.3)]
+
+
+def test_missing_metrics_still_render(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "timing/step": 2.0}) + "\n")
+    assert "seconds per step: 2 mean" in write_report(tmp_path)
+    assert (tmp_path / "report.png").is_file()
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(TandemError, match="no metrics file at .*metrics.jsonl"):
+        write_report(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"reward/mean": 1}\n')
+    with pytest.raises(TandemError, match="metrics.jsonl: line 2 is not"):
+        write_report(tmp_path)
+
+
+def test_empty_summary():
+    assert summary({}, []) == "no metrics recorded"
