@@ -26,6 +26,7 @@ class DataConfig:
     task: str = "repeat_letters"  # built-in synthetic task, or "file" to read train/val files
     train_files: List[str] = field(default_factory=list)  # parquet/jsonl, used when task=file
     val_files: List[str] = field(default_factory=list)
+    reward_fn: str = "repeat_letters"  # a registered reward name, or "module:function"
     prompt_batch_size: int = 16  # prompts per step; the rollout batch is prompt_batch_size * rollout.n
     max_prompt_length: int = 32
     seed: int = 0

@@ -21,11 +21,16 @@ def get_plugin_manager() -> pluggy.PluginManager:
     Entry points that fail to import are reported by name instead of killing the program with a
     traceback from somebody else's package.
     """
-    from core.backends import cpu as core_defaults
+    from core.backends import cpu
+    from core.data import synthetic
+    from core.rewards import builtin as builtin_rewards
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.register(core_defaults, name="core")
+    # core's own defaults are plugins like any other: the cpu backend and the built-in rewards
+    pm.register(cpu, name="core.cpu")
+    pm.register(builtin_rewards, name="core.rewards")
+    pm.register(synthetic, name="core.synthetic")
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if pm.has_plugin(ep.name):
             continue

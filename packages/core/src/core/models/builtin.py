@@ -1,0 +1,99 @@
+"""Built-in random-init models, so demos and tests need no download.
+
+`builtin:NAME` resolves to a real Hugging Face model directory (config.json, model.safetensors and a
+tokenizer), created once under the cache and reused. Because it is a plain HF directory, the HF
+engine, vLLM and `from_pretrained` all load the same files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from core.errors import TandemError
+from core.models.tokenizer import build_byte_tokenizer
+
+BUILTIN_PREFIX = "builtin:"
+
+# Qwen2 shapes. head_dim >= 64 and untied embeddings keep every shape loadable by vLLM in place.
+BUILTIN_SHAPES: dict[str, dict] = {
+    "tiny-qwen2": dict(  # ~0.12M parameters: the CPU demo and tests
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1,
+        num_key_value_heads=1, head_dim=64, vocab_size=320, max_position_embeddings=512,
+    ),
+    "qwen2.5-0.5b-shape": dict(
+        hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
+    ),
+    "qwen2.5-1.5b-shape": dict(
+        hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+        num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
+    ),
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TANDEM_CACHE", Path.home() / ".cache" / "tandem")) / "models"
+
+
+def resolve_model_path(path: str) -> str:
+    """Return a local HF model directory for `model.path`, building a builtin model if needed."""
+    if path.startswith(BUILTIN_PREFIX):
+        return str(materialize_builtin(path[len(BUILTIN_PREFIX):]))
+    model_dir = Path(path).expanduser()
+    if not model_dir.is_dir():
+        raise TandemError(f"model.path '{path}' does not exist (builtin models: {_builtin_names()})")
+    if not (model_dir / "config.json").is_file():
+        raise TandemError(f"model.path '{path}' is not a Hugging Face model directory (no config.json)")
+    return str(model_dir)
+
+
+def materialize_builtin(name: str, seed: int = 0) -> Path:
+    """Create `builtin:name` under the cache once; a crash mid-write leaves no partial directory."""
+    if name not in BUILTIN_SHAPES:
+        raise TandemError(f"unknown builtin model '{name}'; builtin models: {_builtin_names()}")
+    target = cache_root() / name
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        _write_model_dir(name, staging, seed)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first; its copy is identical
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_model_dir(name: str, out: Path, seed: int) -> None:
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    tokenizer = build_byte_tokenizer()
+    shape = BUILTIN_SHAPES[name]
+    assert shape["vocab_size"] >= len(tokenizer), "model vocab must cover the tokenizer"
+    config = Qwen2Config(
+        **shape,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    # large shapes are written in bf16 (halves the bytes); the tiny one trains in fp32 on CPU
+    dtype = torch.float32 if name.startswith("tiny") else torch.bfloat16
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def _builtin_names() -> str:
+    return ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_SHAPES)

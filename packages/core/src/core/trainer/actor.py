@@ -1,0 +1,124 @@
+"""The policy being trained: log-probabilities of sampled responses, and the policy-gradient update."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from core.algorithms.aggregation import aggregate_loss, loss_counts
+from core.algorithms.entropy import entropy_from_logits
+from core.algorithms.kl import kl_estimate
+from core.algorithms.logprobs import logprobs_from_logits
+from core.algorithms.policy_loss import compute_policy_loss
+from core.trainer.batch import TrainingBatch
+
+
+def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False):
+    """Log-probs of the response tokens [rows, response_len] (and entropies if asked)."""
+    logits = model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+    ).logits
+    response_len = batch.response_mask.shape[1]
+    # logits at column t predict token t + 1: the response is predicted from prompt_len - 1 on
+    logits = logits[:, batch.prompt_len - 1 : batch.prompt_len - 1 + response_len]
+    token_logprobs = logprobs_from_logits(logits, batch.responses)
+    return token_logprobs, entropy_from_logits(logits) if with_entropy else None
+
+
+def micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
+    return list(torch.split(rows, size))
+
+
+class Actor:
+    """A single-process policy trainer (the in-process launcher's worker)."""
+
+    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int):
+        self.model = model
+        self.algo = algo_cfg
+        self.cfg = trainer_cfg
+        self.horizon = max_response_len
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
+        warmup = max(trainer_cfg.warmup_steps, 0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def compute_logprobs(self, batch: TrainingBatch, model: torch.nn.Module | None = None):
+        """Log-probs and entropies under `model` (default: the policy), micro-batched."""
+        model = model or self.model
+        model.eval()
+        parts = [
+            response_logprobs(model, batch.select(rows).to(self.device), with_entropy=True)
+            for rows in micro_batches(torch.arange(batch.rows), self.cfg.micro_batch_size)
+        ]
+        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+
+    def update(self, batch: TrainingBatch) -> dict[str, float]:
+        """ppo_epochs x mini_batches optimizer steps over the batch; returns mean metrics."""
+        self.model.train()
+        totals: dict[str, float] = {}
+        n_updates = 0
+        for _ in range(self.cfg.ppo_epochs):
+            order = torch.randperm(batch.rows)
+            for mini_rows in torch.chunk(order, self.cfg.mini_batches):
+                for key, value in self._optimizer_step(batch.select(mini_rows)).items():
+                    totals[key] = totals.get(key, 0.0) + value
+                n_updates += 1
+        return {key: value / n_updates for key, value in totals.items()}
+
+    def _optimizer_step(self, mini: TrainingBatch) -> dict[str, float]:
+        counts = loss_counts(mini.response_mask)
+        algo = self.algo
+        agg = dict(
+            mode=algo.loss_agg_mode,
+            global_token_count=counts.tokens,
+            global_seq_count=counts.sequences,
+            horizon=self.horizon,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        metrics: dict[str, float] = {}
+        for rows in micro_batches(torch.arange(mini.rows), self.cfg.micro_batch_size):
+            micro = mini.select(rows).to(self.device)
+            need_entropy = algo.entropy_coef != 0
+            logprobs, entropy = response_logprobs(self.model, micro, with_entropy=need_entropy)
+            loss, pg_metrics = compute_policy_loss(
+                algo.policy_loss,
+                logprobs=logprobs,
+                old_logprobs=micro.old_logprobs,
+                advantages=micro.advantages,
+                response_mask=micro.response_mask,
+                clip_ratio_low=algo.clip_ratio_low,
+                clip_ratio_high=algo.clip_ratio_high,
+                clip_ratio_c=algo.clip_ratio_c,
+                loss_agg_mode=agg["mode"],
+                global_token_count=counts.tokens,
+                global_seq_count=counts.sequences,
+                horizon=self.horizon,
+            )
+            weight = micro.response_mask.sum().item() / max(counts.tokens, 1)  # share of this step's tokens
+            _accumulate(metrics, {"pg_loss": loss.item() / max(weight, 1e-12), **pg_metrics}, weight)
+            if algo.kl_placement == "loss":
+                kl = aggregate_loss(kl_estimate(logprobs, micro.ref_logprobs, algo.kl_estimator), micro.response_mask, **agg)
+                loss = loss + algo.kl_coef * kl
+                _accumulate(metrics, {"kl_loss": kl.item() / max(weight, 1e-12)}, weight)
+            if need_entropy:
+                loss = loss - algo.entropy_coef * aggregate_loss(entropy, micro.response_mask, **agg)
+            loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if math.isfinite(grad_norm.item()):
+            self.optimizer.step()
+        self.scheduler.step()
+        metrics["grad_norm"] = grad_norm.item()
+        metrics["lr"] = self.scheduler.get_last_lr()[0]
+        return {f"actor/{key}": value for key, value in metrics.items()}
+
+
+def _accumulate(into: dict[str, float], values: dict[str, float], weight: float) -> None:
+    for key, value in values.items():
+        into[key] = into.get(key, 0.0) + float(value) * weight

@@ -1,0 +1,81 @@
+"""The training batch: prompts and sampled responses laid out for the trainer's forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Optional
+
+import torch
+
+from core.rollout.base import RolloutOutput
+
+
+@dataclass
+class TrainingBatch:
+    """One row per sampled response. Prompts are left-padded, responses right-padded, so every
+    response starts at column `prompt_len` and the logits predicting it are a plain slice."""
+
+    input_ids: torch.Tensor  # [rows, prompt_len + response_len]
+    attention_mask: torch.Tensor  # [rows, prompt_len + response_len] 1 on real tokens
+    position_ids: torch.Tensor  # [rows, prompt_len + response_len] 0 at each row's first real token
+    response_mask: torch.Tensor  # [rows, response_len] bool
+    group_ids: torch.Tensor  # [rows] prompt index; rows of one prompt form a GRPO group
+    prompt_len: int
+    scores: Optional[torch.Tensor] = None  # [rows] reward of each response
+    token_rewards: Optional[torch.Tensor] = None  # [rows, response_len] score on the last token
+    old_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] behaviour policy
+    ref_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] reference policy
+    values: Optional[torch.Tensor] = None  # [rows, response_len] critic (PPO only)
+    advantages: Optional[torch.Tensor] = None  # [rows, response_len]
+    returns: Optional[torch.Tensor] = None  # [rows, response_len]
+
+    @property
+    def responses(self) -> torch.Tensor:  # [rows, response_len]
+        return self.input_ids[:, self.prompt_len:]
+
+    @property
+    def rows(self) -> int:
+        return self.input_ids.shape[0]
+
+    def select(self, rows: torch.Tensor) -> "TrainingBatch":
+        """The sub-batch of `rows` (every per-row tensor indexed, the rest shared)."""
+        picked = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            picked[f.name] = value[rows] if isinstance(value, torch.Tensor) else value
+        return TrainingBatch(**picked)
+
+    def to(self, device) -> "TrainingBatch":
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in moved.items():
+            if isinstance(value, torch.Tensor):
+                moved[name] = value.to(device)
+        return TrainingBatch(**moved)
+
+
+def batch_from_rollout(out: RolloutOutput, pad_token_id: int) -> TrainingBatch:
+    prompt_len = max(len(p) for p in out.prompt_ids)
+    rows = len(out.prompt_ids)
+    prompts = torch.full((rows, prompt_len), pad_token_id, dtype=torch.long)
+    prompt_mask = torch.zeros((rows, prompt_len), dtype=torch.long)
+    for row, prompt in enumerate(out.prompt_ids):
+        prompts[row, prompt_len - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        prompt_mask[row, prompt_len - len(prompt):] = 1
+    attention_mask = torch.cat([prompt_mask, out.response_mask.long()], dim=1)
+    return TrainingBatch(
+        input_ids=torch.cat([prompts, out.response_ids], dim=1),
+        attention_mask=attention_mask,
+        position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
+        response_mask=out.response_mask,
+        group_ids=out.group_ids,
+        prompt_len=prompt_len,
+    )
+
+
+def last_token_rewards(scores: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Outcome rewards placed on each response's last token: [rows] -> [rows, response_len]."""
+    token_rewards = torch.zeros(response_mask.shape, dtype=torch.float32)
+    last = (response_mask.sum(-1) - 1).clamp(min=0)
+    has_tokens = response_mask.any(-1)
+    token_rewards[has_tokens, last[has_tokens]] = scores[has_tokens].float()
+    return token_rewards

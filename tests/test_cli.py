@@ -1,0 +1,67 @@
+"""`python -m core.main` as a user runs it: one clear line for each kind of bad input, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_main(*args: str, cwd=None, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "core.main", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
+    )
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_unknown_backend_lists_the_installed_ones(tmp_path):
+    result = run_main("+backend=tpu", cwd=tmp_path)
+    assert_clean_failure(result, "unknown backend 'tpu'", "cpu", "cuda", "rocm")
+    assert result.returncode == 2
+
+
+def test_backend_not_usable_here_says_why(tmp_path):
+    result = run_main("+backend=rocm", cwd=tmp_path)
+    assert_clean_failure(result, "backend 'rocm' is not available here", "HIP")
+    assert result.returncode == 2
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_bad_config_key_names_it(tmp_path):
+    assert_clean_failure(run_main("trainer.no_such_key=1", cwd=tmp_path), "no_such_key")
+
+
+def test_bad_config_type_names_the_key(tmp_path):
+    assert_clean_failure(run_main("trainer.total_steps=many", cwd=tmp_path), "total_steps")
+
+
+def test_missing_model_path_names_it(tmp_path):
+    result = run_main("model.path=/no/such/model", f"trainer.output_dir={tmp_path}/run", cwd=tmp_path)
+    assert_clean_failure(result, "model.path '/no/such/model' does not exist")
+    assert result.returncode == 2
+
+
+def test_cfg_job_shows_the_detected_backend_and_writes_nothing(tmp_path):
+    result = run_main("--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "name: cpu" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # no outputs/, no .hydra/
+
+
+@pytest.mark.slow
+def test_demo_run_from_any_directory_writes_metrics_and_model(tmp_path):
+    result = run_main("trainer.total_steps=3", f"trainer.output_dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
+    assert (tmp_path / "run" / "final" / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
