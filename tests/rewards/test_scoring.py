@@ -104,3 +104,12 @@ def test_bools_and_ints_are_scores():
 def test_unknown_executor():
     with pytest.raises(TandemError, match="reward.executor"):
         RewardScorer(gsm8k_strict, executor="gpu")
+
+
+def test_build_reward_scorer(pm, tmp_path):
+    from core.rewards.build import build_reward_scorer
+
+    scorer = build_reward_scorer(pm, reward_fn="gsm8k", workers=1, on_error_score=-1.0)
+    assert scorer.score([RewardInput("#### 7", "7")]).scores.tolist() == [1.0]
+    with pytest.raises(TandemError, match="cannot load reward model"):
+        build_reward_scorer(pm, model_path=str(tmp_path / "no-model"))

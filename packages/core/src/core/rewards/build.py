@@ -1,0 +1,26 @@
+"""The trainer's one call to get a scorer: a reward model if a path is given, else a reward function."""
+
+from __future__ import annotations
+
+import pluggy
+
+from core.rewards.scoring import BatchScorer, RewardScorer, resolve_reward_fn
+
+
+def build_reward_scorer(
+    pm: pluggy.PluginManager,
+    reward_fn: str = "auto",
+    model_path: str | None = None,
+    device: str = "cpu",
+    workers: int = 4,
+    executor: str = "thread",
+    on_error_score: float = 0.0,
+    raise_on_error: bool = False,
+) -> BatchScorer:
+    """`build_reward_scorer(pm, **cfg.reward)`; close it with `.close()` at the end of training."""
+    if model_path:
+        from core.rewards.reward_model import RewardModelScorer
+
+        return RewardModelScorer.from_pretrained(model_path, device=device)
+    fn = resolve_reward_fn(reward_fn, pm)
+    return RewardScorer(fn, workers=workers, executor=executor, error_score=on_error_score, raise_on_error=raise_on_error)
