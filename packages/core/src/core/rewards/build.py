@@ -17,7 +17,7 @@ def build_reward_scorer(
     on_error_score: float = 0.0,
     raise_on_error: bool = False,
 ) -> BatchScorer:
-    """`build_reward_scorer(pm, **cfg.reward)`; close it with `.close()` at the end of training."""
+    """`build_reward_scorer(pm, device=device, **cfg.reward)`; `.close()` it at the end of training."""
     if model_path:
         from core.rewards.reward_model import RewardModelScorer
 
