@@ -1,4 +1,4 @@
-"""The CUDA backend's answers to Tandem's hooks."""
+"""The CUDA backend's answers to Tandem's hooks: probe, vLLM engine settings, patches, factories."""
 
 from __future__ import annotations
 
@@ -20,12 +20,70 @@ def tandem_probe(backend):
         return None
     import torch
 
+    details = {"torch": torch.__version__, "torch.version.cuda": torch.version.cuda}
     if torch.version.hip is not None:
-        return Availability(False, f"torch {torch.__version__} is a ROCm (HIP) build; use +backend=rocm")
+        return Availability(False, f"torch {torch.__version__} is a ROCm (HIP) build; use +backend=rocm", details)
     if torch.version.cuda is None:
-        return Availability(False, f"torch {torch.__version__} is a CPU-only build")
+        return Availability(False, f"torch {torch.__version__} is a CPU-only build", details)
     if not torch.cuda.is_available():
-        return Availability(False, "no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)")
+        return Availability(False, "no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)", details)
+    details["gpu"] = torch.cuda.get_device_name(0)
+    details["compute_capability"] = "%d.%d" % torch.cuda.get_device_capability(0)
     if importlib.util.find_spec("vllm") is None:
-        return Availability(False, "vLLM is not installed: pip install 'tandem-backend-cuda[vllm]'")
-    return Availability(True, torch.cuda.get_device_name(0))
+        return Availability(False, "vLLM is not installed: pip install 'tandem-backend-cuda[vllm]'", details)
+    from core.patches import installed_version
+
+    details["vllm"] = installed_version("vllm")
+    return Availability(True, f"{details['gpu']}, vLLM {details['vllm']}", details)
+
+
+@hookimpl
+def tandem_vllm_engine_args(backend, cfg, engine_args):
+    if backend != NAME:
+        return None
+    # sleep mode needs vLLM's cumem allocator, which CUDA has; without sleeping there is no need
+    return {"enable_sleep_mode": bool(cfg.rollout.free_cache_engine)}
+
+
+@hookimpl
+def tandem_vllm_patches(backend):
+    if backend != NAME:
+        return None
+    from backend_cuda.patches import PATCHES
+
+    return list(PATCHES)
+
+
+@hookimpl
+def tandem_make_rollout_engine(backend, cfg, model_dir):
+    if backend != NAME:
+        return None
+    if cfg.backend.engine == "hf":
+        import torch
+
+        from core.rollout.hf_engine import HFRolloutEngine
+
+        return HFRolloutEngine.from_pretrained(model_dir, device="cuda", dtype=torch.bfloat16)
+    from core.rollout.vllm_engine import engine_from_config
+
+    return engine_from_config(cfg, model_dir, NAME)
+
+
+@hookimpl
+def tandem_make_sharding_manager(backend, cfg, engine, trainer_model):
+    if backend != NAME:
+        return None
+    from core.rollout.vllm_engine import VllmRolloutEngine
+
+    if not isinstance(engine, VllmRolloutEngine):
+        from core.sharding.hf import HFShardingManager
+
+        return HFShardingManager(engine, trainer_model)
+    from core.sharding.vllm import VllmShardingManager
+
+    return VllmShardingManager(
+        engine,
+        trainer_model,
+        free_cache_engine=bool(cfg.rollout.free_cache_engine),
+        check_weight_sync=bool(cfg.rollout.check_weight_sync),
+    )

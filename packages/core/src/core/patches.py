@@ -1,0 +1,82 @@
+"""The version-gated patch registry: apply a backend's `VersionedPatch`es once, and remember which.
+
+Backends list their patches through the `tandem_vllm_patches` hook. A patch is applied only when
+its target distribution is installed at a version its `applies_to` accepts; applying twice is a
+no-op (recorded by name), so the trainer process and vLLM's workers can both call this freely.
+Backend-neutral: CUDA and ROCm backends share it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from core.plugins.hookspecs import VersionedPatch
+
+
+@dataclass(frozen=True)
+class PatchOutcome:
+    """What happened to one patch (shown by `python -m core.doctor`)."""
+
+    name: str
+    target: str
+    version: str | None  # installed version of `target`; None when it is not installed
+    applied: bool  # True once it has been applied in this process
+    reason: str  # "applied", "already applied", "not needed for vllm 0.28.0", "vllm not installed"
+    why: str
+
+
+_APPLIED: dict[str, str] = {}  # patch name -> target version it was applied for, in this process
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def needed(patch: VersionedPatch, version_of: Callable[[str], str | None] = installed_version) -> PatchOutcome:
+    """Decide without applying: does `patch` apply to what is installed?"""
+    version = version_of(patch.target)
+    if version is None:
+        return PatchOutcome(patch.name, patch.target, None, False, f"{patch.target} not installed", patch.why)
+    if not patch.applies_to(version):
+        return PatchOutcome(patch.name, patch.target, version, False, f"not needed for {patch.target} {version}",
+                            patch.why)
+    if patch.name in _APPLIED:
+        return PatchOutcome(patch.name, patch.target, version, True, "already applied", patch.why)
+    return PatchOutcome(patch.name, patch.target, version, False, "needed", patch.why)
+
+
+def apply_patches(
+    patches: Iterable[VersionedPatch], version_of: Callable[[str], str | None] = installed_version
+) -> list[PatchOutcome]:
+    """Apply every patch that is needed and not yet applied; report each patch's outcome."""
+    outcomes = []
+    for patch in patches:
+        outcome = needed(patch, version_of)
+        if outcome.reason == "needed":
+            patch.apply()
+            _APPLIED[patch.name] = outcome.version
+            outcome = PatchOutcome(patch.name, patch.target, outcome.version, True, "applied", patch.why)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def backend_patches(backend: str) -> list[VersionedPatch]:
+    """Every patch the installed plugins list for `backend`."""
+    from core.plugins.manager import get_plugin_manager
+
+    answers = get_plugin_manager().hook.tandem_vllm_patches(backend=backend)
+    return [patch for answer in reversed(answers) for patch in answer or []]
+
+
+def apply_backend_patches(backend: str) -> list[PatchOutcome]:
+    return apply_patches(backend_patches(backend))
+
+
+def applied_patches() -> dict[str, str]:
+    """Names of the patches applied in this process, with the target version each was applied for."""
+    return dict(_APPLIED)

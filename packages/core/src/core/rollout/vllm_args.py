@@ -1,0 +1,90 @@
+"""vLLM engine arguments, assembled from the config as a pure function (no vLLM import).
+
+Three layers, later ones winning key by key (`compilation_config` is merged key by key too):
+1. what core derives from `cfg.rollout` (memory, scheduling, graphs, prefix caching, dummy load);
+2. what backend plugins contribute through the `tandem_vllm_engine_args` hook (sleep mode, ...);
+3. what the user wrote in `cfg.backend.engine_args` / `cfg.backend.compilation_config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from core.errors import TandemError
+
+# Qualified name of the class vLLM mixes into its worker so that weights can be pushed in place.
+WORKER_EXTENSION = "core.rollout.vllm_worker.WeightSyncExtension"
+SLEEP_LEVELS = (1, 2)
+
+
+def core_engine_args(rollout: Mapping[str, Any], model_dir: str, max_prompt_length: int, seed: int) -> dict[str, Any]:
+    """The `LLM(...)` kwargs that follow from `cfg.rollout` alone."""
+    if rollout["sleep_level"] not in SLEEP_LEVELS:
+        raise TandemError(f"rollout.sleep_level must be one of {SLEEP_LEVELS}, got {rollout['sleep_level']}")
+    if not 0.0 < rollout["gpu_memory_utilization"] <= 1.0:
+        raise TandemError(f"rollout.gpu_memory_utilization must be in (0, 1], got {rollout['gpu_memory_utilization']}")
+    max_model_len = rollout["max_model_len"] or max_prompt_length + rollout["max_tokens"]
+    args: dict[str, Any] = dict(
+        model=model_dir,
+        load_format=rollout["load_format"],
+        dtype="bfloat16",
+        seed=seed,
+        gpu_memory_utilization=rollout["gpu_memory_utilization"],
+        max_model_len=max_model_len,
+        max_num_seqs=rollout["max_num_seqs"],
+        max_num_batched_tokens=max(rollout["max_num_batched_tokens"], max_model_len),
+        enable_chunked_prefill=rollout["enable_chunked_prefill"],
+        enable_prefix_caching=rollout["enable_prefix_caching"],
+        enforce_eager=rollout["enforce_eager"],
+        tensor_parallel_size=rollout["tensor_parallel_size"],
+        worker_extension_cls=WORKER_EXTENSION,
+    )
+    sizes = rollout.get("cudagraph_capture_sizes")
+    if sizes and not rollout["enforce_eager"]:
+        args["compilation_config"] = {"cudagraph_capture_sizes": sorted(int(s) for s in sizes)}
+    return args
+
+
+def merge_engine_args(base: Mapping[str, Any], overrides: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Apply `overrides` in order onto `base`; `compilation_config` dicts merge key by key."""
+    merged = dict(base)
+    for layer in overrides:
+        for key, value in (layer or {}).items():
+            if key == "compilation_config" and isinstance(value, Mapping):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def assemble_engine_args(
+    rollout: Mapping[str, Any],
+    backend: Mapping[str, Any],
+    model_dir: str,
+    max_prompt_length: int,
+    seed: int,
+    plugin_contributions: Iterable[Mapping[str, Any] | None] = (),
+) -> dict[str, Any]:
+    """Core's args, then plugin contributions (registration order), then the user's backend yaml."""
+    base = core_engine_args(rollout, model_dir, max_prompt_length, seed)
+    user = dict(backend.get("engine_args") or {})
+    if backend.get("compilation_config"):
+        user["compilation_config"] = dict(backend["compilation_config"])
+    return merge_engine_args(base, [*plugin_contributions, user])
+
+
+def engine_args_from_config(cfg: Any, model_dir: str, backend_name: str) -> dict[str, Any]:
+    """Assemble the args for the composed config, asking the installed plugins for theirs."""
+    from omegaconf import OmegaConf
+
+    from core.plugins.manager import get_plugin_manager
+
+    rollout = OmegaConf.to_container(cfg.rollout, resolve=True)
+    backend = OmegaConf.to_container(cfg.backend, resolve=True)
+    seed = int(cfg.trainer.seed)
+    base = core_engine_args(rollout, model_dir, int(cfg.data.max_prompt_length), seed)
+    # pluggy returns results last-registered first; the hookspec promises registration order
+    answers = get_plugin_manager().hook.tandem_vllm_engine_args(backend=backend_name, cfg=cfg, engine_args=base)
+    return assemble_engine_args(
+        rollout, backend, model_dir, int(cfg.data.max_prompt_length), seed, list(reversed(answers))
+    )

@@ -1,0 +1,208 @@
+"""The vLLM rollout engine: token ids in, sampled ids + per-token logprobs out.
+
+vLLM is imported only when an engine is built, so `import core...` works without it. The engine
+wraps a `vllm.LLM` and adds what RL needs: prompt-major rows with masks, in-place weight updates
+through the worker extension (`core.rollout.vllm_worker`), sleep/wake with tags, and a prefix cache
+that is reset whenever the weights change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Iterable
+
+import torch
+
+from core.rollout.base import RolloutOutput, SamplingParams, pad_responses
+from core.rollout.vllm_worker import encode_bucket
+from core.rollout.weight_buckets import iter_buckets
+
+log = logging.getLogger("tandem.vllm")
+
+DEFAULT_BUCKET_BYTES = 512 << 20
+
+
+def build_llm(engine_args: dict[str, Any], multiprocess: bool) -> Any:
+    """Start a `vllm.LLM`; `multiprocess` picks vLLM's engine-core process (faster) or in-process."""
+    # read by vLLM when the engine is created, so it must be set before LLM(...)
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocess else "0"
+    from vllm import LLM
+
+    return LLM(**engine_args)
+
+
+def vllm_sampling_params(params: SamplingParams, n: int, seed: int | None) -> Any:
+    """Our SamplingParams as vLLM's, asking for the sampled tokens' logprobs only."""
+    from vllm import SamplingParams as VllmSamplingParams
+
+    return VllmSamplingParams(
+        n=n,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k if params.top_k > 0 else 0,  # 0 disables top-k in vLLM >= 0.26
+        max_tokens=params.max_tokens,
+        stop_token_ids=list(params.stop_token_ids),
+        seed=seed,
+        logprobs=0,  # the sampled token's logprob, nothing else
+        flat_logprobs=True,  # one object per sequence instead of one dict per token
+        detokenize=False,  # we return ids; detokenizing would only cost time
+    )
+
+
+def sampled_logprobs(token_ids: list[int], logprobs: Any) -> list[float]:
+    """The logprob of each sampled token, from vLLM's flat or per-position-dict format."""
+    if logprobs is None:
+        raise RuntimeError("vLLM returned no logprobs; was SamplingParams.logprobs left unset?")
+    if hasattr(logprobs, "start_indices"):  # FlatLogprobs: the sampled token normally comes first
+        starts = logprobs.start_indices
+        return [
+            logprobs.logprobs[starts[pos]] if logprobs.token_ids[starts[pos]] == token else logprobs[pos][token].logprob
+            for pos, token in enumerate(token_ids)
+        ]
+    return [position[token].logprob for token, position in zip(token_ids, logprobs)]
+
+
+class VllmRolloutEngine:
+    """A `RolloutEngine` over a started `vllm.LLM` (see `build_llm`)."""
+
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        multiprocess: bool,
+        sleep_level: int = 1,
+        expand_prompts: bool = False,
+        bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+    ) -> None:
+        self.llm = llm
+        self.multiprocess = multiprocess  # weights cross a process boundary: send IPC handles
+        self.sleep_level = sleep_level
+        self.expand_prompts = expand_prompts  # n requests with n=1 instead of one with n
+        self.bucket_bytes = bucket_bytes
+        self.dtype: torch.dtype = llm.llm_engine.model_config.dtype
+        self.pad_token_id = _pad_token_id(llm)
+        self._asleep: set[str] = set()  # tags currently released
+        self._prefix_cache_stale = False
+        self.last_sync_seconds = 0.0
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
+        from vllm.inputs import TokensPrompt
+
+        if self._asleep:
+            raise RuntimeError(f"generate() while {sorted(self._asleep)} sleep; wake_up() first")
+        # a fixed seed with n>1 would give n identical samples (vLLM seeds every child alike)
+        expand = self.expand_prompts or (params.seed is not None and params.n > 1)
+        if expand:
+            requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts for _ in range(params.n)]
+            sampling = [
+                vllm_sampling_params(params, 1, None if params.seed is None else params.seed + row)
+                for row in range(len(requests))
+            ]
+        else:
+            requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
+            sampling = vllm_sampling_params(params, params.n, params.seed)
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        completions = [c for out in outputs for c in sorted(out.outputs, key=lambda c: c.index)]
+        responses = [list(c.token_ids) for c in completions]
+        logprobs = [sampled_logprobs(r, c.logprobs) for r, c in zip(responses, completions)]
+        ids, lps, mask = pad_responses(responses, logprobs, self.pad_token_id)
+        rows_per_prompt = params.n
+        return RolloutOutput(
+            prompt_ids=[list(p) for p in prompts for _ in range(rows_per_prompt)],
+            response_ids=ids,
+            response_logprobs=lps,
+            response_mask=mask,
+            group_ids=torch.arange(len(prompts)).repeat_interleave(rows_per_prompt),
+            finished=torch.tensor([c.finish_reason == "stop" for c in completions], dtype=torch.bool),
+        )
+
+    def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        """log p(token_t | tokens_<t) for t >= 1 of each sequence, as the engine computes it."""
+        from vllm import SamplingParams as VllmSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = VllmSamplingParams(max_tokens=1, prompt_logprobs=0, flat_logprobs=True, detokenize=False)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
+        # position 0 has no logprob (nothing precedes it)
+        return [sampled_logprobs(s[1:], _drop_first(out.prompt_logprobs)) for s, out in zip(sequences, outputs)]
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Stream HF-named tensors into the engine in buckets, cast to the engine's dtype."""
+        start = time.perf_counter()
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        layerwise = any(self.llm.collective_rpc("tandem_begin_sync"))
+        for buffer, slots in iter_buckets(named_tensors, self.bucket_bytes, self.dtype, device):
+            if buffer.is_cuda:
+                torch.cuda.current_stream().synchronize()  # the bucket is filled before vLLM reads it
+            payload = encode_bucket(buffer, slots, cross_process=self.multiprocess)
+            self.llm.collective_rpc("tandem_load_bucket", args=(payload,))
+        if layerwise:
+            self.llm.collective_rpc("tandem_end_sync")
+        if torch.cuda.is_available():
+            torch.cuda.ipc_collect()  # let the allocator reuse buffers vLLM has released
+        self._prefix_cache_stale = True
+        self._reset_stale_prefix_cache()
+        self.last_sync_seconds = time.perf_counter() - start
+
+    def sleep(self) -> None:
+        self.llm.sleep(level=self.sleep_level)
+        self._asleep = {"weights", "kv_cache"}
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        self.llm.wake_up(tags=tags)
+        self._asleep = self._asleep - set(tags) if tags else set()
+        self._reset_stale_prefix_cache()
+
+    def reset_prefix_cache(self) -> None:
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
+        self._prefix_cache_stale = False
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        engine_core = getattr(llm.llm_engine, "engine_core", None)
+        if engine_core is not None and hasattr(engine_core, "shutdown"):
+            engine_core.shutdown()
+        del llm
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _reset_stale_prefix_cache(self) -> None:
+        # cached KV blocks were computed by the old weights; the KV cache must be awake to drop them
+        if self._prefix_cache_stale and "kv_cache" not in self._asleep:
+            self.reset_prefix_cache()
+
+
+def _drop_first(prompt_logprobs: Any) -> Any:
+    return prompt_logprobs[1:]
+
+
+def _pad_token_id(llm: Any) -> int:
+    tokenizer = llm.get_tokenizer()
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    return 0
+
+
+def engine_from_config(cfg: Any, model_dir: str, backend: str) -> VllmRolloutEngine:
+    """Apply `backend`'s patches, assemble the engine args and start the engine (any vLLM backend)."""
+    from core.patches import apply_backend_patches
+    from core.rollout.vllm_args import engine_args_from_config
+
+    apply_backend_patches(backend)
+    engine_args = engine_args_from_config(cfg, model_dir, backend)
+    log.info("starting vLLM: %s", engine_args)
+    llm = build_llm(engine_args, multiprocess=bool(cfg.rollout.multiprocess))
+    settings = cfg.backend.get("settings") or {}
+    return VllmRolloutEngine(
+        llm,
+        multiprocess=bool(cfg.rollout.multiprocess),
+        sleep_level=int(cfg.rollout.sleep_level),
+        expand_prompts=bool(cfg.rollout.expand_prompts),
+        bucket_bytes=int(settings.get("weight_bucket_mb", DEFAULT_BUCKET_BYTES >> 20)) << 20,
+    )

