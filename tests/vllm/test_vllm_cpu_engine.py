@@ -5,12 +5,12 @@ Skipped when vLLM is not importable. On CPU: no sleep mode, no CUDA graphs; the 
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
-HAS_VLLM = importlib.util.find_spec("vllm") is not None
+from core.patches import vllm_version
+
+HAS_VLLM = vllm_version() is not None
 pytestmark = [pytest.mark.vllm, pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed")]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from core.plugins.hookspecs import Availability, BackendSpec, hookimpl
 
 NAME = "cuda"
@@ -29,11 +27,11 @@ def tandem_probe(backend):
         return Availability(False, "no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)", details)
     details["gpu"] = torch.cuda.get_device_name(0)
     details["compute_capability"] = "%d.%d" % torch.cuda.get_device_capability(0)
-    if importlib.util.find_spec("vllm") is None:
-        return Availability(False, "vLLM is not installed: pip install 'tandem-backend-cuda[vllm]'", details)
-    from core.patches import installed_version
+    from core.patches import vllm_version
 
-    details["vllm"] = installed_version("vllm")
+    details["vllm"] = vllm_version()
+    if details["vllm"] is None:
+        return Availability(False, "vLLM is not installed: pip install 'tandem-backend-cuda[vllm]'", details)
     return Availability(True, f"{details['gpu']}, vLLM {details['vllm']}", details)
 
 

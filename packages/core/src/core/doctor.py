@@ -11,7 +11,7 @@ import importlib.util
 import platform
 import sys
 
-from core.patches import backend_patches, installed_version, needed
+from core.patches import backend_patches, installed_version, needed, vllm_version
 from core.plugins.manager import detect_backend, get_plugin_manager, installed_backends, probe
 
 
@@ -31,15 +31,16 @@ def versions() -> list[tuple[str, str]]:
     rows = [("python", platform.python_version()), ("torch", torch.__version__)]
     rows.append(("torch build", f"HIP {torch.version.hip}" if torch.version.hip else
                  f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU only"))
-    for dist in ("transformers", "vllm", "ray", "hydra-core"):
-        rows.append((dist, installed_version(dist) or installed_version(f"{dist}-cpu") or "not installed"))
+    rows.append(("vllm", vllm_version() or "not installed"))
+    for dist in ("transformers", "ray", "hydra-core"):
+        rows.append((dist, installed_version(dist) or "not installed"))
     rows.append(("gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"))
     return rows
 
 
 def vllm_features(gpu: bool) -> list[tuple[str, str]]:
     """Whether each engine feature can work here (checked statically: no engine is started)."""
-    if importlib.util.find_spec("vllm") is None:
+    if vllm_version() is None:
         missing = "no: vLLM is not installed"
         return [("sleep mode", missing), ("CUDA graphs", missing), ("prefix caching", missing)]
     if not gpu:

