@@ -96,6 +96,16 @@ def tandem_vllm_patches(backend: str) -> list[VersionedPatch] | None:
 
 
 @hookspec
+def tandem_worker_env(backend: str) -> dict[str, str | None] | None:
+    """Environment variables Ray workers of `backend` need (device visibility, Ray's NOSET flags).
+
+    The Ray launcher applies every answer to `os.environ` before `ray.init` (workers inherit it)
+    and to the workers' `runtime_env`; a value of None means "unset this variable". May raise
+    `TandemError` for an environment that cannot work (e.g. conflicting visibility variables).
+    """
+
+
+@hookspec
 def tandem_config_searchpath() -> str | None:
     """Return a Hydra search-path entry (e.g. "pkg://my_backend.conf") holding `backend/NAME.yaml`."""
 
