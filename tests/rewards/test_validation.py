@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from core.data.rl_dataset import RLDataset, RLSample
+from core.data.base import PromptItem
+from core.data.rl_dataset import RLDataset
 from core.models.tokenizer import build_byte_tokenizer
 from core.rewards.builtin import by_data_source
 from core.rewards.scoring import RewardScorer
@@ -39,7 +40,7 @@ def tokenizer():
 
 def sample(tokenizer, text, source, truth):
     ids = tokenizer.encode(text)
-    return RLSample(ids, text, source, truth)
+    return PromptItem(ids, text, source, truth)
 
 
 def test_reward_per_data_source(tokenizer):

@@ -24,12 +24,24 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     task: str = "repeat_letters"  # built-in synthetic task, or "file" to read train/val files
-    train_files: List[str] = field(default_factory=list)  # parquet/jsonl, used when task=file
+    train_files: List[str] = field(default_factory=list)  # parquet/jsonl in verl's format, when task=file
     val_files: List[str] = field(default_factory=list)
-    reward_fn: str = "repeat_letters"  # a registered reward name, or "module:function"
     prompt_batch_size: int = 16  # prompts per step; the rollout batch is prompt_batch_size * rollout.n
     max_prompt_length: int = 32
+    filter_overlong_prompts: bool = True  # False: cut long prompts from the left instead of dropping them
+    shuffle: bool = True
+    val_size: int = 64  # prompts in the synthetic task's fixed validation set
     seed: int = 0
+
+
+@dataclass
+class RewardConfig:
+    reward_fn: str = "auto"  # a registered name (auto picks by data_source), or "module:function"
+    model_path: Optional[str] = None  # score with an HF sequence-classification reward model instead
+    workers: int = 4  # parallel reward calls
+    executor: str = "thread"  # thread | process (for slow CPU-bound reward functions)
+    on_error_score: float = 0.0  # score of a sample whose reward function raised
+    raise_on_error: bool = False  # True: stop the run instead
 
 
 @dataclass
@@ -96,8 +108,14 @@ class TrainerConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     output_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}"
-    loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])
+    loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])  # + tensorboard | wandb | mlflow
     log_every: int = 5  # console table row every N steps (JSONL gets every step)
+    project_name: str = "tandem"
+    experiment_name: Optional[str] = None  # None: the run directory's name
+    test_freq: int = 0  # validate every N steps (and at the end); 0: never
+    val_before_train: bool = False
+    val_temperature: float = 0.0  # 0: greedy validation
+    report: bool = True  # write report.png and a text summary at the end
     save_model: bool = True  # write the final model as an HF directory under output_dir/final
 
 
@@ -114,6 +132,7 @@ class BackendConfig:
 class TandemConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -127,6 +146,7 @@ def register_schemas() -> None:
     for group, node in [
         ("model", ModelConfig),
         ("data", DataConfig),
+        ("reward", RewardConfig),
         ("rollout", RolloutConfig),
         ("algorithm", AlgorithmConfig),
         ("trainer", TrainerConfig),

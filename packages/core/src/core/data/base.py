@@ -10,8 +10,8 @@ from typing import Any, Protocol
 class PromptItem:
     prompt_ids: list[int]  # already templated and tokenised; engines never re-tokenise
     prompt_text: str = ""  # the templated prompt as text, for reward functions and logs
-    ground_truth: Any = None  # handed to the reward function
     data_source: str = ""  # selects the reward function and groups validation metrics
+    ground_truth: Any = None  # handed to the reward function
     extra_info: dict = field(default_factory=dict)
 
 

@@ -14,37 +14,27 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from core.data.base import PromptItem
 from core.errors import TandemError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RLSample:
-    """One prompt, ready for the engine and the reward function."""
-
-    prompt_ids: list[int]  # [prompt_len] chat template applied, generation prompt included
-    prompt_text: str  # the same prompt as text (what reward functions see as `prompt`)
-    data_source: str
-    ground_truth: Any
-    extra_info: dict = field(default_factory=dict)
-
-
 @dataclass
 class RLDataset:
-    samples: list[RLSample]
+    samples: list[PromptItem]
     num_filtered: int = 0  # prompts dropped for being longer than max_prompt_length
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> RLSample:
+    def __getitem__(self, index: int) -> PromptItem:
         return self.samples[index]
 
 
@@ -78,7 +68,7 @@ def load_rl_dataset(
         )
     texts = tokenizer.batch_decode([ids for ids, _ in kept])
     samples = [
-        RLSample(
+        PromptItem(
             prompt_ids=list(ids),
             prompt_text=text,
             data_source=row["data_source"],
@@ -200,3 +190,20 @@ class EpochSampler:
             return list(range(self.num_items))
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         return torch.randperm(self.num_items, generator=generator).tolist()
+
+
+class DatasetPromptSource:
+    """The training loop's prompt stream over a dataset: seeded epochs, resumable (a PromptSource)."""
+
+    def __init__(self, dataset: RLDataset, seed: int = 0, shuffle: bool = True):
+        self.dataset = dataset
+        self.sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)
+
+    def next_batch(self, size: int) -> list[PromptItem]:
+        return [self.dataset[i] for i in self.sampler.next_indices(size)]
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)

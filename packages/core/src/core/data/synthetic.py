@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from core.data.base import PromptItem
+from core.data.rl_dataset import RLDataset
 from core.plugins.hookspecs import hookimpl
 from core.rewards.base import RewardInput
 
@@ -26,14 +27,19 @@ class RepeatLettersTask:
         self._rng = random.Random(seed)
 
     def next_batch(self, size: int) -> list[PromptItem]:
-        items = []
-        for _ in range(size):
-            letters = "".join(self._rng.choices(self.alphabet, k=self._rng.randint(*self.lengths)))
-            prompt = letters + "="
-            ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
-            items.append(PromptItem(ids, prompt, ground_truth=letters, data_source=DATA_SOURCE))
         self.drawn += size
-        return items
+        return [self._draw(self._rng) for _ in range(size)]
+
+    def validation_set(self, size: int) -> RLDataset:
+        """A fixed set of prompts drawn from a generator of its own, so training draws don't shift it."""
+        rng = random.Random(f"validation-{self.seed}")
+        return RLDataset([self._draw(rng) for _ in range(size)])
+
+    def _draw(self, rng: random.Random) -> PromptItem:
+        letters = "".join(rng.choices(self.alphabet, k=rng.randint(*self.lengths)))
+        prompt = letters + "="
+        ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
+        return PromptItem(ids, prompt, data_source=DATA_SOURCE, ground_truth=letters)
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "drawn": self.drawn}

@@ -23,7 +23,7 @@ from core.rewards.base import RewardInput
 if TYPE_CHECKING:
     import pluggy
 
-    from core.data.rl_dataset import RLSample
+    from core.data.base import PromptItem
     from core.rollout.base import RolloutOutput
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def _call(fn_and_sample: tuple[RewardFn, RewardInput]) -> tuple[float, str | Non
     return float(value), None
 
 
-def reward_inputs(samples: Sequence["RLSample"], output: "RolloutOutput", tokenizer) -> list[RewardInput]:
+def reward_inputs(samples: Sequence["PromptItem"], output: "RolloutOutput", tokenizer) -> list[RewardInput]:
     """One RewardInput per rollout row: the row's decoded response with its prompt's ground truth.
 
     `samples` are the prompts sent to the engine, in order; row i answers `samples[output.group_ids[i]]`.

@@ -17,18 +17,19 @@ from rich.table import Table
 
 from core.errors import TandemError
 
-# The console shows these, in this order, when present; every metric goes to the file loggers.
-CONSOLE_COLUMNS = (
-    "reward/mean",
-    "val/reward",
-    "response_length/mean",
-    "actor/pg_loss",
-    "actor/kl",
-    "actor/entropy",
-    "actor/grad_norm",
-    "timing/step",
-    "perf/tokens_per_s",
-)
+# The console shows these, in this order, under short labels that fit an 80-column terminal;
+# every metric goes to the file loggers under its full name.
+CONSOLE_COLUMNS = {
+    "reward/mean": "reward",
+    "val/reward": "val",
+    "response_length/mean": "len",
+    "actor/kl": "kl",
+    "actor/entropy": "entropy",
+    "timing/gen": "gen_s",
+    "timing/logprob": "lp_s",
+    "timing/update": "upd_s",
+    "perf/tokens_per_s": "tok/s",
+}
 _HEADER_EVERY = 20  # rows between repeated headers, so the column names stay on screen
 
 
@@ -57,10 +58,10 @@ class ConsoleLogger:
         show_header = columns != self._columns or self._rows_since_header >= _HEADER_EVERY
         self._columns, self._rows_since_header = columns, 0 if show_header else self._rows_since_header + 1
         table = Table(box=None, show_header=show_header, pad_edge=False, header_style="bold")
-        table.add_column("step", width=6, justify="right")
+        table.add_column("step", width=5, justify="right", no_wrap=True)
         for name in columns:
-            table.add_column(name, width=max(10, len(name)), justify="right")
-        table.add_row(str(step), *(f"{metrics[name]:.4g}" for name in columns))
+            table.add_column(CONSOLE_COLUMNS[name], width=7, justify="right", no_wrap=True)
+        table.add_row(str(step), *(f"{metrics[name]:.3g}" for name in columns))
         self.console.print(table)
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from core.algorithms.entropy import entropy_from_logits
 from core.algorithms.kl import kl_estimate
 from core.algorithms.logprobs import logprobs_from_logits
 from core.algorithms.policy_loss import compute_policy_loss
-from core.trainer.batch import TrainingBatch
+from core.trainer.batch import TrainingBatch, micro_batches, minibatches
 
 
 def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False):
@@ -24,10 +24,6 @@ def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy
     logits = logits[:, batch.prompt_len - 1 : batch.prompt_len - 1 + response_len]
     token_logprobs = logprobs_from_logits(logits, batch.responses)
     return token_logprobs, entropy_from_logits(logits) if with_entropy else None
-
-
-def micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
-    return list(torch.split(rows, size))
 
 
 class Actor:
@@ -55,7 +51,7 @@ class Actor:
         model.eval()
         parts = [
             response_logprobs(model, batch.select(rows).to(self.device), with_entropy=True)
-            for rows in micro_batches(torch.arange(batch.rows), self.cfg.micro_batch_size)
+            for rows in micro_batches(batch.rows, self.cfg.micro_batch_size)
         ]
         return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
@@ -64,12 +60,10 @@ class Actor:
         self.model.train()
         totals: dict[str, float] = {}
         n_updates = 0
-        for _ in range(self.cfg.ppo_epochs):
-            order = torch.randperm(batch.rows)
-            for mini_rows in torch.chunk(order, self.cfg.mini_batches):
-                for key, value in self._optimizer_step(batch.select(mini_rows)).items():
-                    totals[key] = totals.get(key, 0.0) + value
-                n_updates += 1
+        for mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
+            for key, value in self._optimizer_step(mini).items():
+                totals[key] = totals.get(key, 0.0) + value
+            n_updates += 1
         return {key: value / n_updates for key, value in totals.items()}
 
     def _optimizer_step(self, mini: TrainingBatch) -> dict[str, float]:
@@ -83,7 +77,7 @@ class Actor:
         )
         self.optimizer.zero_grad(set_to_none=True)
         metrics: dict[str, float] = {}
-        for rows in micro_batches(torch.arange(mini.rows), self.cfg.micro_batch_size):
+        for rows in micro_batches(mini.rows, self.cfg.micro_batch_size):
             micro = mini.select(rows).to(self.device)
             need_entropy = algo.entropy_coef != 0
             logprobs, entropy = response_logprobs(self.model, micro, with_entropy=need_entropy)

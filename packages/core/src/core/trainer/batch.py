@@ -53,6 +53,18 @@ class TrainingBatch:
         return TrainingBatch(**moved)
 
 
+def micro_batches(rows: int, size: int) -> list[torch.Tensor]:
+    """Row indices of consecutive micro-batches of at most `size` rows."""
+    return list(torch.split(torch.arange(rows), size))
+
+
+def minibatches(batch: "TrainingBatch", epochs: int, count: int):
+    """`epochs` shuffled passes over `batch`, each split into `count` optimizer steps."""
+    for _ in range(epochs):
+        for rows in torch.chunk(torch.randperm(batch.rows), count):
+            yield batch.select(rows)
+
+
 def batch_from_rollout(out: RolloutOutput, pad_token_id: int) -> TrainingBatch:
     prompt_len = max(len(p) for p in out.prompt_ids)
     rows = len(out.prompt_ids)

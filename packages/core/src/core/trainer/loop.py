@@ -17,67 +17,84 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.algorithms.advantages import compute_advantages
 from core.algorithms.kl import apply_kl_in_reward, make_kl_controller
+from core.algorithms.validation import validate_algorithm_config
 from core.errors import TandemError
 from core.plugins.manager import get_plugin_manager
-from core.rewards.scoring import RewardScorer, resolve_reward_fn, reward_inputs
+from core.report import write_report
+from core.rewards.build import build_reward_scorer
+from core.rewards.validation import validate
 from core.rollout.base import SamplingParams
+from core.tracking.tracker import Tracker
 from core.trainer.actor import Actor
 from core.trainer.batch import batch_from_rollout, last_token_rewards
-from core.trainer.setup import load_policy, make_prompt_source, resolve_device
-from core.tracking.tracker import Tracker
+from core.trainer.critic import Critic
+from core.trainer.rollout import collect_experience
+from core.trainer.setup import DTYPES, load_policy, make_prompt_source, resolve_device
 
 log = logging.getLogger("tandem")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run `cfg.trainer.total_steps` RL steps; returns the summary (first/last reward...)."""
+    validate_algorithm_config(cfg.algorithm)
     pm = get_plugin_manager()
     backend = cfg.backend.name
     torch.manual_seed(cfg.trainer.seed)
-    run_dir = Path(cfg.trainer.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
     device = resolve_device(cfg.trainer.device)
     model_dir, tokenizer, policy = load_policy(cfg.model, device)
+    prompts_source, val_dataset = make_prompt_source(cfg.data, tokenizer)
+    scorer = build_reward_scorer(pm, device=str(device), **cfg.reward)
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.algorithm.kl_placement != "none" else None
-    actor = Actor(policy, cfg.algorithm, cfg.trainer, max_response_len=cfg.rollout.max_tokens)
-    prompts_source = make_prompt_source(cfg.data, tokenizer)
-    scorer = RewardScorer(resolve_reward_fn(cfg.data.reward_fn, pm), workers=1)
+    horizon = cfg.rollout.max_tokens
+    actor = Actor(policy, cfg.algorithm, cfg.trainer, max_response_len=horizon)
+    critic = None
+    if cfg.algorithm.adv_estimator == "gae":  # PPO: a value head on the policy's backbone
+        critic = Critic.from_pretrained(model_dir, DTYPES[cfg.model.dtype], device, cfg.algorithm, cfg.trainer, horizon)
     kl_controller = make_kl_controller(cfg.algorithm.kl_coef, cfg.algorithm.kl_target, cfg.algorithm.kl_horizon)
     params = SamplingParams(
         n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k, max_tokens=cfg.rollout.max_tokens,
     )
+    val_params = SamplingParams(n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens)
 
+    run_dir = Path(cfg.trainer.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     engine = pm.hook.tandem_make_rollout_engine(backend=backend, cfg=cfg, model_dir=model_dir)
     if engine is None:
         raise TandemError(f"backend '{backend}' provides no rollout engine")
     tracker = Tracker(
         list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
-        console_every=cfg.trainer.log_every,
+        project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
     )
     try:
         sharding = pm.hook.tandem_make_sharding_manager(backend=backend, cfg=cfg, engine=engine, trainer_model=policy)
+
+        def validation_due(step: int) -> bool:
+            freq = cfg.trainer.test_freq
+            last = step == cfg.trainer.total_steps
+            return val_dataset is not None and freq > 0 and (step % freq == 0 or last)
+
+        if val_dataset is not None and cfg.trainer.val_before_train:
+            with sharding:
+                tracker.log(validate(engine, val_dataset, scorer, val_params, tokenizer), step=0)
         history = []
         for step in tqdm(range(1, cfg.trainer.total_steps + 1), desc="training", unit="step", disable=None):
             timings: dict[str, float] = {}
             with _timed(timings, "step"):
-                # 1. rollout: the engine gets the current weights, samples n responses per prompt
-                items = prompts_source.next_batch(cfg.data.prompt_batch_size)
+                # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
                 with _timed(timings, "gen"), sharding:
-                    out = engine.generate([item.prompt_ids for item in items], params)
-                batch = batch_from_rollout(out, tokenizer.pad_token_id)
+                    experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, cfg)
+                batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
+                batch.scores = experience.scores
+                batch.token_rewards = last_token_rewards(experience.scores, batch.response_mask)
 
-                # 2. rewards
-                rewards = scorer.score(reward_inputs(items, out, tokenizer))
-                batch.scores = rewards.scores
-                batch.token_rewards = last_token_rewards(rewards.scores, batch.response_mask)
-
-                # 3. behaviour and reference log-probs under the trainer's own numerics
+                # 2. behaviour and reference log-probs (and values) under the trainer's own numerics
                 with _timed(timings, "logprob"):
                     batch.old_logprobs, entropy = actor.compute_logprobs(batch)
                     if reference is not None:
                         batch.ref_logprobs, _ = actor.compute_logprobs(batch, model=reference)
+                    if critic is not None:
+                        batch.values = critic.compute_values(batch)
                 kl_metrics = {}
                 if cfg.algorithm.kl_placement == "reward":
                     penalized = apply_kl_in_reward(
@@ -85,18 +102,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
                         kl_controller, cfg.algorithm.kl_estimator,
                     )
                     batch.token_rewards = penalized.token_rewards
-                    kl_metrics = {"actor/kl": penalized.mean_kl, "actor/kl_coef": penalized.coef}
+                    kl_metrics = {"actor/kl_coef": penalized.coef}
 
-                # 4. advantages and the policy update
+                # 3. advantages, then the policy (and critic) update
                 batch.advantages, batch.returns = compute_advantages(
                     cfg.algorithm.adv_estimator, token_rewards=batch.token_rewards,
-                    response_mask=batch.response_mask, group_ids=batch.group_ids,
-                    gamma=cfg.algorithm.gamma, lam=cfg.algorithm.lam,
+                    response_mask=batch.response_mask, group_ids=batch.group_ids, values=batch.values,
+                    baseline_rewards=experience.baseline_scores, gamma=cfg.algorithm.gamma, lam=cfg.algorithm.lam,
                 )
                 with _timed(timings, "update"):
                     update_metrics = actor.update(batch)
+                    if critic is not None:
+                        update_metrics.update(critic.update(batch))
 
-            metrics = _step_metrics(batch, entropy, timings, rewards.metrics, kl_metrics, update_metrics)
+            metrics = _step_metrics(batch, entropy, timings, experience.metrics, kl_metrics, update_metrics)
+            if validation_due(step):
+                with _timed(metrics, "timing/val"), sharding:
+                    metrics.update(validate(engine, val_dataset, scorer, val_params, tokenizer))
             tracker.log(metrics, step)
             history.append(metrics)
         summary = _summary(history)
@@ -105,11 +127,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
             policy.save_pretrained(final_dir, safe_serialization=True)
             tokenizer.save_pretrained(final_dir)
             summary["final_model"] = str(final_dir)
-        return summary
     finally:
         tracker.close()
         scorer.close()
         engine.close()
+    if cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
+        summary["report"] = write_report(run_dir)
+    return summary
 
 
 @contextmanager
@@ -133,21 +157,23 @@ def _step_metrics(batch, entropy, timings, *parts: dict[str, float]) -> dict[str
         **{f"timing/{phase}": seconds for phase, seconds in timings.items()},
         "perf/tokens_per_s": tokens / max(timings["step"], 1e-9),
     }
-    if batch.ref_logprobs is not None and "actor/kl" not in metrics:
+    if batch.ref_logprobs is not None:  # k1 estimate of KL(policy || reference) on the sampled tokens
         metrics["actor/kl"] = ((batch.old_logprobs - batch.ref_logprobs) * mask).sum().item() / max(mask.sum().item(), 1)
     for part in parts:
         metrics.update(part)
     return metrics
 
 
-def _summary(history: list[dict[str, float]]) -> dict[str, float]:
+def _summary(history: list[dict[str, float]]) -> dict:
     """Reward at the start and end, each averaged over a tenth of the run to smooth sampling noise."""
     window = max(1, len(history) // 10)
-    first = sum(m["reward/mean"] for m in history[:window]) / window
-    last = sum(m["reward/mean"] for m in history[-window:]) / window
-    return {
+    summary = {
         "steps": len(history),
-        "reward_start": first,
-        "reward_end": last,
+        "reward_start": sum(m["reward/mean"] for m in history[:window]) / window,
+        "reward_end": sum(m["reward/mean"] for m in history[-window:]) / window,
         "wall_s": sum(m["timing/step"] for m in history),
     }
+    validations = [m["val/reward"] for m in history if "val/reward" in m]
+    if validations:
+        summary["val_reward_end"] = validations[-1]
+    return summary

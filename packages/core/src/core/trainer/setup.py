@@ -35,8 +35,21 @@ def load_policy(model_cfg, device: torch.device):
 
 
 def make_prompt_source(data_cfg, tokenizer):
+    """(training prompt source, validation dataset or None) for `data.task`."""
+    from core.data.rl_dataset import DatasetPromptSource, load_rl_dataset
+
     if data_cfg.task == "repeat_letters":
         from core.data.synthetic import RepeatLettersTask
 
-        return RepeatLettersTask(tokenizer, seed=data_cfg.seed)
-    raise TandemError(f"data.task={data_cfg.task!r} is unknown; built-in tasks: repeat_letters")
+        task = RepeatLettersTask(tokenizer, seed=data_cfg.seed)
+        return task, task.validation_set(data_cfg.val_size)
+    if data_cfg.task != "file":
+        raise TandemError(f"data.task={data_cfg.task!r} is unknown; choose repeat_letters or file")
+    if not data_cfg.train_files:
+        raise TandemError("data.task=file needs data.train_files (parquet or JSONL in verl's RL format)")
+
+    def load(files):
+        return load_rl_dataset(list(files), tokenizer, data_cfg.max_prompt_length, data_cfg.filter_overlong_prompts)
+
+    train = DatasetPromptSource(load(data_cfg.train_files), seed=data_cfg.seed, shuffle=data_cfg.shuffle)
+    return train, load(data_cfg.val_files) if data_cfg.val_files else None

@@ -1,0 +1,65 @@
+"""The PPO critic: the policy's backbone with a scalar value head, trained on clipped value loss."""
+
+from __future__ import annotations
+
+import torch
+
+from core.algorithms.aggregation import loss_counts
+from core.algorithms.value import value_loss
+from core.trainer.batch import TrainingBatch, micro_batches, minibatches
+
+
+class Critic:
+    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int):
+        self.model = model
+        self.algo = algo_cfg
+        self.cfg = trainer_cfg
+        self.horizon = max_response_len
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo_cfg.critic_lr)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str, dtype, device, algo_cfg, trainer_cfg, max_response_len: int):
+        from transformers import AutoModelForTokenClassification
+
+        model = AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=1, dtype=dtype).to(device)
+        return cls(model, algo_cfg, trainer_cfg, max_response_len)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _values(self, batch: TrainingBatch) -> torch.Tensor:
+        """V(state before each response token): [rows, response_len]."""
+        out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        response_len = batch.response_mask.shape[1]
+        return out.logits[:, batch.prompt_len - 1 : batch.prompt_len - 1 + response_len, 0].float()
+
+    @torch.no_grad()
+    def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
+        self.model.eval()
+        parts = [
+            self._values(batch.select(rows).to(self.device)).cpu()
+            for rows in micro_batches(batch.rows, self.cfg.micro_batch_size)
+        ]
+        return torch.cat(parts) * batch.response_mask
+
+    def update(self, batch: TrainingBatch) -> dict[str, float]:
+        self.model.train()
+        losses, clip_fracs, steps = [], [], 0
+        for mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
+            counts = loss_counts(mini.response_mask)
+            self.optimizer.zero_grad(set_to_none=True)
+            for rows in micro_batches(mini.rows, self.cfg.micro_batch_size):
+                micro = mini.select(rows).to(self.device)
+                loss, metrics = value_loss(
+                    self._values(micro), micro.values, micro.returns, micro.response_mask,
+                    value_clip=self.algo.value_clip, loss_agg_mode=self.algo.loss_agg_mode,
+                    global_token_count=counts.tokens, global_seq_count=counts.sequences, horizon=self.horizon,
+                )
+                loss.backward()
+                losses.append(loss.item())
+                clip_fracs.append(metrics.get("vf_clip_frac", 0.0))
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            steps += 1
+        return {"critic/vf_loss": sum(losses) / max(steps, 1), "critic/vf_clip_frac": sum(clip_fracs) / max(len(clip_fracs), 1)}

@@ -1,0 +1,79 @@
+"""One step's experience: prompts -> sampled responses -> scores, with the algorithm's extras
+(DAPO's dynamic sampling and over-long penalty, ReMax's greedy baseline).
+
+Call it inside the sharding manager's context, so every generation sees the current weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from core.algorithms.dapo import DynamicSamplingAccumulator, overlong_penalty
+from core.data.base import PromptItem
+from core.rewards.scoring import reward_inputs
+from core.rollout.base import RolloutEngine, RolloutOutput, SamplingParams, pad_responses
+
+
+@dataclass
+class Experience:
+    output: RolloutOutput  # [rows] prompt-major samples (rows of one group are contiguous)
+    scores: torch.Tensor  # [rows] reward of each response (penalties included)
+    baseline_scores: torch.Tensor | None  # [rows] ReMax: the greedy response's reward for the row's prompt
+    metrics: dict[str, float]
+
+
+def collect_experience(engine: RolloutEngine, source, scorer, tokenizer, params: SamplingParams, cfg) -> Experience:
+    """Sample `data.prompt_batch_size` groups (with DAPO: informative ones only) and score them."""
+    algo, batch_size = cfg.algorithm, cfg.data.prompt_batch_size
+    if not algo.dynamic_sampling:
+        items = source.next_batch(batch_size)
+        output, scores, metrics = _sample_and_score(engine, items, scorer, tokenizer, params, cfg)
+        baseline = _greedy_baseline(engine, items, scorer, tokenizer, params, cfg, output.group_ids)
+        return Experience(output, scores, baseline, metrics)
+
+    accumulator = DynamicSamplingAccumulator(target_groups=batch_size, max_tries=algo.max_sampling_tries)
+    metrics: dict[str, float] = {}
+    while not accumulator.done:
+        items = source.next_batch(batch_size)
+        output, scores, metrics = _sample_and_score(engine, items, scorer, tokenizer, params, cfg)
+        rows = {
+            "prompt_ids": output.prompt_ids,
+            "responses": output.responses(),
+            "logprobs": [lp[m].tolist() for lp, m in zip(output.response_logprobs, output.response_mask)],
+            "finished": output.finished,
+            "scores": scores,
+        }
+        accumulator.add(rows, scores=scores, group_ids=output.group_ids)
+    kept, group_ids = accumulator.result()
+    ids, logprobs, mask = pad_responses(kept["responses"], kept["logprobs"], tokenizer.pad_token_id)
+    output = RolloutOutput(kept["prompt_ids"], ids, logprobs, mask, group_ids, kept["finished"])
+    metrics.update({"dapo/sampling_tries": float(accumulator.tries), "dapo/kept_groups": float(accumulator.kept_groups)})
+    return Experience(output, kept["scores"], None, metrics)
+
+
+def _sample_and_score(engine, items: list[PromptItem], scorer, tokenizer, params, cfg):
+    if cfg.rollout.expand_prompts:  # n copies of each prompt with n=1: the same rows, another schedule
+        output = engine.generate([i.prompt_ids for i in items for _ in range(params.n)], replace(params, n=1))
+        output.group_ids = torch.arange(len(items)).repeat_interleave(params.n)
+    else:
+        output = engine.generate([item.prompt_ids for item in items], params)
+    rewards = scorer.score(reward_inputs(items, output, tokenizer))
+    scores, metrics = rewards.scores, dict(rewards.metrics)
+    metrics["reward/raw_mean"] = scores.mean().item()
+    if cfg.algorithm.overlong_buffer > 0:
+        penalty = overlong_penalty(
+            output.response_lengths, cfg.rollout.max_tokens, cfg.algorithm.overlong_buffer, cfg.algorithm.overlong_penalty
+        )
+        scores = scores + penalty
+        metrics["dapo/overlong_penalty"] = penalty.mean().item()
+    return output, scores, metrics
+
+
+def _greedy_baseline(engine, items, scorer, tokenizer, params, cfg, group_ids) -> torch.Tensor | None:
+    """ReMax: each prompt's greedy response score, the baseline of that prompt's sampled rows."""
+    if cfg.algorithm.adv_estimator != "remax":
+        return None
+    greedy = engine.generate([item.prompt_ids for item in items], replace(params, n=1, temperature=0.0))
+    return scorer.score(reward_inputs(items, greedy, tokenizer)).scores[group_ids]
