@@ -1,0 +1,156 @@
+"""Sharded, atomic training checkpoints: write every `save_freq` steps, keep the last K, resume.
+
+Layout of one checkpoint, `<root>/global_step_<N>/`:
+    dcp/                  model + optimizer, sharded by torch.distributed.checkpoint (each rank
+                          writes its own shards; loading reshards to any world size)
+    trainer_state.pt      step, LR scheduler, the loop's own state (prompt-source position...)
+    rng_rank<R>.pt        every rank's RNG states (torch, CUDA, python, numpy)
+    hf/                   config + tokenizer, so `core.checkpoint.export` can write an HF directory
+
+Atomicity: everything goes to `<root>/.tmp-global_step_<N>` first and rank 0 renames it when all
+ranks are done; a crash mid-write leaves only a `.tmp-` directory, which resume ignores and the
+next save removes. With several nodes, `<root>` must be a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from core.errors import TandemError
+
+STEP_PREFIX = "global_step_"
+TMP_PREFIX = ".tmp-"
+STATE_FILE = "trainer_state.pt"
+
+
+def checkpoint_step(path: Path) -> Optional[int]:
+    """N for a complete `global_step_N` directory, else None."""
+    name = path.name
+    if not name.startswith(STEP_PREFIX) or not name[len(STEP_PREFIX):].isdigit():
+        return None
+    return int(name[len(STEP_PREFIX):]) if (path / STATE_FILE).is_file() else None
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under `root`, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(checkpoint_step(p), p) for p in root.iterdir() if p.is_dir()]
+    return [path for step, path in sorted((s, p) for s, p in found if s is not None)]
+
+
+def resolve_resume(resume: str, root: Path) -> Optional[Path]:
+    """The checkpoint to start from: `never` -> None, `auto` -> the latest under root (or None), else a path."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        found = list_checkpoints(root)
+        return found[-1] if found else None
+    path = Path(resume).expanduser()
+    if checkpoint_step(path) is None:
+        latest = list_checkpoints(path)  # a checkpoints root is fine too
+        if not latest:
+            raise TandemError(
+                f"trainer.resume={resume!r} is neither never, auto, nor a complete checkpoint directory "
+                f"({STEP_PREFIX}N containing {STATE_FILE})"
+            )
+        path = latest[-1]
+    return path
+
+
+def save_checkpoint(
+    root: Path, step: int, model, optimizer, scheduler, trainer_state: dict[str, Any], tokenizer, keep_last: int
+) -> Path:
+    """Write checkpoint `step` under `root` atomically on every rank; returns its final path."""
+    root = Path(root)
+    rank = _rank()
+    final = root / f"{STEP_PREFIX}{step}"
+    tmp = root / f"{TMP_PREFIX}{final.name}"
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(f"{TMP_PREFIX}*"):  # a crashed save
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    _barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    with single_process_quiet():
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=tmp / "dcp", no_dist=not _distributed())
+    torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
+    if rank == 0:
+        model.config.save_pretrained(tmp / "hf")
+        tokenizer.save_pretrained(tmp / "hf")
+        torch.save({"step": step, "scheduler": scheduler.state_dict(), "trainer": trainer_state}, tmp / STATE_FILE)
+    _barrier()
+    if rank == 0:
+        if final.exists():  # saving a step again after resuming from an older checkpoint
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    _barrier()
+    return final
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and this rank's RNG in place; returns {"step", "trainer"}."""
+    path = Path(path)
+    model_state, optim_state = get_state_dict(model, optimizer)
+    with single_process_quiet():
+        dcp.load({"model": model_state, "optim": optim_state}, checkpoint_id=path / "dcp", no_dist=not _distributed())
+    set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optim_state)
+    state = torch.load(path / STATE_FILE, weights_only=False)
+    scheduler.load_state_dict(state["scheduler"])
+    rng_file = path / f"rng_rank{_rank()}.pt"
+    _set_rng_state(torch.load(rng_file if rng_file.is_file() else path / "rng_rank0.pt", weights_only=False))
+    return {"step": state["step"], "trainer": state["trainer"]}
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+@contextmanager
+def single_process_quiet():
+    """DCP warns that it 'assumes a single process' even when told so; that is the in-process launcher."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    return dist.get_rank() if _distributed() else 0
+
+
+def _barrier() -> None:
+    if _distributed():
+        dist.barrier()

@@ -1,0 +1,122 @@
+"""Batching that scales: rows spread over data-parallel ranks by tokens, micro-batches by a token budget.
+
+Every function here returns row *indices*, so callers pick rows with `TrainingBatch.select` and the
+loss convention of core/algorithms/aggregation.py (global counts, summed gradients) keeps the
+result exact however the rows are grouped.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from core.errors import TandemError
+
+
+def balance_rows(lengths: list[int], parts: int) -> list[list[int]]:
+    """Split row indices into `parts` lists whose total lengths are as equal as greedy LPT makes them.
+
+    Longest rows first, each to the currently lightest part (ties: fewest rows, then lowest part
+    index, so the result is deterministic). LPT is within 4/3 of the optimal makespan, and every
+    part gets at least one row when there are enough rows, so no rank idles in a collective.
+    E.g. lengths [5, 4, 3, 3, 1], 2 parts -> loads 5+3 | 4+3+1 = 8 | 8.
+    """
+    if parts < 1:
+        raise TandemError(f"cannot split a batch into {parts} data-parallel parts")
+    order = sorted(range(len(lengths)), key=lambda row: (-lengths[row], row))
+    heap = [(0, 0, part) for part in range(parts)]  # (tokens, rows, part)
+    assigned: list[list[int]] = [[] for _ in range(parts)]
+    for row in order:
+        tokens, count, part = heapq.heappop(heap)
+        assigned[part].append(row)
+        heapq.heappush(heap, (tokens + lengths[row], count + 1, part))
+    return [sorted(rows) for rows in assigned]
+
+
+def micro_batches_by_tokens(lengths: list[int], max_tokens: int, padded: bool) -> list[list[int]]:
+    """Group row indices into micro-batches of at most `max_tokens` tokens each.
+
+    `padded`: a micro-batch costs rows x its longest row (the padded forward); otherwise it costs
+    the sum of its lengths (the packed, padding-free forward). Rows are taken longest first, so
+    padded micro-batches hold rows of similar length. A row longer than the budget goes alone.
+    E.g. lengths [6, 2, 5, 3], budget 8, packed -> [[0, 1], [2, 3]] (6+2, 5+3).
+    """
+    if max_tokens < 1:
+        raise TandemError(f"trainer.max_tokens_per_gpu={max_tokens} must be positive")
+    order = sorted(range(len(lengths)), key=lambda row: (-lengths[row], row))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for row in order:
+        candidate = [*current, row]
+        cost = len(candidate) * lengths[candidate[0]] if padded else sum(lengths[r] for r in candidate)
+        if current and cost > max_tokens:
+            groups.append(current)
+            candidate = [row]
+        current = candidate
+    if current:
+        groups.append(current)
+    return groups
+
+
+def split_to_count(groups: list[list[int]], count: int) -> list[list[int]]:
+    """Split the largest groups until there are `count` of them (empty groups if rows run out).
+
+    Every data-parallel rank must run the same number of forward passes (FSDP gathers parameters
+    in each one), so ranks pad their micro-batch lists to the longest rank's count; splitting
+    keeps each micro-batch within its budget.
+    """
+    groups = [list(group) for group in groups]
+    while len(groups) < count:
+        largest = max(range(len(groups)), key=lambda i: len(groups[i])) if groups else None
+        if largest is None or len(groups[largest]) < 2:
+            groups.append([])
+            continue
+        group = groups.pop(largest)
+        half = len(group) // 2
+        groups[largest:largest] = [group[:half], group[half:]]
+    return groups
+
+
+def row_lengths(attention_mask: torch.Tensor) -> list[int]:
+    """Real tokens per row of a [rows, seq_len] mask."""
+    return attention_mask.sum(-1).tolist()
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    rows: torch.Tensor  # [micro_rows] int64 indices into the rank's batch
+    dummy: bool = False  # True: a filler pass so this rank matches the others' count; its loss is x0
+
+
+def plan_micro_batches(attention_mask: torch.Tensor, max_tokens: int | None, rows_per_micro: int, padded: bool):
+    """This rank's micro-batches, as many as on the busiest rank (all ranks must agree).
+
+    attention_mask: [rows, seq_len]. With `max_tokens` set, micro-batches follow the token budget
+    (dynamic batch size); otherwise they hold `rows_per_micro` rows each. A rank with fewer rows
+    than micro-batches gets dummy passes over its first row, which contribute nothing.
+    """
+    lengths = row_lengths(attention_mask)
+    if max_tokens:
+        groups = micro_batches_by_tokens(lengths, max_tokens, padded)
+    else:
+        groups = [list(range(start, min(start + rows_per_micro, len(lengths))))
+                  for start in range(0, len(lengths), rows_per_micro)]
+    groups = split_to_count(groups, _max_over_ranks(len(groups)))
+    return [
+        MicroBatch(torch.tensor(group, dtype=torch.long)) if group
+        else MicroBatch(torch.zeros(1, dtype=torch.long), dummy=True)
+        for group in groups
+    ]
+
+
+def _max_over_ranks(value: int) -> int:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == dist.Backend.NCCL:
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())

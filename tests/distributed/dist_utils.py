@@ -1,0 +1,39 @@
+"""Helpers of the distributed tests: a random batch of uneven lengths, gloo process groups."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+
+from core.rollout.base import RolloutOutput
+from core.trainer.batch import batch_from_rollout
+
+
+def random_batch(rows: int = 8, seed: int = 0, vocab: int = 300, max_prompt: int = 6, max_response: int = 5):
+    """A TrainingBatch with prompts and responses of random lengths and random advantages."""
+    gen = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(0, vocab, (int(torch.randint(1, max_prompt + 1, (1,), generator=gen)),),
+                             generator=gen).tolist() for _ in range(rows)]
+    response_lengths = torch.randint(1, max_response + 1, (rows,), generator=gen)
+    response_mask = torch.arange(max_response)[None, :] < response_lengths[:, None]
+    response_ids = torch.randint(0, vocab, (rows, max_response), generator=gen) * response_mask
+    out = RolloutOutput(prompts, response_ids, torch.zeros(rows, max_response), response_mask,
+                        torch.arange(rows) // 2)
+    batch = batch_from_rollout(out, pad_token_id=0)
+    batch.old_logprobs = -torch.rand(rows, max_response, generator=gen) * 5
+    batch.advantages = torch.randn(rows, max_response, generator=gen)
+    return batch
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_gloo(rank: int, world_size: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
