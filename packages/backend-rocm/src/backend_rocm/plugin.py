@@ -1,12 +1,16 @@
-"""The ROCm backend's answers to Tandem's hooks."""
+"""The ROCm backend's answers to Tandem's hooks: probe, vLLM settings, patches, worker env, factories."""
 
 from __future__ import annotations
 
-import importlib.util
+import logging
+import os
 
-from core.plugins.hookspecs import Availability, BackendSpec, hookimpl
+from omegaconf import OmegaConf
+
+from core.plugins.hookspecs import BackendSpec, hookimpl
 
 NAME = "rocm"
+log = logging.getLogger("tandem.rocm")
 
 
 @hookimpl
@@ -18,13 +22,83 @@ def tandem_backends():
 def tandem_probe(backend):
     if backend != NAME:
         return None
-    import torch
+    from backend_rocm.probe import probe_rocm
 
-    # torch.cuda.is_available() is True on ROCm too; only torch.version.hip tells the builds apart.
-    if torch.version.hip is None:
-        return Availability(False, f"torch {torch.__version__} is not a ROCm (HIP) build")
-    if not torch.cuda.is_available():
-        return Availability(False, "no AMD GPU is visible (check HIP_VISIBLE_DEVICES and the ROCm driver)")
-    if importlib.util.find_spec("vllm") is None:
-        return Availability(False, "vLLM (ROCm build) is not installed")
-    return Availability(True, torch.cuda.get_device_name(0))
+    return probe_rocm()
+
+
+@hookimpl
+def tandem_vllm_engine_args(backend, cfg, engine_args):
+    if backend != NAME:
+        return None
+    from backend_rocm.engine_args import is_multimodal, rocm_engine_args
+    from backend_rocm.sleep_mode import sleep_plan_for
+    from core.patches import vllm_version
+
+    settings = OmegaConf.to_container(cfg.backend.settings, resolve=True)
+    args, warnings = rocm_engine_args(
+        settings, engine_args, vllm_version=vllm_version() or "0", nnodes=int(settings["nnodes"]),
+        plan=sleep_plan_for(cfg), multimodal=is_multimodal(engine_args["model"]), environ=os.environ,
+    )
+    for warning in warnings:
+        log.warning(warning)
+    return args
+
+
+@hookimpl
+def tandem_vllm_patches(backend):
+    if backend != NAME:
+        return None
+    from backend_rocm.patches import PATCHES
+
+    return list(PATCHES)
+
+
+@hookimpl
+def tandem_worker_env(backend):
+    if backend != NAME:
+        return None
+    from backend_rocm.devices import installed_ray_version, ray_worker_env
+
+    return ray_worker_env(os.environ, installed_ray_version())
+
+
+@hookimpl
+def tandem_make_rollout_engine(backend, cfg, model_dir):
+    if backend != NAME:
+        return None
+    if cfg.backend.engine == "hf":
+        import torch
+
+        from core.rollout.hf_engine import HFRolloutEngine
+
+        return HFRolloutEngine.from_pretrained(model_dir, device="cuda", dtype=torch.bfloat16)  # "cuda" is HIP here
+    from backend_rocm.sleep_mode import sleep_plan_for
+    from core.rollout.vllm_engine import engine_from_config
+
+    if sleep_plan_for(cfg).mode == "rebuild":
+        from backend_rocm.rebuild_engine import RebuildPerRolloutEngine
+
+        return RebuildPerRolloutEngine(lambda: engine_from_config(cfg, model_dir, NAME))
+    return engine_from_config(cfg, model_dir, NAME)
+
+
+@hookimpl
+def tandem_make_sharding_manager(backend, cfg, engine, trainer_model):
+    if backend != NAME:
+        return None
+    from core.rollout.hf_engine import HFRolloutEngine
+
+    if isinstance(engine, HFRolloutEngine):
+        from core.sharding.hf import HFShardingManager
+
+        return HFShardingManager(engine, trainer_model)
+    from backend_rocm.sleep_mode import sleep_plan_for
+    from core.sharding.vllm import VllmShardingManager
+
+    return VllmShardingManager(
+        engine,
+        trainer_model,
+        free_cache_engine=sleep_plan_for(cfg).frees_memory_between_rollouts,
+        check_weight_sync=bool(cfg.rollout.check_weight_sync),
+    )
