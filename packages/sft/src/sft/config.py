@@ -1,0 +1,85 @@
+"""Structured-config schemas of `python -m sft.main`.
+
+`model`, `rollout` and `backend` are core's own schemas (and config groups), so an SFT run picks
+its model and rollout engine exactly like an RL run; `data`, `trainer` and `validation` are SFT's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from core.config.schema import BackendConfig, ModelConfig, RolloutConfig
+
+
+@dataclass
+class SFTDataConfig:
+    task: str = "reverse_letters"  # built-in synthetic chat task, or "file" to read train/val files
+    train_files: List[str] = field(default_factory=list)  # parquet/jsonl, used when task=file
+    val_files: List[str] = field(default_factory=list)
+    messages_key: str = "messages"  # column of chat messages [{"role", "content"}, ...]
+    prompt_key: str = "prompt"  # used when a row has no messages: prompt (str or messages) ...
+    response_key: str = "response"  # ... plus response (str), the assistant's answer
+    max_length: int = 1024  # training conversations are cut to this many tokens
+    max_prompt_length: int = 512  # validation prompts are left-truncated to this many tokens
+    max_val_samples: Optional[int] = None  # validate on the first N conversations (None: all)
+    reward_fn: Optional[str] = None  # a registered reward name or "module:function"; None: no score
+    num_train: int = 2000  # synthetic task only: conversations to train on
+    num_val: int = 64  # synthetic task only: validation conversations
+    seed: int = 0
+
+
+@dataclass
+class SFTTrainerConfig:
+    total_steps: int = 300
+    batch_size: int = 32  # conversations per optimizer step (over all data-parallel ranks)
+    micro_batch_tokens: int = 4096  # token budget of one forward/backward: rows x padded length
+    lr: float = 1e-4
+    lr_schedule: str = "cosine"  # constant | cosine, after the linear warm-up
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    output_dir: str = "runs/sft-${now:%Y-%m-%d_%H-%M-%S}"
+    loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])
+    log_every: int = 10  # console table row every N steps (JSONL gets every step)
+    save_model: bool = True  # write the final model as an HF directory under output_dir/final
+    dist_timeout_s: int = 600  # collective timeout when several ranks run
+
+
+@dataclass
+class ValidationConfig:
+    """How validation generates. The sampling defaults are the documented ones (0.8 / 0.9 / 128)."""
+
+    val_freq: int = 50  # validate every N steps (and always at the end); 0: only at the end
+    validate_before_training: bool = True  # step 0: the starting point of the curves
+    temperature: float = 0.8  # 0 means greedy
+    top_p: float = 0.9
+    top_k: int = -1
+    max_tokens: int = 128
+    stop: List[str] = field(default_factory=list)  # stop strings; each must be one token, e.g. "<|im_end|>"
+    seed: Optional[int] = None  # per-validation sampling seed (None: the engine's generator)
+    log_samples: int = 3  # (prompt, generation, reference) triples printed per validation
+    engine_fallback: bool = True  # if the backend's engine fails, generate with HF instead of stopping
+
+
+@dataclass
+class SFTConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: SFTDataConfig = field(default_factory=SFTDataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: SFTTrainerConfig = field(default_factory=SFTTrainerConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+
+
+def register_sft_schemas() -> None:
+    """Make the SFT schema known to Hydra (idempotent); core's group schemas are registered too."""
+    from core.config.schema import register_schemas
+
+    register_schemas()
+    ConfigStore.instance().store(name="sft_schema", node=SFTConfig)

@@ -1,0 +1,55 @@
+"""Tandem's SFT entry point: `python -m sft.main [group=option ...] [+backend=NAME] [key=value ...]`.
+
+Backend detection, logging and error handling are core.main's, so SFT and RL behave alike:
+without `+backend=NAME` the best available backend is detected and added to the command line.
+Several ranks: `torchrun --nproc_per_node N -m sft.main ...`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from core.errors import exit_on_user_error
+from core.main import choose_backend, setup_logging
+from core.plugins.manager import get_plugin_manager, require_backend
+from sft.config import register_sft_schemas
+
+log = logging.getLogger("tandem")
+register_sft_schemas()
+
+
+@exit_on_user_error
+def run(cfg: DictConfig) -> dict:
+    from sft.loop import train
+
+    availability = require_backend(get_plugin_manager(), cfg.backend.name)
+    log.info("backend %s: %s", cfg.backend.name, availability.reason)
+    summary = train(cfg)
+    reward = (f"; validation reward {summary['val/reward_start']:.3f} -> {summary['val/reward_end']:.3f}"
+              if "val/reward_start" in summary else "")
+    log.info(
+        "done: %d steps in %.1f s; validation loss %.3f -> %.3f%s%s",
+        summary["steps"], summary["wall_s"], summary.get("val/loss_start", float("nan")),
+        summary.get("val/loss_end", float("nan")), reward,
+        f"; final model: {summary['final_model']}" if "final_model" in summary else "",
+    )
+    return summary
+
+
+@hydra.main(version_base=None, config_path="pkg://sft.conf", config_name="sft")
+def _hydra_main(cfg: DictConfig) -> None:
+    setup_logging()
+    run(cfg)
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *choose_backend(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

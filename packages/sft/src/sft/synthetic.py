@@ -1,0 +1,43 @@
+"""The built-in SFT demo task: reverse the letters, as a chat.
+
+    user: "reverse: cab"    assistant: "bac"
+
+It needs no download, has an exact reward (position-wise match with the reversed letters, the
+same rule as core's repeat-letters task), and the 0.12M-parameter builtin model goes from ~0.0 to
+~0.6 validation score in 1500 SFT steps (under a minute on a CPU). This module is also sft's
+plugin: it registers the reward under the name `reverse_letters` through `tandem_reward_functions`.
+"""
+
+from __future__ import annotations
+
+import random
+
+from core.data.synthetic import repeat_letters_reward
+from core.plugins.hookspecs import hookimpl
+from sft.dataset import SFTExample, make_example
+
+DATA_SOURCE = "synthetic/reverse_letters"
+
+
+def reverse_letters_conversations(count: int, seed: int, alphabet: str = "abcdefgh", lengths=(3, 5)) -> list[list[dict]]:
+    rng = random.Random(seed)
+    conversations = []
+    for _ in range(count):
+        letters = "".join(rng.choices(alphabet, k=rng.randint(*lengths)))
+        conversations.append(
+            [{"role": "user", "content": f"reverse: {letters}"}, {"role": "assistant", "content": letters[::-1]}]
+        )
+    return conversations
+
+
+def reverse_letters_examples(tokenizer, data_cfg, count: int, seed: int) -> list[SFTExample]:
+    return [
+        make_example(tokenizer, messages, data_cfg, f"synthetic conversation {i}", data_source=DATA_SOURCE)
+        for i, messages in enumerate(reverse_letters_conversations(count, seed))
+    ]
+
+
+@hookimpl
+def tandem_reward_functions():
+    # the reference answer is the ground truth, so "repeat the ground truth" scores reversal
+    return {"reverse_letters": repeat_letters_reward}
