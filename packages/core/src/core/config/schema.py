@@ -117,6 +117,18 @@ class TrainerConfig:
     val_temperature: float = 0.0  # 0: greedy validation
     report: bool = True  # write report.png and a text summary at the end
     save_model: bool = True  # write the final model as an HF directory under output_dir/final
+    # distribution: one worker per GPU (per CPU process on the cpu backend), all roles colocated
+    launcher: str = "inprocess"  # inprocess: one worker in this process | ray: nnodes x n_gpus_per_node workers
+    nnodes: int = 1
+    n_gpus_per_node: int = 1
+    ray_address: Optional[str] = None  # None: start a local Ray; "auto" or an address: join that cluster
+    max_tokens_per_gpu: Optional[int] = None  # micro-batch token budget (dynamic batch size); None: micro_batch_size rows
+    remove_padding: bool = False  # pack rows into one sequence (varlen flash-attention on GPU)
+    cpu_offload: bool = False  # FSDP: keep params, grads and optimizer state on the CPU between uses
+    # checkpoints under output_dir/checkpoints: model, optimizer, scheduler, RNG, data position, step
+    save_freq: int = 0  # every N steps; 0: never
+    keep_last: int = 2  # checkpoints kept (older ones are deleted)
+    resume: str = "never"  # never | auto (latest under output_dir/checkpoints) | a checkpoint path
 
 
 @dataclass
