@@ -27,7 +27,7 @@ def vllm_platform() -> Any:
     return current_platform
 
 
-def probe_rocm(platform: Callable[[], Any] = vllm_platform) -> Availability:
+def probe_rocm(platform: Callable[[], Any] | None = None) -> Availability:
     """The ROCm backend's availability: HIP torch, a visible GPU, a ROCm build of vLLM."""
     import torch
 
@@ -44,7 +44,7 @@ def probe_rocm(platform: Callable[[], Any] = vllm_platform) -> Availability:
         return Availability(False, "vLLM is not installed: use AMD's ROCm vLLM wheel or rocm/vllm container",
                             details)
     try:
-        is_rocm = bool(platform().is_rocm())
+        is_rocm = bool((platform or vllm_platform)().is_rocm())
     except Exception as exc:  # a broken vLLM install must become a reason, not a traceback
         return Availability(False, f"vLLM {details['vllm']} failed to load: {exc}", details)
     if not is_rocm:
@@ -67,7 +67,7 @@ class SleepSupport:
         return ("yes: " if self.available else "no: ") + self.reason
 
 
-def sleep_mode_support(platform: Callable[[], Any] = vllm_platform) -> SleepSupport:
+def sleep_mode_support(platform: Callable[[], Any] | None = None) -> SleepSupport:
     """Static check: the build says it supports sleep mode and its cumem allocator loads.
 
     AMD's notes: ROCm sleep mode (first as the patched build of vllm-project/vllm#12695) is in vLLM
@@ -75,7 +75,7 @@ def sleep_mode_support(platform: Callable[[], Any] = vllm_platform) -> SleepSupp
     `cumem_allocator` extension.
     """
     try:
-        current = platform()
+        current = (platform or vllm_platform)()
         if not current.is_sleep_mode_available():
             return SleepSupport(False, "this vLLM build reports no sleep mode on ROCm (needs vLLM > 0.11.0)")
         cumem = importlib.import_module("vllm.device_allocator.cumem")
