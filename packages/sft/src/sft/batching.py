@@ -1,9 +1,9 @@
-"""Token-budget micro-batches: as many conversations per forward/backward as fit a token budget.
+"""A rank's share of a step as token-budget micro-batches (core.distributed's planning).
 
 Rows are right-padded to the longest row of their micro-batch, so a micro-batch costs
-`rows x longest` tokens; conversations are sorted by length first so that short ones travel
-together and little of the budget goes to padding. The loss is normalised by the assistant-token
-count of the whole optimizer step, so how a step is cut into micro-batches never changes its gradient.
+`rows x longest` tokens. Every rank runs as many forward passes as the busiest one (FSDP gathers
+parameters in each), padding with dummy passes that count zero. The loss is normalised by the
+assistant-token count of the whole optimizer step, so how a step is cut never changes its gradient.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from core.distributed.batching import plan_micro_batches
 from sft.chat import shifted_labels
 from sft.dataset import SFTExample
 
@@ -22,32 +23,20 @@ class MicroBatch:
     input_ids: torch.Tensor  # [rows, longest] right-padded with pad_token_id
     attention_mask: torch.Tensor  # [rows, longest] 1 on real tokens
     labels: torch.Tensor  # [rows, longest] next assistant token, -100 elsewhere
+    weight: float = 1.0  # 0 for a dummy pass that only keeps this rank in step with the others
 
     @property
     def num_loss_tokens(self) -> int:
-        return int((self.labels != -100).sum())
+        return int((self.labels != -100).sum()) if self.weight else 0
 
     def to(self, device) -> "MicroBatch":
-        return MicroBatch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
+        return MicroBatch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device), self.weight)
 
-
-def plan_micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
-    """Group indices into micro-batches of at most `token_budget` padded tokens, shortest first.
-
-    lengths [5, 2, 4, 3], budget 8 -> sorted 1(2), 3(3), 2(4), 0(5): [1, 3] costs 2 x 3 = 6; adding
-    2 would cost 3 x 4 = 12 > 8 -> [[1, 3], [2], [0]]. A row longer than the budget goes alone.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        if current and (len(current) + 1) * lengths[index] > token_budget:
-            groups.append(current)
-            current = []
-        current.append(index)
-    if current:
-        groups.append(current)
-    return groups
+    def select(self, rows: torch.Tensor, weight: float = 1.0) -> "MicroBatch":
+        """The rows `rows`, cut to their longest row."""
+        longest = int(self.attention_mask[rows].sum(-1).max())
+        return MicroBatch(self.input_ids[rows, :longest], self.attention_mask[rows, :longest],
+                          self.labels[rows, :longest], weight)
 
 
 def collate(examples: Sequence[SFTExample], pad_token_id: int) -> MicroBatch:
@@ -64,5 +53,11 @@ def collate(examples: Sequence[SFTExample], pad_token_id: int) -> MicroBatch:
 
 
 def micro_batches(examples: Sequence[SFTExample], token_budget: int, pad_token_id: int) -> list[MicroBatch]:
-    plan = plan_micro_batches([len(e.input_ids) for e in examples], token_budget)
-    return [collate([examples[i] for i in group], pad_token_id) for group in plan]
+    """This rank's micro-batches of at most `token_budget` padded tokens (plus dummies, see above).
+
+    A rank without examples (a tiny validation set over many ranks) runs dummy passes only; it
+    needs one example to shape them, so callers hand such a rank any example with weight 0.
+    """
+    whole = collate(examples, pad_token_id)
+    plan = plan_micro_batches(whole.attention_mask, token_budget, rows_per_micro=len(examples), padded=True)
+    return [whole.select(micro.rows, weight=0.0 if micro.dummy else 1.0) for micro in plan]

@@ -48,6 +48,9 @@ class SFTTrainerConfig:
     loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])
     log_every: int = 10  # console table row every N steps (JSONL gets every step)
     save_model: bool = True  # write the final model as an HF directory under output_dir/final
+    save_freq: int = 0  # sharded checkpoint (core.checkpoint) every N steps under output_dir/checkpoints; 0: never
+    keep_last: int = 2  # checkpoints kept
+    resume: str = "auto"  # auto: the latest checkpoint under output_dir/checkpoints | never | a checkpoint path
     dist_timeout_s: int = 600  # collective timeout when several ranks run
 
 

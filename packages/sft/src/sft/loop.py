@@ -15,10 +15,12 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from core.checkpoint.manager import load_checkpoint, resolve_resume, save_checkpoint
 from core.data.rl_dataset import EpochSampler
 from core.errors import TandemError
 from core.plugins.manager import get_plugin_manager
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
+from core.sharding.base import iter_full_parameters
 from core.trainer.setup import load_policy, resolve_device
 from core.tracking.tracker import Tracker
 from sft.dataset import load_sft_examples
@@ -79,7 +81,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     model_dir, tokenizer, model = load_policy(cfg.model, device)
     train_set, val_set = load_data(cfg, tokenizer)
     sampler = EpochSampler(len(train_set), seed=cfg.data.seed)
-    trainer = SFTTrainer(model, cfg.trainer, tokenizer.pad_token_id)
+    trainer = SFTTrainer(model, cfg.trainer, tokenizer.pad_token_id, compute_dtype=cfg.model.dtype)
+    checkpoints = run_dir / "checkpoints"
+    first_step = resume(cfg.trainer.resume, checkpoints, trainer, sampler)
     scorer = RewardScorer(resolve_reward_fn(cfg.data.reward_fn, pm), workers=1) if cfg.data.reward_fn else None
     engine = ValidationEngine(
         backend_engine_factory(pm, cfg, model_dir, model),
@@ -104,9 +108,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     try:
         with engine:
-            if cfg.validation.validate_before_training:
+            if cfg.validation.validate_before_training and first_step == 1:
                 validate(0)
-            for step in tqdm(range(1, total + 1), desc="sft", unit="step", disable=rank != 0 or None):
+            for step in tqdm(range(first_step, total + 1), desc="sft", unit="step", disable=rank != 0 or None):
                 step_start = time.perf_counter()
                 batch = [train_set[i] for i in sampler.next_indices(cfg.trainer.batch_size)]
                 metrics = trainer.train_step(batch)
@@ -115,18 +119,38 @@ def _train(cfg: DictConfig) -> dict[str, float]:
                     tracker.log(metrics, step)
                 if step == total or (val_freq > 0 and step % val_freq == 0):
                     validate(step)
+                if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or step == total):
+                    save_checkpoint(checkpoints, step, {"actor": trainer.checkpointable()},
+                                    {"sampler": sampler.state_dict()}, tokenizer, cfg.trainer.keep_last)
         summary = _summary(history, total, time.perf_counter() - start)
-        if cfg.trainer.save_model and rank == 0:
-            final_dir = run_dir / "final"
-            model.save_pretrained(final_dir, safe_serialization=True)
-            tokenizer.save_pretrained(final_dir)
-            summary["final_model"] = str(final_dir)
+        if cfg.trainer.save_model:
+            summary["final_model"] = str(export_final_model(model, tokenizer, run_dir / "final"))
         return summary
     finally:
         if tracker is not None:
             tracker.close()
         if scorer is not None:
             scorer.close()
+
+
+def resume(setting: str, checkpoints: Path, trainer: SFTTrainer, sampler: EpochSampler) -> int:
+    """Restore the latest (or the named) checkpoint; returns the first step still to run."""
+    path = resolve_resume(setting, checkpoints)
+    if path is None:
+        return 1
+    state = load_checkpoint(path, {"actor": trainer.checkpointable()})
+    sampler.load_state_dict(state["trainer"]["sampler"])
+    log.info("resumed from %s (step %d)", path, state["step"])
+    return state["step"] + 1
+
+
+def export_final_model(model: torch.nn.Module, tokenizer, out_dir: Path) -> Path:
+    """The trained model as an HF directory; every rank helps gather the shards, rank 0 writes."""
+    state = dict(iter_full_parameters(model))
+    if world()[0] == 0:
+        model.save_pretrained(out_dir, state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    return out_dir
 
 
 def _summary(history: list[dict[str, float]], steps: int, wall_s: float) -> dict[str, float]:

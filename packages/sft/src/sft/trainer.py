@@ -1,19 +1,21 @@
-"""The SFT optimizer step on one process of a data-parallel group: micro-batch, loss, clip, step.
+"""The SFT optimizer step on one rank: micro-batches, assistant-token loss, clipping, LR schedule.
 
-On several ranks the model is wrapped in DistributedDataParallel and every rank normalises by the
-assistant-token count of the whole step (all ranks together), so the summed gradient equals the
-single-process one.
+On several ranks the model is sharded with core.distributed's FSDP2 engine and every rank
+normalises by the assistant-token count of the whole step (all ranks together); FSDP sums the
+gradients over ranks, so the result equals the single-process gradient of the same batch.
 """
 
 from __future__ import annotations
 
-import math
-from contextlib import nullcontext
 from typing import Sequence
 
 import torch
 import torch.distributed as dist
 
+from core.checkpoint.manager import Trainable
+from core.distributed.batching import balance_rows
+from core.distributed.fsdp import FSDPSettings, clip_grad_norm, device_mesh, shard_model
+from core.trainer.setup import DTYPES
 from sft.batching import micro_batches
 from sft.dataset import SFTExample
 from sft.loss import lr_factor, sft_loss_sum
@@ -34,19 +36,17 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 
 
 class SFTTrainer:
-    """Owns the model being trained (`model`: the plain HF module), its optimizer and LR schedule."""
+    """Owns the model being trained (fp32 master weights; FSDP2-sharded on several ranks),
+    its AdamW optimizer and LR schedule (linear warm-up, then constant or cosine)."""
 
-    def __init__(self, model: torch.nn.Module, trainer_cfg, pad_token_id: int):
-        self.model = model
+    def __init__(self, model: torch.nn.Module, trainer_cfg, pad_token_id: int, compute_dtype: str = "float32"):
         self.cfg = trainer_cfg
         self.pad_token_id = pad_token_id
         self.device = next(model.parameters()).device
         self.rank, self.world_size = world()
-        self.module = model
         if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.module = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            shard_model(model, device_mesh(self.device), FSDPSettings(compute_dtype=DTYPES[compute_dtype]))
+        self.model = model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -55,30 +55,42 @@ class SFTTrainer:
             ),
         )
 
+    def checkpointable(self) -> Trainable:
+        return Trainable(self.model, self.optimizer, self.scheduler)
+
     def local_share(self, examples: Sequence[SFTExample]) -> list[SFTExample]:
-        """This rank's rows of a step's batch (every world_size-th, so lengths mix across ranks)."""
-        return list(examples[self.rank :: self.world_size])
+        """This rank's rows, balanced by tokens over the ranks (every rank gets one if there are enough)."""
+        if self.world_size == 1:
+            return list(examples)
+        parts = balance_rows([len(e.input_ids) for e in examples], self.world_size)
+        return [examples[i] for i in parts[self.rank]]
+
+    def _micro_batches(self, examples: Sequence[SFTExample]):
+        local = self.local_share(examples)
+        # a rank left without rows still joins every forward (FSDP), on a zero-weight stand-in
+        shaped = local or list(examples[:1])
+        batches = micro_batches(shaped, self.cfg.micro_batch_tokens, self.pad_token_id)
+        return batches if local else [b.select(torch.arange(b.input_ids.shape[0]), weight=0.0) for b in batches]
+
+    def _loss_sum(self, micro) -> tuple[torch.Tensor, int]:
+        micro = micro.to(self.device)
+        logits = self.model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
+        summed, count = sft_loss_sum(logits, micro.labels)
+        return summed * micro.weight, int(count * micro.weight)
 
     def train_step(self, examples: Sequence[SFTExample]) -> dict[str, float]:
-        """One optimizer step over this rank's `examples`; returns step-wide metrics."""
-        self.module.train()
-        batches = micro_batches(self.local_share(examples), self.cfg.micro_batch_tokens, self.pad_token_id)
-        local_tokens = sum(b.num_loss_tokens for b in batches)
-        (total_tokens,) = all_reduce_sum([local_tokens], self.device)
+        """One optimizer step over the step's batch `examples` (all ranks pass the same list)."""
+        self.model.train()
+        batches = self._micro_batches(examples)
+        (total_tokens,) = all_reduce_sum([sum(b.num_loss_tokens for b in batches)], self.device)
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for index, micro in enumerate(batches):
-            micro = micro.to(self.device)
-            last = index == len(batches) - 1
-            # DDP all-reduces gradients once, after the last micro-batch
-            with self.module.no_sync() if self.world_size > 1 and not last else nullcontext():
-                logits = self.module(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
-                summed, _ = sft_loss_sum(logits, micro.labels)
-                # DDP averages gradients over ranks; scale back up so the result is sum / total_tokens
-                (summed * self.world_size / max(total_tokens, 1)).backward()
+        for micro in batches:
+            summed, _ = self._loss_sum(micro)
+            (summed / max(total_tokens, 1)).backward()
             loss_sum += summed.item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip).item()
-        if math.isfinite(grad_norm):
+        grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
+        if torch.isfinite(torch.tensor(grad_norm)):
             self.optimizer.step()
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
@@ -93,13 +105,11 @@ class SFTTrainer:
 
     @torch.no_grad()
     def eval_loss(self, examples: Sequence[SFTExample]) -> float:
-        """Mean assistant-token loss over this rank's share of `examples`, combined over ranks."""
+        """Mean assistant-token loss over `examples`, the work split over the ranks."""
         self.model.eval()
         loss_sum, tokens = 0.0, 0
-        for micro in micro_batches(self.local_share(examples), self.cfg.micro_batch_tokens, self.pad_token_id):
-            micro = micro.to(self.device)
-            logits = self.model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
-            summed, count = sft_loss_sum(logits, micro.labels)
+        for micro in self._micro_batches(examples):
+            summed, count = self._loss_sum(micro)
             loss_sum, tokens = loss_sum + summed.item(), tokens + count
         total_loss, total_tokens = all_reduce_sum([loss_sum, float(tokens)], self.device)
         return total_loss / max(total_tokens, 1)
