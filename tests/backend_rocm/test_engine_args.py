@@ -48,9 +48,10 @@ def test_single_node_gets_the_notes_values(rocm_args):
     assert "disable_mm_preprocessor_cache" not in args  # text-only model: vLLM >= 0.9 rejects the flag
 
 
-def test_multi_node_v1_runs_eager_and_says_why(rocm_args, caplog):
+@pytest.mark.parametrize("override", ["trainer.nnodes=2", "backend.settings.nnodes=2"])
+def test_multi_node_v1_runs_eager_and_says_why(rocm_args, caplog, override):
     with caplog.at_level(logging.WARNING, logger="tandem.rocm"):
-        _, args = rocm_args("backend.settings.nnodes=2")
+        _, args = rocm_args(override)
     assert args["enforce_eager"] is True
     assert "compilation_config" not in args
     assert "CUDA graphs are off (eager mode) for this 2-node run" in caplog.text
