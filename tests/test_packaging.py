@@ -1,0 +1,30 @@
+"""Installed wheels carry what editable installs read from the tree: configs and the Hydra plugin."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_core_wheel_ships_configs_and_searchpath_plugin(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
+         str(ROOT / "packages" / "core")],
+        check=True, capture_output=True, timeout=240,
+    )
+    (wheel,) = tmp_path.glob("tandem_core-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for config in ("config.yaml", "backend/cpu.yaml", "backend/cuda.yaml", "backend/rocm.yaml", "algorithm/grpo.yaml"):
+        assert f"core/conf/{config}" in names, config
+    assert "hydra_plugins/tandem_searchpath/__init__.py" in names
+
+
+def test_top_level_conf_is_the_packaged_one():
+    assert (ROOT / "conf").resolve() == (ROOT / "packages" / "core" / "src" / "core" / "conf").resolve()
