@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.checkpoint.export import export_hf
-from core.checkpoint.manager import list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from core.checkpoint.manager import Trainable, list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
 from core.errors import TandemError
 
 
@@ -20,6 +20,10 @@ def _trainer(model_dir):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
     return model, optimizer, scheduler
+
+
+def _parts(model, optimizer, scheduler):
+    return {"actor": Trainable(model, optimizer, scheduler)}
 
 
 def _train_step(model, optimizer, scheduler):
@@ -34,12 +38,12 @@ def test_resume_continues_exactly(tiny_model_dir, tiny_tokenizer, tmp_path):
     torch.manual_seed(0)
     model, optimizer, scheduler = _trainer(tiny_model_dir)
     _train_step(model, optimizer, scheduler)
-    save_checkpoint(tmp_path, 1, model, optimizer, scheduler, {"drawn": 16}, tiny_tokenizer, keep_last=2)
+    save_checkpoint(tmp_path, 1, _parts(model, optimizer, scheduler), {"drawn": 16}, tiny_tokenizer, keep_last=2)
     _train_step(model, optimizer, scheduler)
     expected = {name: p.detach().clone() for name, p in model.named_parameters()}
 
     model, optimizer, scheduler = _trainer(tiny_model_dir)
-    state = load_checkpoint(resolve_resume("auto", tmp_path), model, optimizer, scheduler)
+    state = load_checkpoint(resolve_resume("auto", tmp_path), _parts(model, optimizer, scheduler))
     assert state == {"step": 1, "trainer": {"drawn": 16}}
     _train_step(model, optimizer, scheduler)
     for name, param in model.named_parameters():
@@ -49,7 +53,7 @@ def test_resume_continues_exactly(tiny_model_dir, tiny_tokenizer, tmp_path):
 def test_keep_last_and_interrupted_write(tiny_model_dir, tiny_tokenizer, tmp_path):
     model, optimizer, scheduler = _trainer(tiny_model_dir)
     for step in (1, 2, 3):
-        save_checkpoint(tmp_path, step, model, optimizer, scheduler, {}, tiny_tokenizer, keep_last=2)
+        save_checkpoint(tmp_path, step, _parts(model, optimizer, scheduler), {}, tiny_tokenizer, keep_last=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["global_step_2", "global_step_3"]
     # a save killed mid-write: a temp dir, and a final-looking dir without its state file
     (tmp_path / ".tmp-global_step_4" / "dcp").mkdir(parents=True)
@@ -58,7 +62,7 @@ def test_keep_last_and_interrupted_write(tiny_model_dir, tiny_tokenizer, tmp_pat
     assert resolve_resume("never", tmp_path) is None
     with pytest.raises(TandemError, match="trainer.resume"):
         resolve_resume(str(tmp_path / "global_step_5"), tmp_path)
-    save_checkpoint(tmp_path, 4, model, optimizer, scheduler, {}, tiny_tokenizer, keep_last=2)
+    save_checkpoint(tmp_path, 4, _parts(model, optimizer, scheduler), {}, tiny_tokenizer, keep_last=2)
     assert not (tmp_path / ".tmp-global_step_4").exists()
 
 
@@ -68,7 +72,7 @@ def test_hf_export_reloads_with_same_logits(tiny_model_dir, tiny_tokenizer, tmp_
     torch.manual_seed(1)
     model, optimizer, scheduler = _trainer(tiny_model_dir)
     _train_step(model, optimizer, scheduler)
-    save_checkpoint(tmp_path / "ckpt", 1, model, optimizer, scheduler, {}, tiny_tokenizer, keep_last=1)
+    save_checkpoint(tmp_path / "ckpt", 1, _parts(model, optimizer, scheduler), {}, tiny_tokenizer, keep_last=1)
     subprocess.run(
         [sys.executable, "-m", "core.checkpoint.export", str(tmp_path / "ckpt"), str(tmp_path / "hf")],
         check=True, capture_output=True, timeout=120,

@@ -14,8 +14,8 @@ from dist_utils import random_batch
 def test_balance_rows_lpt():
     # 5 -> A; 4 -> B; 3 -> B (4 < 5); 3 -> A (5 < 7); 1 -> B (7 < 8): A = 5+3, B = 4+3+1
     assert balance_rows([5, 4, 3, 3, 1], 2) == [[0, 3], [1, 2, 4]]
-    # every part gets a row when there are enough rows, even with equal lengths
-    assert balance_rows([2, 2, 2], 3) == [[0], [1], [2]]
+    # equal row counts even when tokens say otherwise: 9 -> A; 1 -> B; 1 -> B; 1 -> A (B is full)
+    assert balance_rows([9, 1, 1, 1], 2) == [[0, 3], [1, 2]]
 
 
 def test_micro_batches_by_token_budget():

@@ -28,7 +28,7 @@ def export_hf(checkpoint: Path, out_dir: Path, dtype: str | None = None) -> Path
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     state = model.state_dict()
     with single_process_quiet():
-        dcp.load({"model": state}, checkpoint_id=checkpoint / "dcp", no_dist=True)  # fills `state` (model's tensors) in place
+        dcp.load({"actor": {"model": state}}, checkpoint_id=checkpoint / "dcp", no_dist=True)  # fills `state` (model's tensors) in place
     if dtype is not None:
         model.to(DTYPES[dtype])
     out_dir = Path(out_dir)

@@ -1,11 +1,12 @@
 """Sharded, atomic training checkpoints: write every `save_freq` steps, keep the last K, resume.
 
 Layout of one checkpoint, `<root>/global_step_<N>/`:
-    dcp/                  model + optimizer, sharded by torch.distributed.checkpoint (each rank
-                          writes its own shards; loading reshards to any world size)
-    trainer_state.pt      step, LR scheduler, the loop's own state (prompt-source position...)
+    dcp/                  every trained part's model + optimizer ("actor", and "critic" for PPO),
+                          sharded by torch.distributed.checkpoint (each rank writes its own shards;
+                          loading reshards to any world size)
+    trainer_state.pt      step, LR schedulers, the loop's own state (prompt-source position...)
     rng_rank<R>.pt        every rank's RNG states (torch, CUDA, python, numpy)
-    hf/                   config + tokenizer, so `core.checkpoint.export` can write an HF directory
+    hf/                   the actor's config + tokenizer, so `core.checkpoint.export` can write an HF directory
 
 Atomicity: everything goes to `<root>/.tmp-global_step_<N>` first and rank 0 renames it when all
 ranks are done; a crash mid-write leaves only a `.tmp-` directory, which resume ignores and the
@@ -19,6 +20,7 @@ import random
 import shutil
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,6 +35,15 @@ from core.errors import TandemError
 STEP_PREFIX = "global_step_"
 TMP_PREFIX = ".tmp-"
 STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class Trainable:
+    """One trained part of the checkpoint: its (possibly FSDP-sharded) model and optimizer state."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None
 
 
 def checkpoint_step(path: Path) -> Optional[int]:
@@ -72,9 +83,12 @@ def resolve_resume(resume: str, root: Path) -> Optional[Path]:
 
 
 def save_checkpoint(
-    root: Path, step: int, model, optimizer, scheduler, trainer_state: dict[str, Any], tokenizer, keep_last: int
+    root: Path, step: int, parts: dict[str, Trainable], trainer_state: dict[str, Any], tokenizer, keep_last: int
 ) -> Path:
-    """Write checkpoint `step` under `root` atomically on every rank; returns its final path."""
+    """Write checkpoint `step` under `root` atomically (call on every rank); returns its final path.
+
+    `parts` must hold "actor", whose config and `tokenizer` go to hf/ for the HF export.
+    """
     root = Path(root)
     rank = _rank()
     final = root / f"{STEP_PREFIX}{step}"
@@ -85,14 +99,14 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
     _barrier()
-    model_state, optim_state = get_state_dict(model, optimizer)
     with single_process_quiet():
-        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=tmp / "dcp", no_dist=not _distributed())
+        dcp.save(_sharded_states(parts), checkpoint_id=tmp / "dcp", no_dist=not _distributed())
     torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
-        model.config.save_pretrained(tmp / "hf")
+        parts["actor"].model.config.save_pretrained(tmp / "hf")
         tokenizer.save_pretrained(tmp / "hf")
-        torch.save({"step": step, "scheduler": scheduler.state_dict(), "trainer": trainer_state}, tmp / STATE_FILE)
+        schedulers = {name: part.scheduler.state_dict() for name, part in parts.items() if part.scheduler}
+        torch.save({"step": step, "schedulers": schedulers, "trainer": trainer_state}, tmp / STATE_FILE)
     _barrier()
     if rank == 0:
         if final.exists():  # saving a step again after resuming from an older checkpoint
@@ -104,18 +118,33 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and this rank's RNG in place; returns {"step", "trainer"}."""
+def load_checkpoint(path: Path, parts: dict[str, Trainable]) -> dict[str, Any]:
+    """Restore every part and this rank's RNG in place (call on every rank); returns {"step", "trainer"}."""
     path = Path(path)
-    model_state, optim_state = get_state_dict(model, optimizer)
+    states = _sharded_states(parts)
     with single_process_quiet():
-        dcp.load({"model": model_state, "optim": optim_state}, checkpoint_id=path / "dcp", no_dist=not _distributed())
-    set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optim_state)
+        dcp.load(states, checkpoint_id=path / "dcp", no_dist=not _distributed())
+    for name, part in parts.items():
+        set_state_dict(
+            part.model, part.optimizer,
+            model_state_dict=states[name]["model"], optim_state_dict=states[name]["optim"],
+        )
     state = torch.load(path / STATE_FILE, weights_only=False)
-    scheduler.load_state_dict(state["scheduler"])
+    for name, part in parts.items():
+        if part.scheduler:
+            part.scheduler.load_state_dict(state["schedulers"][name])
     rng_file = path / f"rng_rank{_rank()}.pt"
     _set_rng_state(torch.load(rng_file if rng_file.is_file() else path / "rng_rank0.pt", weights_only=False))
     return {"step": state["step"], "trainer": state["trainer"]}
+
+
+def _sharded_states(parts: dict[str, Trainable]) -> dict[str, dict]:
+    """{part: {"model": ..., "optim": ...}} in DCP's sharded form (DTensors under FSDP)."""
+    states = {}
+    for name, part in parts.items():
+        model_state, optim_state = get_state_dict(part.model, part.optimizer)
+        states[name] = {"model": model_state, "optim": optim_state}
+    return states
 
 
 def _rng_state() -> dict[str, Any]:

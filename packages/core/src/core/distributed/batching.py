@@ -11,28 +11,30 @@ import heapq
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
+from core.distributed.collectives import max_over_ranks
 from core.errors import TandemError
 
 
 def balance_rows(lengths: list[int], parts: int) -> list[list[int]]:
-    """Split row indices into `parts` lists whose total lengths are as equal as greedy LPT makes them.
+    """Split row indices into `parts` lists of equal row counts and near-equal total lengths (greedy LPT).
 
-    Longest rows first, each to the currently lightest part (ties: fewest rows, then lowest part
-    index, so the result is deterministic). LPT is within 4/3 of the optimal makespan, and every
-    part gets at least one row when there are enough rows, so no rank idles in a collective.
-    E.g. lengths [5, 4, 3, 3, 1], 2 parts -> loads 5+3 | 4+3+1 = 8 | 8.
+    Longest rows first, each to the currently lightest part that still has room (ceil(rows/parts)
+    rows; ties: lowest part index), so the result is deterministic. Equal row counts give every
+    rank the same number of mini-batches; equal tokens make ranks finish together.
+    E.g. lengths [5, 4, 3, 3, 1], 2 parts -> 5 A; 4 B; 3 B (4 < 5); 3 A (5 < 7); 1 B (7 < 8) -> 8 | 8.
     """
     if parts < 1:
         raise TandemError(f"cannot split a batch into {parts} data-parallel parts")
+    capacity = -(-len(lengths) // parts)
     order = sorted(range(len(lengths)), key=lambda row: (-lengths[row], row))
-    heap = [(0, 0, part) for part in range(parts)]  # (tokens, rows, part)
+    heap = [(0, part) for part in range(parts)]  # (tokens, part) of parts with room
     assigned: list[list[int]] = [[] for _ in range(parts)]
     for row in order:
-        tokens, count, part = heapq.heappop(heap)
+        tokens, part = heapq.heappop(heap)
         assigned[part].append(row)
-        heapq.heappush(heap, (tokens + lengths[row], count + 1, part))
+        if len(assigned[part]) < capacity:
+            heapq.heappush(heap, (tokens + lengths[row], part))
     return [sorted(rows) for rows in assigned]
 
 
@@ -104,19 +106,10 @@ def plan_micro_batches(attention_mask: torch.Tensor, max_tokens: int | None, row
     else:
         groups = [list(range(start, min(start + rows_per_micro, len(lengths))))
                   for start in range(0, len(lengths), rows_per_micro)]
-    groups = split_to_count(groups, _max_over_ranks(len(groups)))
+    groups = split_to_count(groups, max_over_ranks(len(groups)))
     return [
         MicroBatch(torch.tensor(group, dtype=torch.long)) if group
         else MicroBatch(torch.zeros(1, dtype=torch.long), dummy=True)
         for group in groups
     ]
 
-
-def _max_over_ranks(value: int) -> int:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    tensor = torch.tensor([value], dtype=torch.int64)
-    if dist.get_backend() == dist.Backend.NCCL:
-        tensor = tensor.cuda()
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return int(tensor.item())

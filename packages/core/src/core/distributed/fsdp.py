@@ -72,7 +72,3 @@ def clip_grad_norm(parameters, max_norm: float) -> float:
         norm = norm.full_tensor()
     return float(norm)
 
-
-def data_parallel_size() -> int:
-    """Ranks that each hold a share of the batch (1 without torch.distributed)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

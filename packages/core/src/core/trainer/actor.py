@@ -6,12 +6,15 @@ import math
 
 import torch
 
-from core.algorithms.aggregation import aggregate_loss, loss_counts
+from core.algorithms.aggregation import aggregate_loss
 from core.algorithms.entropy import entropy_from_logits
 from core.algorithms.kl import kl_estimate
 from core.algorithms.logprobs import logprobs_from_logits
 from core.algorithms.policy_loss import compute_policy_loss
-from core.trainer.batch import TrainingBatch, micro_batches, minibatches
+from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
+from core.distributed.fsdp import clip_grad_norm
+from core.distributed.packing import packed_response_logprobs
+from core.trainer.batch import TrainingBatch, micro_batch_plan, minibatches, scatter_rows
 
 
 def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False):
@@ -26,8 +29,18 @@ def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy
     return token_logprobs, entropy_from_logits(logits) if with_entropy else None
 
 
+def forward_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool, packed: bool):
+    """Response log-probs (and entropies) by the packed, padding-free forward or the padded one."""
+    return (packed_response_logprobs if packed else response_logprobs)(model, batch, with_entropy)
+
+
 class Actor:
-    """A single-process policy trainer (the in-process launcher's worker)."""
+    """The policy trainer of one data-parallel rank (the only one in-process).
+
+    Under torch.distributed the model is FSDP-sharded and every rank runs this on its share of the
+    batch: losses are normalised by the step's global counts and scaled by the DP size (FSDP
+    averages gradients over ranks), so gradients equal those of the whole batch on one rank.
+    """
 
     def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int):
         self.model = model
@@ -49,11 +62,13 @@ class Actor:
         """Log-probs and entropies under `model` (default: the policy), micro-batched."""
         model = model or self.model
         model.eval()
+        plan = micro_batch_plan(batch, self.cfg)
         parts = [
-            response_logprobs(model, batch.select(rows).to(self.device), with_entropy=True)
-            for rows in micro_batches(batch.rows, self.cfg.micro_batch_size)
+            forward_logprobs(model, batch.select(micro.rows).to(self.device), True, self.cfg.remove_padding)
+            for micro in plan
         ]
-        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+        logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)
+        return logprobs, scatter_rows(plan, [p[1].cpu() for p in parts], batch.rows)
 
     def update(self, batch: TrainingBatch) -> dict[str, float]:
         """ppo_epochs x mini_batches optimizer steps over the batch; returns mean metrics."""
@@ -67,7 +82,7 @@ class Actor:
         return {key: value / n_updates for key, value in totals.items()}
 
     def _optimizer_step(self, mini: TrainingBatch) -> dict[str, float]:
-        counts = loss_counts(mini.response_mask)
+        counts = global_loss_counts(mini.response_mask)
         algo = self.algo
         agg = dict(
             mode=algo.loss_agg_mode,
@@ -77,10 +92,10 @@ class Actor:
         )
         self.optimizer.zero_grad(set_to_none=True)
         metrics: dict[str, float] = {}
-        for rows in micro_batches(mini.rows, self.cfg.micro_batch_size):
-            micro = mini.select(rows).to(self.device)
+        for plan_item in micro_batch_plan(mini, self.cfg):
+            micro = mini.select(plan_item.rows).to(self.device)
             need_entropy = algo.entropy_coef != 0
-            logprobs, entropy = response_logprobs(self.model, micro, with_entropy=need_entropy)
+            logprobs, entropy = forward_logprobs(self.model, micro, need_entropy, self.cfg.remove_padding)
             loss, pg_metrics = compute_policy_loss(
                 algo.policy_loss,
                 logprobs=logprobs,
@@ -95,7 +110,8 @@ class Actor:
                 global_seq_count=counts.sequences,
                 horizon=self.horizon,
             )
-            weight = micro.response_mask.sum().item() / max(counts.tokens, 1)  # share of this step's tokens
+            # share of this step's tokens; a dummy pass (rank padding) counts for nothing
+            weight = 0.0 if plan_item.dummy else micro.response_mask.sum().item() / max(counts.tokens, 1)
             _accumulate(metrics, {"pg_loss": loss.item() / max(weight, 1e-12), **pg_metrics}, weight)
             if algo.kl_placement == "loss":
                 kl = aggregate_loss(kl_estimate(logprobs, micro.ref_logprobs, algo.kl_estimator), micro.response_mask, **agg)
@@ -103,12 +119,13 @@ class Actor:
                 _accumulate(metrics, {"kl_loss": kl.item() / max(weight, 1e-12)}, weight)
             if need_entropy:
                 loss = loss - algo.entropy_coef * aggregate_loss(entropy, micro.response_mask, **agg)
-            loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        if math.isfinite(grad_norm.item()):
+            (loss * (0.0 if plan_item.dummy else data_parallel_size())).backward()
+        metrics = sum_over_ranks(metrics)
+        grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
+        if math.isfinite(grad_norm):
             self.optimizer.step()
         self.scheduler.step()
-        metrics["grad_norm"] = grad_norm.item()
+        metrics["grad_norm"] = grad_norm
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         return {f"actor/{key}": value for key, value in metrics.items()}
 

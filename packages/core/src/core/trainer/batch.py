@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 
+from core.distributed.batching import MicroBatch, plan_micro_batches
 from core.rollout.base import RolloutOutput
 
 
@@ -53,15 +54,35 @@ class TrainingBatch:
         return TrainingBatch(**moved)
 
 
-def micro_batches(rows: int, size: int) -> list[torch.Tensor]:
-    """Row indices of consecutive micro-batches of at most `size` rows."""
-    return list(torch.split(torch.arange(rows), size))
+def micro_batch_plan(batch: "TrainingBatch", trainer_cfg, padded: bool | None = None) -> list[MicroBatch]:
+    """This rank's micro-batches: `trainer.max_tokens_per_gpu` tokens or `micro_batch_size` rows each,
+    as many as on the busiest data-parallel rank (see core/distributed/batching.py)."""
+    padded = not trainer_cfg.remove_padding if padded is None else padded
+    return plan_micro_batches(batch.attention_mask, trainer_cfg.max_tokens_per_gpu, trainer_cfg.micro_batch_size, padded)
+
+
+def scatter_rows(plan: list[MicroBatch], parts: list[torch.Tensor], rows: int) -> torch.Tensor:
+    """Reassemble per-micro-batch results [micro_rows, ...] into batch order [rows, ...]."""
+    real = [(micro.rows, part) for micro, part in zip(plan, parts) if not micro.dummy]
+    return in_batch_order([index for index, _ in real], [part for _, part in real], rows)
+
+
+def in_batch_order(indices: list[torch.Tensor], parts: list[torch.Tensor], rows: int) -> torch.Tensor:
+    """Place parts[i] [len(indices[i]), ...] at rows indices[i] of a [rows, ...] tensor."""
+    out = torch.empty((rows, *parts[0].shape[1:]), dtype=parts[0].dtype)
+    for index, part in zip(indices, parts):
+        out[index] = part
+    return out
 
 
 def minibatches(batch: "TrainingBatch", epochs: int, count: int):
-    """`epochs` shuffled passes over `batch`, each split into `count` optimizer steps."""
+    """`epochs` shuffled passes over `batch`, each split into `count` optimizer steps.
+
+    `tensor_split` always yields `count` parts, so every data-parallel rank (holding the same
+    number of rows) takes the same number of optimizer steps.
+    """
     for _ in range(epochs):
-        for rows in torch.chunk(torch.randperm(batch.rows), count):
+        for rows in torch.tensor_split(torch.randperm(batch.rows), count):
             yield batch.select(rows)
 
 

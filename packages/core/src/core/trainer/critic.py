@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from core.algorithms.aggregation import loss_counts
 from core.algorithms.value import value_loss
-from core.trainer.batch import TrainingBatch, micro_batches, minibatches
+from core.distributed.collectives import data_parallel_size, global_loss_counts
+from core.distributed.fsdp import clip_grad_norm
+from core.trainer.batch import TrainingBatch, micro_batch_plan, minibatches, scatter_rows
 
 
 class Critic:
+    """Data-parallel like the Actor (global counts, loss x DP size); its forward is always padded."""
+
     def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int):
         self.model = model
         self.algo = algo_cfg
@@ -18,11 +21,12 @@ class Critic:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo_cfg.critic_lr)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str, dtype, device, algo_cfg, trainer_cfg, max_response_len: int):
+    def from_pretrained(cls, model_dir: str, dtype, device, algo_cfg, trainer_cfg, max_response_len: int, wrap=None):
+        """`wrap` (e.g. FSDP sharding) is applied to the model before the optimizer sees its parameters."""
         from transformers import AutoModelForTokenClassification
 
         model = AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=1, dtype=dtype).to(device)
-        return cls(model, algo_cfg, trainer_cfg, max_response_len)
+        return cls(wrap(model) if wrap else model, algo_cfg, trainer_cfg, max_response_len)
 
     @property
     def device(self) -> torch.device:
@@ -37,29 +41,27 @@ class Critic:
     @torch.no_grad()
     def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
         self.model.eval()
-        parts = [
-            self._values(batch.select(rows).to(self.device)).cpu()
-            for rows in micro_batches(batch.rows, self.cfg.micro_batch_size)
-        ]
-        return torch.cat(parts) * batch.response_mask
+        plan = micro_batch_plan(batch, self.cfg, padded=True)
+        parts = [self._values(batch.select(micro.rows).to(self.device)).cpu() for micro in plan]
+        return scatter_rows(plan, parts, batch.rows) * batch.response_mask
 
     def update(self, batch: TrainingBatch) -> dict[str, float]:
         self.model.train()
         losses, clip_fracs, steps = [], [], 0
         for mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
-            counts = loss_counts(mini.response_mask)
+            counts = global_loss_counts(mini.response_mask)
             self.optimizer.zero_grad(set_to_none=True)
-            for rows in micro_batches(mini.rows, self.cfg.micro_batch_size):
-                micro = mini.select(rows).to(self.device)
+            for plan_item in micro_batch_plan(mini, self.cfg, padded=True):
+                micro = mini.select(plan_item.rows).to(self.device)
                 loss, metrics = value_loss(
                     self._values(micro), micro.values, micro.returns, micro.response_mask,
                     value_clip=self.algo.value_clip, loss_agg_mode=self.algo.loss_agg_mode,
                     global_token_count=counts.tokens, global_seq_count=counts.sequences, horizon=self.horizon,
                 )
-                loss.backward()
-                losses.append(loss.item())
+                (loss * (0.0 if plan_item.dummy else data_parallel_size())).backward()
+                losses.append(0.0 if plan_item.dummy else loss.item())
                 clip_fracs.append(metrics.get("vf_clip_frac", 0.0))
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             steps += 1
         return {"critic/vf_loss": sum(losses) / max(steps, 1), "critic/vf_clip_frac": sum(clip_fracs) / max(len(clip_fracs), 1)}

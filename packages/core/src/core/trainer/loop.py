@@ -5,7 +5,6 @@ plugins and config; the loop itself never names a backend.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from contextlib import contextmanager
@@ -18,18 +17,17 @@ from omegaconf import DictConfig, OmegaConf
 from core.algorithms.advantages import compute_advantages
 from core.algorithms.kl import apply_kl_in_reward, make_kl_controller
 from core.algorithms.validation import validate_algorithm_config
-from core.errors import TandemError
 from core.plugins.manager import get_plugin_manager
 from core.report import write_report
 from core.rewards.build import build_reward_scorer
 from core.rewards.validation import validate
 from core.rollout.base import SamplingParams
 from core.tracking.tracker import Tracker
-from core.trainer.actor import Actor
+from core.checkpoint.manager import resolve_resume
 from core.trainer.batch import batch_from_rollout, last_token_rewards
-from core.trainer.critic import Critic
 from core.trainer.rollout import collect_experience
-from core.trainer.setup import DTYPES, load_policy, make_prompt_source, resolve_device
+from core.trainer.setup import load_tokenizer, make_prompt_source, resolve_device
+from core.workers.group import make_worker_group
 
 log = logging.getLogger("tandem")
 
@@ -38,18 +36,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run `cfg.trainer.total_steps` RL steps; returns the summary (first/last reward...)."""
     validate_algorithm_config(cfg.algorithm)
     pm = get_plugin_manager()
-    backend = cfg.backend.name
     torch.manual_seed(cfg.trainer.seed)
     device = resolve_device(cfg.trainer.device)
-    model_dir, tokenizer, policy = load_policy(cfg.model, device)
+    _, tokenizer = load_tokenizer(cfg.model)
     prompts_source, val_dataset = make_prompt_source(cfg.data, tokenizer)
     scorer = build_reward_scorer(pm, device=str(device), **cfg.reward)
-    reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.algorithm.kl_placement != "none" else None
-    horizon = cfg.rollout.max_tokens
-    actor = Actor(policy, cfg.algorithm, cfg.trainer, max_response_len=horizon)
-    critic = None
-    if cfg.algorithm.adv_estimator == "gae":  # PPO: a value head on the policy's backbone
-        critic = Critic.from_pretrained(model_dir, DTYPES[cfg.model.dtype], device, cfg.algorithm, cfg.trainer, horizon)
     kl_controller = make_kl_controller(cfg.algorithm.kl_coef, cfg.algorithm.kl_target, cfg.algorithm.kl_horizon)
     params = SamplingParams(
         n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
@@ -59,15 +50,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     run_dir = Path(cfg.trainer.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    engine = pm.hook.tandem_make_rollout_engine(backend=backend, cfg=cfg, model_dir=model_dir)
-    if engine is None:
-        raise TandemError(f"backend '{backend}' provides no rollout engine")
+    checkpoints = run_dir / "checkpoints"
+    # the workers: policy, reference, critic and rollout engine on every device (one, in-process)
+    workers = make_worker_group(cfg)
     tracker = Tracker(
         list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
         project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
     )
     try:
-        sharding = pm.hook.tandem_make_sharding_manager(backend=backend, cfg=cfg, engine=engine, trainer_model=policy)
+        first_step = 1
+        resume_from = resolve_resume(cfg.trainer.resume, checkpoints)
+        if resume_from is not None:
+            state = workers.load_checkpoint(str(resume_from))
+            prompts_source.load_state_dict(state["trainer"]["prompts"])
+            kl_controller.value = state["trainer"]["kl_coef"]
+            first_step = state["step"] + 1
+            log.info("resumed from %s", resume_from)
 
         def validation_due(step: int) -> bool:
             freq = cfg.trainer.test_freq
@@ -75,26 +73,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
             return val_dataset is not None and freq > 0 and (step % freq == 0 or last)
 
         if val_dataset is not None and cfg.trainer.val_before_train:
-            with sharding:
-                tracker.log(validate(engine, val_dataset, scorer, val_params, tokenizer), step=0)
+            with workers.rollout():
+                tracker.log(validate(workers, val_dataset, scorer, val_params, tokenizer), step=0)
         history = []
-        for step in tqdm(range(1, cfg.trainer.total_steps + 1), desc="training", unit="step", disable=None):
+        steps = range(first_step, cfg.trainer.total_steps + 1)
+        for step in tqdm(steps, desc="training", unit="step", disable=None):
             timings: dict[str, float] = {}
             with _timed(timings, "step"):
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
-                with _timed(timings, "gen"), sharding:
-                    experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, cfg)
+                with _timed(timings, "gen"), workers.rollout():
+                    experience = collect_experience(workers, prompts_source, scorer, tokenizer, params, cfg)
                 batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
                 batch.scores = experience.scores
                 batch.token_rewards = last_token_rewards(experience.scores, batch.response_mask)
 
                 # 2. behaviour and reference log-probs (and values) under the trainer's own numerics
                 with _timed(timings, "logprob"):
-                    batch.old_logprobs, entropy = actor.compute_logprobs(batch)
-                    if reference is not None:
-                        batch.ref_logprobs, _ = actor.compute_logprobs(batch, model=reference)
-                    if critic is not None:
-                        batch.values = critic.compute_values(batch)
+                    batch.old_logprobs, entropy = workers.compute_logprobs(batch)
+                    if cfg.algorithm.kl_placement != "none":
+                        batch.ref_logprobs = workers.compute_ref_logprobs(batch)
+                    if cfg.algorithm.adv_estimator == "gae":
+                        batch.values = workers.compute_values(batch)
                 kl_metrics = {}
                 if cfg.algorithm.kl_placement == "reward":
                     penalized = apply_kl_in_reward(
@@ -111,26 +110,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     baseline_rewards=experience.baseline_scores, gamma=cfg.algorithm.gamma, lam=cfg.algorithm.lam,
                 )
                 with _timed(timings, "update"):
-                    update_metrics = actor.update(batch)
-                    if critic is not None:
-                        update_metrics.update(critic.update(batch))
+                    update_metrics = workers.update(batch)
 
             metrics = _step_metrics(batch, entropy, timings, experience.metrics, kl_metrics, update_metrics)
             if validation_due(step):
-                with _timed(metrics, "timing/val"), sharding:
-                    metrics.update(validate(engine, val_dataset, scorer, val_params, tokenizer))
+                with _timed(metrics, "timing/val"), workers.rollout():
+                    metrics.update(validate(workers, val_dataset, scorer, val_params, tokenizer))
             tracker.log(metrics, step)
             history.append(metrics)
+            if cfg.trainer.save_freq > 0 and step % cfg.trainer.save_freq == 0:
+                loop_state = {"prompts": prompts_source.state_dict(), "kl_coef": kl_controller.value}
+                workers.save_checkpoint(str(checkpoints), step, loop_state)
         summary = _summary(history)
         if cfg.trainer.save_model:
             final_dir = run_dir / "final"
-            policy.save_pretrained(final_dir, safe_serialization=True)
-            tokenizer.save_pretrained(final_dir)
+            workers.save_model(str(final_dir))
             summary["final_model"] = str(final_dir)
     finally:
         tracker.close()
         scorer.close()
-        engine.close()
+        workers.close()
     if cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
         summary["report"] = write_report(run_dir)
     return summary

@@ -18,20 +18,46 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_policy(model_cfg, device: torch.device):
-    """(model_dir, tokenizer, model) for `model.path`; the model is on `device`, in `model.dtype`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(model_cfg):
+    """(model_dir, tokenizer) for `model.path` (builtin models are built on first use)."""
+    from transformers import AutoTokenizer
 
-    if model_cfg.dtype not in DTYPES:
-        raise TandemError(f"model.dtype={model_cfg.dtype!r} is not one of {', '.join(DTYPES)}")
     model_dir = resolve_model_path(model_cfg.path)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[model_cfg.dtype]).to(device)
+    return model_dir, tokenizer
+
+
+def load_policy(model_cfg, device: torch.device, dtype: torch.dtype | None = None, packed: bool = False):
+    """(model_dir, tokenizer, model) for `model.path`; the model is on `device`, in `dtype`
+    (default `model.dtype`; FSDP asks for float32 master weights and computes in `model.dtype`).
+    `packed`: the padding-free forward, with varlen flash-attention when flash-attn is installed."""
+    from transformers import AutoModelForCausalLM
+
+    model_dir, tokenizer = load_tokenizer(model_cfg)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype or model_dtype(model_cfg), attn_implementation=attention_kernel(device, packed)
+    ).to(device)
     if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model_dir, tokenizer, model
+
+
+def model_dtype(model_cfg) -> torch.dtype:
+    if model_cfg.dtype not in DTYPES:
+        raise TandemError(f"model.dtype={model_cfg.dtype!r} is not one of {', '.join(DTYPES)}")
+    return DTYPES[model_cfg.dtype]
+
+
+def attention_kernel(device: torch.device, packed: bool) -> str | None:
+    """flash_attention_2 for packed rows on GPU when flash-attn is importable; else transformers' default
+    (sdpa, which handles packed rows exactly with a block-diagonal mask)."""
+    import importlib.util
+
+    if packed and device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
 
 
 def make_prompt_source(data_cfg, tokenizer):

@@ -1,0 +1,135 @@
+"""Worker groups: the controller's handle on all workers, dispatching by data-parallel rank.
+
+The loop calls one group method per phase; the group splits the work (prompts for generation,
+token-balanced rows for log-probs and updates), runs it on every rank and gathers the results in
+the controller's order. `InProcessWorkerGroup` holds one worker in this process (the fast CPU
+demo); `core.workers.ray_group.RayWorkerGroup` holds one Ray actor per GPU.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from core.distributed.batching import balance_rows, row_lengths
+from core.errors import TandemError
+from core.rollout.base import RolloutOutput, SamplingParams
+from core.trainer.batch import TrainingBatch, in_batch_order
+
+
+class WorkerGroup:
+    """Subclasses provide `world_size` and `_run(method, per_rank_args)` -> per-rank results."""
+
+    world_size: int = 1
+    pad_token_id: int = 0
+
+    def _run(self, method: str, per_rank_args: Sequence[tuple]) -> list[Any]:
+        raise NotImplementedError
+
+    def _run_all(self, method: str, *args) -> list[Any]:
+        return self._run(method, [args] * self.world_size)
+
+    # rollout: the group is the loop's rollout engine
+    @contextmanager
+    def rollout(self):
+        """All engines awake and holding the current weights inside the block."""
+        self._run_all("wake")
+        try:
+            yield self
+        finally:
+            self._run_all("sleep")
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
+        """Contiguous shares of the prompts to each rank's engine; outputs concatenated in order."""
+        shares = [share.tolist() for share in torch.tensor_split(torch.arange(len(prompts)), self.world_size)]
+        outputs = self._run("generate", [([prompts[i] for i in share], params) for share in shares])
+        return concat_outputs([(out, share[0]) for out, share in zip(outputs, shares) if out is not None],
+                              self.pad_token_id)
+
+    # training: rows balanced by tokens over ranks
+    def compute_logprobs(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._dispatch_rows("compute_logprobs", batch)
+
+    def compute_ref_logprobs(self, batch: TrainingBatch) -> torch.Tensor:
+        return self._dispatch_rows("compute_ref_logprobs", batch)
+
+    def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
+        return self._dispatch_rows("compute_values", batch)
+
+    def update(self, batch: TrainingBatch) -> dict[str, float]:
+        """Every rank reports the same (all-reduced) metrics; rank 0's are returned."""
+        return self._run("update", [(batch.select(rows),) for rows in self._shares(batch)])[0]
+
+    def save_checkpoint(self, root: str, step: int, trainer_state: dict) -> str:
+        return self._run_all("save_checkpoint", root, step, trainer_state)[0]
+
+    def load_checkpoint(self, path: str) -> dict:
+        return self._run_all("load_checkpoint", path)[0]
+
+    def save_model(self, out_dir: str) -> None:
+        self._run_all("save_model", out_dir)
+
+    def close(self) -> None:
+        self._run_all("close")
+
+    def _shares(self, batch: TrainingBatch) -> list[torch.Tensor]:
+        if batch.rows % self.world_size:
+            raise TandemError(
+                f"{batch.rows} rows cannot be split evenly over {self.world_size} data-parallel workers: "
+                "make data.prompt_batch_size * rollout.n a multiple of trainer.nnodes * trainer.n_gpus_per_node"
+            )
+        parts = balance_rows(row_lengths(batch.attention_mask), self.world_size)
+        return [torch.tensor(part, dtype=torch.long) for part in parts]
+
+    def _dispatch_rows(self, method: str, batch: TrainingBatch):
+        shares = self._shares(batch)
+        results = self._run(method, [(batch.select(rows),) for rows in shares])
+        if isinstance(results[0], tuple):
+            return tuple(in_batch_order(shares, [r[i] for r in results], batch.rows) for i in range(len(results[0])))
+        return in_batch_order(shares, results, batch.rows)
+
+
+class InProcessWorkerGroup(WorkerGroup):
+    """One worker in the controller's process, no torch.distributed: the single-device path."""
+
+    def __init__(self, cfg):
+        from core.workers.worker import TrainWorker
+
+        self.worker = TrainWorker(cfg)
+        self.pad_token_id = self.worker.tokenizer.pad_token_id
+
+    def _run(self, method: str, per_rank_args: Sequence[tuple]) -> list[Any]:
+        return [getattr(self.worker, method)(*per_rank_args[0])]
+
+
+def make_worker_group(cfg) -> WorkerGroup:
+    launcher = cfg.trainer.launcher
+    if launcher == "inprocess":
+        if cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node != 1:
+            raise TandemError("trainer.launcher=inprocess runs one worker; use trainer.launcher=ray for more")
+        return InProcessWorkerGroup(cfg)
+    if launcher == "ray":
+        from core.workers.ray_group import RayWorkerGroup
+
+        return RayWorkerGroup(cfg)
+    raise TandemError(f"trainer.launcher={launcher!r} is unknown; choose inprocess or ray")
+
+
+def concat_outputs(outputs: list[tuple[RolloutOutput, int]], pad_token_id: int) -> RolloutOutput:
+    """Join per-rank outputs (each with the index of its first prompt), re-padding to the longest response."""
+    width = max(out.response_ids.shape[1] for out, _ in outputs)
+
+    def padded(tensor: torch.Tensor, value) -> torch.Tensor:
+        return F.pad(tensor, (0, width - tensor.shape[1]), value=value)
+
+    return RolloutOutput(
+        prompt_ids=[ids for out, _ in outputs for ids in out.prompt_ids],
+        response_ids=torch.cat([padded(out.response_ids, pad_token_id) for out, _ in outputs]),
+        response_logprobs=torch.cat([padded(out.response_logprobs, 0.0) for out, _ in outputs]),
+        response_mask=torch.cat([padded(out.response_mask, False) for out, _ in outputs]),
+        group_ids=torch.cat([out.group_ids + first for out, first in outputs]),
+        finished=torch.cat([out.finished for out, _ in outputs]),
+    )

@@ -1,0 +1,124 @@
+"""The worker of one device: policy, reference and critic (FSDP2-sharded under torch.distributed),
+the rollout engine and the sharding manager that moves weights into it (the hybrid engine).
+
+A worker group calls these methods on every rank with that rank's share of the work; nothing here
+knows whether it runs in the controller's process or in a Ray actor.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from core.checkpoint.manager import Trainable, load_checkpoint, save_checkpoint
+from core.distributed.collectives import is_distributed
+from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
+from core.errors import TandemError
+from core.plugins.manager import get_plugin_manager
+from core.rollout.base import RolloutOutput, SamplingParams
+from core.trainer.actor import Actor
+from core.trainer.batch import TrainingBatch
+from core.trainer.critic import Critic
+from core.trainer.setup import load_policy, model_dtype, resolve_device
+
+
+class TrainWorker:
+    def __init__(self, cfg: DictConfig):
+        torch.manual_seed(cfg.trainer.seed)  # identical initial weights (critic head) on every rank
+        self.cfg = cfg
+        self.device = resolve_device(cfg.trainer.device)
+        sharded = is_distributed()
+        compute_dtype = model_dtype(cfg.model)
+        shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
+        # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
+        self.model_dir, self.tokenizer, policy = load_policy(
+            cfg.model, self.device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
+        )
+        reference = None
+        if cfg.algorithm.kl_placement != "none":
+            reference = shard(copy.deepcopy(policy).eval().requires_grad_(False))  # forward-only
+        self.policy = shard(policy)
+        self.reference = reference
+        horizon = cfg.rollout.max_tokens
+        self.actor = Actor(self.policy, cfg.algorithm, cfg.trainer, max_response_len=horizon)
+        self.critic = None
+        if cfg.algorithm.adv_estimator == "gae":  # PPO: a value head on the policy's backbone
+            dtype = torch.float32 if sharded else compute_dtype
+            self.critic = Critic.from_pretrained(
+                self.model_dir, dtype, self.device, cfg.algorithm, cfg.trainer, horizon, wrap=shard
+            )
+        if sharded:  # ranks sample differently from here on
+            torch.manual_seed(cfg.trainer.seed + torch.distributed.get_rank())
+        pm = get_plugin_manager()
+        backend = cfg.backend.name
+        self.engine = pm.hook.tandem_make_rollout_engine(backend=backend, cfg=cfg, model_dir=self.model_dir)
+        if self.engine is None:
+            raise TandemError(f"backend '{backend}' provides no rollout engine")
+        self.sharding = pm.hook.tandem_make_sharding_manager(
+            backend=backend, cfg=cfg, engine=self.engine, trainer_model=self.policy
+        )
+
+    def _shard_fn(self, compute_dtype: torch.dtype):
+        mesh = device_mesh(self.device)
+        settings = FSDPSettings(compute_dtype=compute_dtype, cpu_offload=self.cfg.trainer.cpu_offload)
+        return lambda model: shard_model(model, mesh, settings)
+
+    # rollout (the sharding manager's enter/exit, split so a group can hold all ranks awake)
+    def wake(self) -> None:
+        self.sharding.__enter__()
+
+    def sleep(self) -> None:
+        self.sharding.__exit__(None, None, None)
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput | None:
+        return self.engine.generate(prompts, params) if prompts else None
+
+    # training, on this rank's share of the batch
+    def compute_logprobs(self, batch: TrainingBatch):
+        return self.actor.compute_logprobs(batch)
+
+    def compute_ref_logprobs(self, batch: TrainingBatch) -> torch.Tensor:
+        return self.actor.compute_logprobs(batch, model=self.reference)[0]
+
+    def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
+        return self.critic.compute_values(batch)
+
+    def update(self, batch: TrainingBatch) -> dict[str, float]:
+        metrics = self.actor.update(batch)
+        if self.critic is not None:
+            metrics.update(self.critic.update(batch))
+        return metrics
+
+    # checkpoints
+    def _parts(self) -> dict[str, Trainable]:
+        parts = {"actor": Trainable(self.policy, self.actor.optimizer, self.actor.scheduler)}
+        if self.critic is not None:
+            parts["critic"] = Trainable(self.critic.model, self.critic.optimizer)
+        return parts
+
+    def save_checkpoint(self, root: str, step: int, trainer_state: dict[str, Any]) -> str:
+        keep = self.cfg.trainer.keep_last
+        return str(save_checkpoint(Path(root), step, self._parts(), trainer_state, self.tokenizer, keep))
+
+    def load_checkpoint(self, path: str) -> dict[str, Any]:
+        return load_checkpoint(Path(path), self._parts())
+
+    def save_model(self, out_dir: str) -> None:
+        """The policy as an HF directory (safetensors + tokenizer), gathered to rank 0 under FSDP."""
+        if not is_distributed():
+            self.policy.save_pretrained(out_dir, safe_serialization=True)
+            self.tokenizer.save_pretrained(out_dir)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(self.policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if torch.distributed.get_rank() == 0:
+            self.policy.save_pretrained(out_dir, state_dict=full, safe_serialization=True)
+            self.tokenizer.save_pretrained(out_dir)
+
+    def close(self) -> None:
+        self.engine.close()
