@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_core_wheel_ships_configs_and_searchpath_plugin(tmp_path):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
-         str(ROOT / "packages" / "core")],
+    source = shutil.copytree(ROOT / "packages" / "core", tmp_path / "core", ignore=shutil.ignore_patterns("build"))
+    subprocess.run(  # built from a copy: setuptools writes build/ next to the sources
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(source)],
         check=True, capture_output=True, timeout=240,
     )
     (wheel,) = tmp_path.glob("tandem_core-*.whl")
