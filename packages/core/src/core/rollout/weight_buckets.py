@@ -36,14 +36,15 @@ def iter_buckets(
     bucket_bytes: int,
     dtype: torch.dtype,
     device: torch.device | str,
+    buffer: torch.Tensor | None = None,
 ) -> Iterator[tuple[torch.Tensor, list[TensorSlot]]]:
     """Yield `(buffer [bytes] uint8, slots)` buckets of at most `bucket_bytes` (or one larger tensor).
 
     Each tensor is cast to `dtype` while it is copied into the buffer. The same buffer is reused for
     every bucket, so the consumer must be done with a bucket before the next one is requested
-    (generators make that natural: the next bucket is packed only when asked for).
+    (generators make that natural: the next bucket is packed only when asked for). Pass `buffer`
+    ([>= bucket_bytes] uint8) to reuse one across calls.
     """
-    buffer = None
     slots: list[TensorSlot] = []
     used = 0
     for name, tensor in named_tensors:
