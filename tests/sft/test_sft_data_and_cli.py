@@ -1,0 +1,67 @@
+"""SFT data files (messages or prompt/response columns) and `python -m sft.main` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core.errors import TandemError
+from sft.loop import train
+from sft_fakes import tiny_run
+
+CONVERSATIONS = [
+    {"messages": [{"role": "user", "content": "reverse: abc"}, {"role": "assistant", "content": "cba"}],
+     "data_source": "letters", "reward_model": {"ground_truth": "cba"}},
+    {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "reverse: de"},
+                  {"role": "assistant", "content": "ed"}, {"role": "user", "content": "reverse: fgh"},
+                  {"role": "assistant", "content": "hgf"}]},
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_trains_and_validates_on_messages_jsonl_and_prompt_response_parquet(tmp_path, fake_backend):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", CONVERSATIONS * 4)
+    val_file = tmp_path / "val.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": "reverse: xy", "response": "yx"}] * 3), val_file)
+    summary = train(tiny_run(tmp_path / "run", "data.task=file", f"data.train_files=[{train_file}]",
+                             f"data.val_files=[{val_file}]", "data.reward_fn=reverse_letters"))
+    assert summary["validations"] == 3 and 0.0 <= summary["val/reward_end"] <= 1.0
+    records = [json.loads(line) for line in (tmp_path / "run/validation/step_000004.jsonl").read_text().splitlines()]
+    assert [r["reference"] for r in records] == ["yx"] * 3
+
+
+def test_a_row_without_usable_columns_is_named(tmp_path, fake_backend):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [CONVERSATIONS[0], {"question": "hi"}])
+    with pytest.raises(TandemError, match=r"bad.jsonl: row 1: needs a 'messages' column or both 'prompt' and 'response'"):
+        train(tiny_run(tmp_path / "run", "data.task=file", f"data.train_files=[{bad}]", f"data.val_files=[{bad}]"))
+
+
+def run_sft(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "sft.main", *args], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=cwd)
+
+
+def test_cli_auto_detects_the_backend_and_reuses_core_groups(tmp_path):
+    result = run_sft("--cfg", "job", "model=tiny", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "name: cpu" in result.stdout and "path: builtin:tiny-qwen2" in result.stdout
+    assert "temperature: 0.8" in result.stdout and list(tmp_path.iterdir()) == []
+
+
+def test_cli_unknown_key_and_unknown_backend_fail_in_one_line(tmp_path):
+    result = run_sft("+backend=tpu", cwd=tmp_path)
+    assert result.returncode == 2 and "unknown backend 'tpu'" in result.stderr and "Traceback" not in result.stderr
+    result = run_sft("+backend=cpu", "validation.no_such_key=1", cwd=tmp_path)
+    assert result.returncode != 0 and "no_such_key" in result.stderr
