@@ -1,0 +1,154 @@
+"""The Ray launcher: one actor per GPU (per CPU process on the cpu backend), in placement groups per node.
+
+Each actor holds a full TrainWorker (policy, reference, critic, rollout engine: the colocated
+hybrid engine) and joins one torch.distributed group (NCCL on GPU, gloo on CPU) with the others.
+Multi-node is configuration only: `trainer.nnodes`, `trainer.n_gpus_per_node`, and
+`trainer.ray_address=auto` to join a running cluster. If any worker raises or dies, the whole
+group is killed (no rank is left waiting in a collective) and `WorkerFailure` carries the
+worker's traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from typing import Any, Sequence
+
+from omegaconf import OmegaConf
+
+from core.errors import TandemError
+from core.plugins.manager import get_plugin_manager
+from core.trainer.setup import load_tokenizer, resolve_device
+from core.workers.group import WorkerGroup
+
+PLACEMENT_TIMEOUT_S = 120
+
+
+class WorkerFailure(RuntimeError):
+    """A worker raised or died; the message names its rank and holds its traceback."""
+
+
+class _WorkerActor:
+    """The body of each Ray actor: joins the process group, then builds and serves a TrainWorker."""
+
+    def __init__(self, cfg: dict, rank: int, world_size: int):
+        self.cfg = OmegaConf.create(cfg)
+        self.rank, self.world_size = rank, world_size
+        self.worker = None
+
+    def address(self) -> tuple[str, int]:
+        import ray
+
+        with socket.socket() as sock:
+            sock.bind(("", 0))
+            return ray.util.get_node_ip_address(), sock.getsockname()[1]
+
+    def setup(self, master_addr: str, master_port: int) -> None:
+        import torch
+        import torch.distributed as dist
+
+        from core.workers.worker import TrainWorker
+
+        device = resolve_device(self.cfg.trainer.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(0)  # Ray exposes exactly this actor's GPU
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://{master_addr}:{master_port}",
+            rank=self.rank, world_size=self.world_size, timeout=timedelta(minutes=10),
+        )
+        self.worker = TrainWorker(self.cfg)
+
+    def call(self, method: str, *args) -> Any:
+        return getattr(self.worker, method)(*args)
+
+
+class RayWorkerGroup(WorkerGroup):
+    def __init__(self, cfg):
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        trainer = cfg.trainer
+        self.world_size = trainer.nnodes * trainer.n_gpus_per_node
+        self.pad_token_id = load_tokenizer(cfg.model)[1].pad_token_id
+        env = _worker_env(cfg.backend.name)
+        if not ray.is_initialized():
+            ray.init(address=trainer.ray_address, include_dashboard=False,
+                     runtime_env={"env_vars": {k: v for k, v in env.items() if v is not None}})
+        gpu = resolve_device(trainer.device).type == "cuda"
+        bundle = {"CPU": 1, "GPU": 1} if gpu else {"CPU": 1}
+        self.placement_groups = [
+            placement_group([bundle] * trainer.n_gpus_per_node, strategy="STRICT_PACK") for _ in range(trainer.nnodes)
+        ]
+        ready, _ = ray.wait([pg.ready() for pg in self.placement_groups], num_returns=trainer.nnodes,
+                            timeout=PLACEMENT_TIMEOUT_S)
+        if len(ready) < trainer.nnodes:
+            self._remove_placement_groups()
+            raise TandemError(
+                f"Ray cannot place {trainer.nnodes} node(s) x {trainer.n_gpus_per_node} workers of {bundle} "
+                f"(cluster resources: {ray.cluster_resources()}); lower trainer.n_gpus_per_node or trainer.nnodes"
+            )
+        actor_class = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0)(_WorkerActor)
+        container = OmegaConf.to_container(cfg, resolve=True)
+        self.actors = [
+            actor_class.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=local),
+            ).remote(container, node * trainer.n_gpus_per_node + local, self.world_size)
+            for node, pg in enumerate(self.placement_groups)
+            for local in range(trainer.n_gpus_per_node)
+        ]
+        master_addr, master_port = self._gather([self.actors[0].address.remote()])[0]
+        self._gather([actor.setup.remote(master_addr, master_port) for actor in self.actors])
+
+    def _run(self, method: str, per_rank_args: Sequence[tuple]) -> list[Any]:
+        return self._gather([actor.call.remote(method, *args) for actor, args in zip(self.actors, per_rank_args)])
+
+    def _gather(self, refs: list) -> list[Any]:
+        """Results in rank order; on the first failure, kill every worker and raise its traceback."""
+        import ray
+
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(done[0])
+            except ray.exceptions.RayError as exc:
+                rank = refs.index(done[0])
+                self.shutdown()
+                raise WorkerFailure(f"worker rank {rank} of {self.world_size} failed:\n{exc}") from None
+        return ray.get(refs)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in getattr(self, "actors", []):
+            ray.kill(actor)
+        self.actors = []
+        self._remove_placement_groups()
+
+    def _remove_placement_groups(self) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        for pg in self.placement_groups:
+            remove_placement_group(pg)
+        self.placement_groups = []
+
+
+def _worker_env(backend: str) -> dict[str, str | None]:
+    """The backend's worker environment (tandem_worker_env hook), also applied here so workers inherit it."""
+    env: dict[str, str | None] = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    for answer in get_plugin_manager().hook.tandem_worker_env(backend=backend):
+        env.update(answer or {})
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    return env
