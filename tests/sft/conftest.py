@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import faulthandler
+import sys
+from pathlib import Path
 
 import pytest
 
-from sft_fakes import FakeBackendPlugin
+sys.path.insert(0, str(Path(__file__).parent))  # test modules and spawned ranks import sft_fakes
+from sft_fakes import FakeBackendPlugin  # noqa: E402
 
 faulthandler.enable()
 
