@@ -154,6 +154,7 @@ def _step_metrics(batch, entropy, timings, *parts: dict[str, float]) -> dict[str
         "response_length/mean": lengths.mean().item(),
         "actor/entropy": (entropy * mask).sum().item() / max(mask.sum().item(), 1),
         **{f"timing/{phase}": seconds for phase, seconds in timings.items()},
+        "perf/tokens": tokens,  # prompt + response tokens of the batch (benchmarks/update_mfu.py)
         "perf/tokens_per_s": tokens / max(timings["step"], 1e-9),
     }
     if batch.ref_logprobs is not None:  # k1 estimate of KL(policy || reference) on the sampled tokens
