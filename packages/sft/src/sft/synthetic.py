@@ -4,7 +4,7 @@
 
 It needs no download, has an exact reward (position-wise match with the reversed letters, the
 same rule as core's repeat-letters task), and the 0.12M-parameter builtin model goes from ~0.0 to
-~0.6 validation score in 1500 SFT steps (under a minute on a CPU). This module is also sft's
+~0.7 validation score in 1500 SFT steps (under a minute on a CPU). This module is also sft's
 plugin: it registers the reward under the name `reverse_letters` through `tandem_reward_functions`.
 """
 
