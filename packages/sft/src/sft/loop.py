@@ -58,6 +58,15 @@ def init_distributed(cfg: DictConfig) -> bool:
     return True
 
 
+def same_on_all_ranks(value):
+    """Rank 0's `value` on every rank."""
+    if world()[1] == 1:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run `trainer.total_steps` SFT steps; returns a summary (validation reward/loss first and last)."""
     owns_group = init_distributed(cfg)
@@ -74,7 +83,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     torch.manual_seed(cfg.trainer.seed)
     if cfg.trainer.batch_size < world_size:
         raise TandemError(f"trainer.batch_size={cfg.trainer.batch_size} is smaller than the {world_size} ranks")
-    run_dir = Path(cfg.trainer.output_dir)
+    run_dir = Path(same_on_all_ranks(cfg.trainer.output_dir))  # ${now:...} may differ by a second between ranks
     device = resolve_device(cfg.trainer.device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())
