@@ -1,1 +1,1 @@
-"""Tandem's NVIDIA CUDA backend (registered through the `tandem.backends` entry point)."""
+"""Tandem's NVIDIA CUDA backend (registered through the `tandem.plugins` entry point)."""

@@ -1,1 +1,1 @@
-"""Tandem's AMD ROCm backend (registered through the `tandem.backends` entry point)."""
+"""Tandem's AMD ROCm backend (registered through the `tandem.plugins` entry point)."""

@@ -1,10 +1,11 @@
 """Every hook a Tandem plugin can answer, in one place.
 
-A *backend* (cpu, cuda, rocm, or a third-party one) is a plugin that declares itself with
-`tandem_backends` and answers the backend-scoped hooks below when `backend` is its own name
-(returning None otherwise). Core's own defaults, including the `cpu` backend, are such a plugin
-(`core.backends.cpu`); installed packages register theirs under the `tandem.backends` entry-point
-group. Hooks marked firstresult stop at the first plugin that answers.
+Installed packages register plugins under the `tandem.plugins` entry-point group; a plugin answers
+whichever hooks it cares about. A *backend* (cpu, cuda, rocm, or a third-party one) declares itself
+with `tandem_backends` and answers the backend-scoped hooks below when `backend` is its own name
+(returning None otherwise); other plugins only add things, e.g. reward functions. Core's own
+defaults are plugins too (`core.backends.cpu`, `core.rewards.builtin`). Hooks marked firstresult
+stop at the first plugin that answers.
 """
 
 from __future__ import annotations

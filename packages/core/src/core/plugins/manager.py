@@ -1,4 +1,4 @@
-"""The one plugin manager: core's defaults plus every installed `tandem.backends` entry point."""
+"""The one plugin manager: core's defaults plus every installed `tandem.plugins` entry point."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from core.errors import TandemError
 from core.plugins import hookspecs
 from core.plugins.hookspecs import Availability, BackendSpec
 
-ENTRY_POINT_GROUP = "tandem.backends"
+ENTRY_POINT_GROUP = "tandem.plugins"
 
 
 @functools.cache
