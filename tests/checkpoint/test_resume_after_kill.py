@@ -23,7 +23,9 @@ COMPARED = ("reward/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy", 
 
 def _metrics(run_dir) -> dict[int, dict]:
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {m["step"]: m for m in lines}  # a resumed run re-logs the steps after its checkpoint
+    # a resumed run drops the lines after its checkpoint and logs those steps again: each step once
+    assert [m["step"] for m in lines] == list(range(1, len(lines) + 1))
+    return {m["step"]: m for m in lines}
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(compose_config, tmp_path):

@@ -29,6 +29,8 @@ CONSOLE_COLUMNS = {
     "timing/logprob": "lp_s",
     "timing/update": "upd_s",
     "perf/tokens_per_s": "tok/s",
+    "train/loss": "loss",
+    "val/loss": "val_loss",
 }
 _HEADER_EVERY = 20  # rows between repeated headers, so the column names stay on screen
 
@@ -78,6 +80,15 @@ class JsonlLogger:
     def log(self, metrics: dict[str, float], step: int) -> None:
         self._file.write(json.dumps({"step": step, "time": time.time(), **metrics}) + "\n")
         self._file.flush()  # a crashed run keeps every step it finished
+
+    def rewind(self, step: int) -> None:
+        """Forget the lines after `step`: a run resumed from step's checkpoint logs them again."""
+        self._file.close()
+        kept = [line for line in self.path.read_text().splitlines(keepends=True) if json.loads(line)["step"] <= step]
+        staging = self.path.with_suffix(".jsonl.tmp")
+        staging.write_text("".join(kept))
+        staging.replace(self.path)
+        self._file = self.path.open("a")
 
     def close(self) -> None:
         self._file.close()

@@ -52,6 +52,12 @@ class Tracker:
         for logger in self.loggers:
             logger.log(values, step)
 
+    def rewind(self, step: int) -> None:
+        """A resumed run restarts after `step`: loggers that keep a file drop what came later."""
+        for logger in self.loggers:
+            if hasattr(logger, "rewind"):
+                logger.rewind(step)
+
     def close(self) -> None:
         for logger in self.loggers:
             logger.close()

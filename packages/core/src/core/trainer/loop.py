@@ -65,6 +65,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             prompts_source.load_state_dict(state["trainer"]["prompts"])
             kl_controller.value = state["trainer"]["kl_coef"]
             first_step = state["step"] + 1
+            tracker.rewind(state["step"])
             log.info("resumed from %s", resume_from)
 
         def validation_due(step: int) -> bool:
