@@ -10,20 +10,24 @@ saved as safetensors with the config and tokenizer, ready for `from_pretrained` 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
 
-from core.checkpoint.manager import single_process_quiet, resolve_resume
-from core.errors import exit_on_user_error
+from core.checkpoint.manager import find_checkpoint, single_process_quiet
+from core.errors import TandemError, exit_on_user_error
 from core.trainer.setup import DTYPES
 
 
 def export_hf(checkpoint: Path, out_dir: Path, dtype: str | None = None) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    checkpoint = resolve_resume(str(checkpoint), Path(checkpoint))
+    checkpoint = find_checkpoint(Path(checkpoint), "checkpoint")
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise TandemError(f"output directory '{out_dir}' exists; export into a new one")
     config = AutoConfig.from_pretrained(checkpoint / "hf")
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     state = model.state_dict()
@@ -31,9 +35,11 @@ def export_hf(checkpoint: Path, out_dir: Path, dtype: str | None = None) -> Path
         dcp.load({"actor": {"model": state}}, checkpoint_id=checkpoint / "dcp", no_dist=True)  # fills `state` (model's tensors) in place
     if dtype is not None:
         model.to(DTYPES[dtype])
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    AutoTokenizer.from_pretrained(checkpoint / "hf").save_pretrained(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.tmp")  # a crash mid-write leaves no half model
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    AutoTokenizer.from_pretrained(checkpoint / "hf").save_pretrained(staging)
+    staging.rename(out_dir)
     return out_dir
 
 

@@ -70,16 +70,20 @@ def resolve_resume(resume: str, root: Path) -> Optional[Path]:
     if resume == "auto":
         found = list_checkpoints(root)
         return found[-1] if found else None
-    path = Path(resume).expanduser()
-    if checkpoint_step(path) is None:
-        latest = list_checkpoints(path)  # a checkpoints root is fine too
-        if not latest:
-            raise TandemError(
-                f"trainer.resume={resume!r} is neither never, auto, nor a complete checkpoint directory "
-                f"({STEP_PREFIX}N containing {STATE_FILE})"
-            )
-        path = latest[-1]
-    return path
+    return find_checkpoint(Path(resume).expanduser(), "trainer.resume (never, auto, or a path)")
+
+
+def find_checkpoint(path: Path, what: str) -> Path:
+    """`path` if it is a complete checkpoint, else the latest one under it (a checkpoints root)."""
+    if checkpoint_step(path) is not None:
+        return path
+    latest = list_checkpoints(path)
+    if not latest:
+        raise TandemError(
+            f"{what}: '{path}' is not a complete checkpoint directory ({STEP_PREFIX}N containing {STATE_FILE}) "
+            "and holds none"
+        )
+    return latest[-1]
 
 
 def save_checkpoint(
