@@ -193,11 +193,12 @@ def emulated_grpo_step(engine, trainer) -> None:
 
 def phase_main() -> None:
     engine, trainer, model_dir = start("qwen2.5-0.5b-shape", multiprocess=True)
-    throughput(engine, "multi-process")
-    throughput(engine, "multi-process", n_prompts=64, n=4)
-    engine.expand_prompts = True
-    throughput(engine, "multi-process expand_prompts", n_prompts=64, n=4)
-    engine.expand_prompts = False
+    if "--skip-throughput" not in sys.argv:
+        throughput(engine, "multi-process")
+        throughput(engine, "multi-process", n_prompts=64, n=4)
+        engine.expand_prompts = True
+        throughput(engine, "multi-process expand_prompts", n_prompts=64, n=4)
+        engine.expand_prompts = False
     sync_time(engine, trainer, "0.5B multi-process (CUDA IPC)")
     sleep_wake(engine, trainer)
     emulated_grpo_step(engine, trainer)

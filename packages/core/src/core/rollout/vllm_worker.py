@@ -10,6 +10,7 @@ vLLM refuses extension attributes that clash with the worker's own.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from typing import Any
 
@@ -32,16 +33,17 @@ def share_buffer(buffer: torch.Tensor) -> bytes:
 def encode_bucket(buffer: torch.Tensor, slots: list[TensorSlot], shared_handle: bytes | None) -> Any:
     """What travels through `collective_rpc`: the tensor itself in-process (`shared_handle` None
     and a CUDA buffer), the handle across processes, or, for CPU engines, the bytes themselves."""
+    wire = [dataclasses.astuple(s) for s in slots]  # msgpack carries tuples, not dataclasses
     if shared_handle is not None:
-        return shared_handle, slots
+        return shared_handle, wire
     if buffer.is_cuda:
-        return buffer, slots
-    return pickle.dumps(buffer[: slots[-1].offset + slots[-1].nbytes].clone()), slots
+        return buffer, wire
+    return pickle.dumps(buffer[: slots[-1].offset + slots[-1].nbytes].clone()), wire
 
 
 def encode_oversized(tensor_bytes: torch.Tensor, slots: list[TensorSlot]) -> Any:
     """A tensor larger than a bucket travels alone; its mapping is not kept by the worker."""
-    return share_buffer(tensor_bytes), slots, False
+    return share_buffer(tensor_bytes), [dataclasses.astuple(s) for s in slots], False
 
 
 def _open_handle(handle: bytes, device_index: int | None) -> torch.Tensor:
@@ -88,7 +90,8 @@ class WeightSyncExtension:
 
     def tandem_load_bucket(self, payload: Any) -> int:
         """Load one bucket of HF-named weights into the model in place; returns the tensor count."""
-        buffer, slots, *keep = payload
+        buffer, wire, *keep = payload
+        slots = [TensorSlot(name, dtype, tuple(shape), offset, nbytes) for name, dtype, shape, offset, nbytes in wire]
         if isinstance(buffer, bytes):
             buffer = self._tandem_buffer(buffer, keep=not keep or keep[0])
         weights = unpack_bucket(buffer, slots)
