@@ -31,5 +31,5 @@ def test_worker_failure_is_one_error_with_its_traceback(ray_cluster, compose_con
 
     group = RayWorkerGroup(compose_config(*RAY_DEMO, f"trainer.output_dir={tmp_path}"))
     with pytest.raises(WorkerFailure, match=r"(?s)worker rank \d of 2 failed.*no_such_method"):
-        group._run_all("no_such_method")
+        group.run_all("no_such_method")
     assert group.actors == []  # the group was torn down, nobody waits in a collective

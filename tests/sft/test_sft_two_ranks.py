@@ -34,7 +34,7 @@ def test_two_ranks_split_validation_and_gather_it_in_order(tmp_path, tiny_model_
     records = [json.loads(line) for line in (tmp_path / "validation" / "step_000004.jsonl").read_text().splitlines()]
     # 5 prompts: rank 0 generates the first 3, rank 1 the last 2; the file keeps dataset order
     assert [r["rank"] for r in records] == [0, 0, 0, 1, 1]
-    from sft.loop import load_data
+    from sft.dataset import load_data
     from sft_fakes import tiny_run
 
     _, val_set = load_data(tiny_run(tmp_path, "data.num_val=5"), tiny_tokenizer)

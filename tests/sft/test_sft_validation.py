@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from core.errors import TandemError
-from sft.loop import load_data, train
+from sft.dataset import load_data
+from sft.loop import train
 from sft_fakes import tiny_run
 
 

@@ -1,7 +1,7 @@
 """A rank's share of a step as token-budget micro-batches (core.distributed's planning).
 
 Rows are right-padded to the longest row of their micro-batch, so a micro-batch costs
-`rows x longest` tokens. Every rank runs as many forward passes as the busiest one (FSDP gathers
+`rows x longest` tokens (its real tokens when the trainer packs them, `trainer.remove_padding`). Every rank runs as many forward passes as the busiest one (FSDP gathers
 parameters in each), padding with dummy passes that count zero. The loss is normalised by the
 assistant-token count of the whole optimizer step, so how a step is cut never changes its gradient.
 """
@@ -52,12 +52,14 @@ def collate(examples: Sequence[SFTExample], pad_token_id: int) -> MicroBatch:
     return MicroBatch(input_ids, attention_mask, shifted_labels(input_ids, loss_mask))
 
 
-def micro_batches(examples: Sequence[SFTExample], token_budget: int, pad_token_id: int) -> list[MicroBatch]:
-    """This rank's micro-batches of at most `token_budget` padded tokens (plus dummies, see above).
+def micro_batches(examples: Sequence[SFTExample], token_budget: int, pad_token_id: int,
+                  padded: bool = True) -> list[MicroBatch]:
+    """This rank's micro-batches of at most `token_budget` tokens (plus dummies, see above): padded
+    tokens, or real ones (`padded=False`) for the packed forward.
 
     A rank without examples (a tiny validation set over many ranks) runs dummy passes only; it
     needs one example to shape them, so callers hand such a rank any example with weight 0.
     """
     whole = collate(examples, pad_token_id)
-    plan = plan_micro_batches(whole.attention_mask, token_budget, rows_per_micro=len(examples), padded=True)
+    plan = plan_micro_batches(whole.attention_mask, token_budget, rows_per_micro=len(examples), padded=padded)
     return [whole.select(micro.rows, weight=0.0 if micro.dummy else 1.0) for micro in plan]

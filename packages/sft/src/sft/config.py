@@ -35,7 +35,8 @@ class SFTDataConfig:
 class SFTTrainerConfig:
     total_steps: int = 300
     batch_size: int = 32  # conversations per optimizer step (over all data-parallel ranks)
-    micro_batch_tokens: int = 4096  # token budget of one forward/backward: rows x padded length
+    micro_batch_tokens: int = 4096  # token budget of one forward/backward: rows x padded length (real tokens if packed)
+    remove_padding: bool = False  # pack a micro-batch's rows into one sequence (varlen flash-attention on GPU)
     lr: float = 1e-4
     lr_schedule: str = "cosine"  # constant | cosine, after the linear warm-up
     warmup_steps: int = 10
@@ -51,7 +52,12 @@ class SFTTrainerConfig:
     save_freq: int = 0  # sharded checkpoint (core.checkpoint) every N steps under output_dir/checkpoints; 0: never
     keep_last: int = 2  # checkpoints kept
     resume: str = "auto"  # auto: the latest checkpoint under output_dir/checkpoints | never | a checkpoint path
-    dist_timeout_s: int = 600  # collective timeout when several ranks run
+    dist_timeout_s: int = 600  # collective timeout when several ranks run (torchrun)
+    launcher: str = "inprocess"  # inprocess: this process (one per rank under torchrun) | ray: one actor per GPU
+    nnodes: int = 1  # Ray launcher: nodes x n_gpus_per_node workers
+    n_gpus_per_node: int = 1
+    ray_address: Optional[str] = None  # None: start a local Ray; "auto" or an address: join that cluster
+    cpu_offload: bool = False  # FSDP: keep params, grads and optimizer state on the CPU between uses
 
 
 @dataclass

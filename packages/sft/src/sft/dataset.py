@@ -105,3 +105,19 @@ def load_sft_examples(files: Sequence[str], tokenizer, data_cfg, limit: int | No
     if not any(any(e.loss_mask) for e in examples):
         raise TandemError(f"no assistant tokens left in {', '.join(files)} after cutting to data.max_length")
     return examples
+
+
+def load_data(cfg, tokenizer) -> tuple[list[SFTExample], list[SFTExample]]:
+    """(train, validation) examples of `data.task`: the built-in task or the configured files."""
+    data = cfg.data
+    if data.task == "reverse_letters":
+        from sft.synthetic import reverse_letters_examples
+
+        train = reverse_letters_examples(tokenizer, data, data.num_train, seed=data.seed)
+        val = reverse_letters_examples(tokenizer, data, data.num_val, seed=data.seed + 1_000_003)
+    elif data.task == "file":
+        train = load_sft_examples(list(data.train_files), tokenizer, data)
+        val = load_sft_examples(list(data.val_files), tokenizer, data, limit=data.max_val_samples)
+    else:
+        raise TandemError(f"data.task={data.task!r} is unknown; use 'file' or the built-in 'reverse_letters'")
+    return train, val[: data.max_val_samples]

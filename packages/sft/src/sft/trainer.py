@@ -1,5 +1,8 @@
 """The SFT optimizer step on one rank: micro-batches, assistant-token loss, clipping, LR schedule.
 
+With `trainer.remove_padding` each micro-batch runs packed (core.distributed.packing, the same
+padding-free forward as RL's) and its token budget counts real tokens instead of padded ones.
+
 On several ranks the model is sharded with core.distributed's FSDP2 engine and every rank
 normalises by the assistant-token count of the whole step (all ranks together); FSDP sums the
 gradients over ranks, so the result equals the single-process gradient of the same batch.
@@ -15,8 +18,9 @@ import torch.distributed as dist
 from core.checkpoint.manager import Trainable
 from core.distributed.batching import balance_rows
 from core.distributed.fsdp import FSDPSettings, clip_grad_norm, device_mesh, shard_model
+from core.distributed.packing import IGNORE, packed_token_logprobs
 from core.trainer.setup import DTYPES
-from sft.batching import micro_batches
+from sft.batching import MicroBatch, micro_batches
 from sft.dataset import SFTExample
 from sft.loss import lr_factor, sft_loss_sum
 
@@ -35,6 +39,16 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
+def micro_loss_sum(model: torch.nn.Module, micro: MicroBatch, packed: bool) -> tuple[torch.Tensor, int]:
+    """(summed assistant-token loss, labelled tokens) of one micro-batch, by the packed (padding-free)
+    forward or the padded one; both give the same numbers."""
+    if packed:
+        logprobs, _ = packed_token_logprobs(model, micro.input_ids, micro.attention_mask, micro.labels)
+        return -logprobs.sum(), int((micro.labels != IGNORE).sum())
+    logits = model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
+    return sft_loss_sum(logits, micro.labels)
+
+
 class SFTTrainer:
     """Owns the model being trained (fp32 master weights; FSDP2-sharded on several ranks),
     its AdamW optimizer and LR schedule (linear warm-up, then constant or cosine)."""
@@ -45,7 +59,8 @@ class SFTTrainer:
         self.device = next(model.parameters()).device
         self.rank, self.world_size = world()
         if self.world_size > 1:
-            shard_model(model, device_mesh(self.device), FSDPSettings(compute_dtype=DTYPES[compute_dtype]))
+            settings = FSDPSettings(compute_dtype=DTYPES[compute_dtype], cpu_offload=trainer_cfg.cpu_offload)
+            shard_model(model, device_mesh(self.device), settings)
         self.model = model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -69,13 +84,12 @@ class SFTTrainer:
         local = self.local_share(examples)
         # a rank left without rows still joins every forward (FSDP), on a zero-weight stand-in
         shaped = local or list(examples[:1])
-        batches = micro_batches(shaped, self.cfg.micro_batch_tokens, self.pad_token_id)
+        padded = not self.cfg.remove_padding
+        batches = micro_batches(shaped, self.cfg.micro_batch_tokens, self.pad_token_id, padded=padded)
         return batches if local else [b.select(torch.arange(b.input_ids.shape[0]), weight=0.0) for b in batches]
 
-    def _loss_sum(self, micro) -> tuple[torch.Tensor, int]:
-        micro = micro.to(self.device)
-        logits = self.model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
-        summed, count = sft_loss_sum(logits, micro.labels)
+    def _loss_sum(self, micro: MicroBatch) -> tuple[torch.Tensor, int]:
+        summed, count = micro_loss_sum(self.model, micro.to(self.device), packed=self.cfg.remove_padding)
         return summed * micro.weight, int(count * micro.weight)
 
     def train_step(self, examples: Sequence[SFTExample]) -> dict[str, float]:

@@ -4,6 +4,9 @@ Real tokens are concatenated into [1, tokens] and position ids restart at 0 for 
 no attention mask, transformers detects the restarts and attends block-causally: varlen
 flash-attention (cu_seqlens) when the model runs with `flash_attention_2`, an exact block-diagonal
 mask with sdpa/eager on CPU. No compute is spent on padding.
+
+`packed_token_logprobs` is the general entry (any padding layout, a label per scored position:
+SFT's next-token labels); `packed_response_logprobs` is RL's TrainingBatch view of it.
 """
 
 from __future__ import annotations
@@ -13,34 +16,53 @@ import torch
 from core.algorithms.entropy import entropy_from_logits
 from core.algorithms.logprobs import logprobs_from_logits
 
+IGNORE = -100  # label of a position whose prediction is not scored
+
+
+def packed_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          labels: torch.Tensor, position_ids: torch.Tensor | None = None, with_entropy: bool = False):
+    """Log-probs [rows, seq_len] of `labels` under the packed forward (0 where not scored), and entropies if asked.
+
+    input_ids, attention_mask, labels: [rows, seq_len], rows padded on either side. labels[r, t] is
+    the token the logits at position t must predict (usually input_ids[r, t + 1]), IGNORE where
+    nothing is scored; scored positions must be real tokens. position_ids default to 0 at each row's
+    first real token. Only the logits of scored positions enter the log-softmax, so no
+    [tokens, vocab] float32 tensor is built.
+    """
+    real = attention_mask.bool()  # [rows, seq_len]
+    if position_ids is None:
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    packed_at = torch.full(real.shape, -1, dtype=torch.long, device=real.device)
+    packed_at[real] = torch.arange(int(real.sum()), device=real.device)
+    logits = model(
+        input_ids=input_ids[real].unsqueeze(0), position_ids=position_ids[real].unsqueeze(0),
+        use_cache=False,  # a KV cache turns off the packed-sequence detection
+    ).logits[0]  # [tokens, vocab]
+    scored = labels != IGNORE  # [rows, seq_len]
+    picked = logits[packed_at[scored]]  # [scored_tokens, vocab]
+    logprobs = _scatter_rows(logprobs_from_logits(picked, labels[scored]), scored)
+    entropy = _scatter_rows(entropy_from_logits(picked), scored) if with_entropy else None
+    return logprobs, entropy
+
 
 def packed_response_logprobs(model: torch.nn.Module, batch, with_entropy: bool = False):
     """Log-probs [rows, response_len] (0 on masked positions) and entropies if asked.
 
-    `batch` is a TrainingBatch (left-padded prompts, right-padded responses). Only the logits of
-    positions that predict response tokens enter the log-softmax, chunked, so no [tokens, vocab]
-    float32 tensor is built.
+    `batch` is a TrainingBatch (left-padded prompts, right-padded responses): response token j of
+    a row is predicted by column prompt_len - 1 + j (a real token: prompts end at prompt_len - 1).
     """
-    real = batch.attention_mask.bool()  # [rows, seq_len]
-    packed_at = torch.full(real.shape, -1, dtype=torch.long, device=real.device)
-    packed_at[real] = torch.arange(int(real.sum()), device=real.device)
-    logits = model(
-        input_ids=batch.input_ids[real].unsqueeze(0), position_ids=batch.position_ids[real].unsqueeze(0),
-        use_cache=False,  # a KV cache turns off the packed-sequence detection
-    ).logits[0]  # [tokens, vocab]
     response_mask = batch.response_mask.bool()  # [rows, response_len]
-    response_len = response_mask.shape[1]
-    # the logits at position t predict token t + 1: response token j of a row is predicted by the
-    # packed position of its column prompt_len - 1 + j (a real token: prompts end at prompt_len - 1)
-    predicting = packed_at[:, batch.prompt_len - 1 : batch.prompt_len - 1 + response_len]
-    picked = logits[predicting[response_mask]]  # [response_tokens, vocab]
-    logprobs = _scatter_rows(logprobs_from_logits(picked, batch.responses[response_mask]), response_mask)
-    entropy = _scatter_rows(entropy_from_logits(picked), response_mask) if with_entropy else None
-    return logprobs, entropy
+    columns = slice(batch.prompt_len - 1, batch.prompt_len - 1 + response_mask.shape[1])
+    labels = torch.full_like(batch.input_ids, IGNORE)
+    labels[:, columns] = batch.responses.masked_fill(~response_mask, IGNORE)
+    logprobs, entropy = packed_token_logprobs(
+        model, batch.input_ids, batch.attention_mask, labels, batch.position_ids, with_entropy
+    )
+    return logprobs[:, columns], None if entropy is None else entropy[:, columns]
 
 
 def _scatter_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[response_tokens] -> [rows, response_len] with zeros where `mask` is False."""
+    """[scored_tokens] -> mask.shape with zeros where `mask` is False."""
     out = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
     out[mask] = values
     return out

@@ -3,7 +3,9 @@
 The loop calls one group method per phase; the group splits the work (prompts for generation,
 token-balanced rows for log-probs and updates), runs it on every rank and gathers the results in
 the controller's order. `InProcessWorkerGroup` holds one worker in this process (the fast CPU
-demo); `core.workers.ray_group.RayWorkerGroup` holds one Ray actor per GPU.
+demo); `core.workers.ray_group.RayWorkerGroup` holds one Ray actor per GPU. Both build any worker
+class (RL's TrainWorker by default; SFT passes its SFTWorker) and `run_all` calls a method of it on
+every rank, so other loops drive their own workers through the same launchers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from core.distributed.batching import balance_rows, row_lengths
 from core.errors import TandemError
 from core.rollout.base import RolloutOutput, SamplingParams
 from core.trainer.batch import TrainingBatch, in_batch_order
+from core.workers.base import import_worker
+
+TRAIN_WORKER = "core.workers.worker:TrainWorker"
 
 
 class WorkerGroup:
@@ -29,18 +34,19 @@ class WorkerGroup:
     def _run(self, method: str, per_rank_args: Sequence[tuple]) -> list[Any]:
         raise NotImplementedError
 
-    def _run_all(self, method: str, *args) -> list[Any]:
+    def run_all(self, method: str, *args) -> list[Any]:
+        """`worker.method(*args)` on every rank; the results in rank order."""
         return self._run(method, [args] * self.world_size)
 
     # rollout: the group is the loop's rollout engine
     @contextmanager
     def rollout(self):
         """All engines awake and holding the current weights inside the block."""
-        self._run_all("wake")
+        self.run_all("wake")
         try:
             yield self
         finally:
-            self._run_all("sleep")
+            self.run_all("sleep")
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
         """Contiguous shares of the prompts to each rank's engine; outputs concatenated in order."""
@@ -64,16 +70,16 @@ class WorkerGroup:
         return self._run("update", [(batch.select(rows),) for rows in self._shares(batch)])[0]
 
     def save_checkpoint(self, root: str, step: int, trainer_state: dict) -> str:
-        return self._run_all("save_checkpoint", root, step, trainer_state)[0]
+        return self.run_all("save_checkpoint", root, step, trainer_state)[0]
 
     def load_checkpoint(self, path: str) -> dict:
-        return self._run_all("load_checkpoint", path)[0]
+        return self.run_all("load_checkpoint", path)[0]
 
     def save_model(self, out_dir: str) -> None:
-        self._run_all("save_model", out_dir)
+        self.run_all("save_model", out_dir)
 
     def close(self) -> None:
-        self._run_all("close")
+        self.run_all("close")
 
     def _shares(self, batch: TrainingBatch) -> list[torch.Tensor]:
         if batch.rows % self.world_size:
@@ -93,28 +99,28 @@ class WorkerGroup:
 
 
 class InProcessWorkerGroup(WorkerGroup):
-    """One worker in the controller's process, no torch.distributed: the single-device path."""
+    """One worker in the controller's process: the single-device path (or this process's rank when
+    torchrun started several, each driving its own worker)."""
 
-    def __init__(self, cfg):
-        from core.workers.worker import TrainWorker
-
-        self.worker = TrainWorker(cfg)
+    def __init__(self, cfg, worker: str = TRAIN_WORKER, *worker_args):
+        self.worker = import_worker(worker)(cfg, *worker_args)
         self.pad_token_id = self.worker.tokenizer.pad_token_id
 
     def _run(self, method: str, per_rank_args: Sequence[tuple]) -> list[Any]:
         return [getattr(self.worker, method)(*per_rank_args[0])]
 
 
-def make_worker_group(cfg) -> WorkerGroup:
+def make_worker_group(cfg, worker: str = TRAIN_WORKER, *worker_args) -> WorkerGroup:
+    """The group `trainer.launcher` names, of `worker` ("package.module:Class") built as `Class(cfg, *worker_args)`."""
     launcher = cfg.trainer.launcher
     if launcher == "inprocess":
         if cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node != 1:
             raise TandemError("trainer.launcher=inprocess runs one worker; use trainer.launcher=ray for more")
-        return InProcessWorkerGroup(cfg)
+        return InProcessWorkerGroup(cfg, worker, *worker_args)
     if launcher == "ray":
         from core.workers.ray_group import RayWorkerGroup
 
-        return RayWorkerGroup(cfg)
+        return RayWorkerGroup(cfg, worker, *worker_args)
     raise TandemError(f"trainer.launcher={launcher!r} is unknown; choose inprocess or ray")
 
 

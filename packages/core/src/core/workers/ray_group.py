@@ -1,7 +1,7 @@
 """The Ray launcher: one actor per GPU (per CPU process on the cpu backend), in placement groups per node.
 
-Each actor holds a full TrainWorker (policy, reference, critic, rollout engine: the colocated
-hybrid engine) and joins one torch.distributed group (NCCL on GPU, gloo on CPU) with the others.
+Each actor holds one worker (RL's TrainWorker: policy, reference, critic, rollout engine, the colocated
+hybrid engine; or another loop's worker class, e.g. SFT's) and joins one torch.distributed group (NCCL on GPU, gloo on CPU) with the others.
 Multi-node is configuration only: `trainer.nnodes`, `trainer.n_gpus_per_node`, and
 `trainer.ray_address=auto` to join a running cluster. If any worker raises or dies, the whole
 group is killed (no rank is left waiting in a collective) and `WorkerFailure` carries the
@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 from core.errors import TandemError
 from core.plugins.manager import get_plugin_manager
 from core.trainer.setup import load_tokenizer, resolve_device
-from core.workers.group import WorkerGroup
+from core.workers.base import import_worker
+from core.workers.group import TRAIN_WORKER, WorkerGroup
 
 PLACEMENT_TIMEOUT_S = 120
 
@@ -30,11 +31,12 @@ class WorkerFailure(RuntimeError):
 
 
 class _WorkerActor:
-    """The body of each Ray actor: joins the process group, then builds and serves a TrainWorker."""
+    """The body of each Ray actor: joins the process group, then builds and serves its worker."""
 
-    def __init__(self, cfg: dict, rank: int, world_size: int):
+    def __init__(self, cfg: dict, rank: int, world_size: int, worker: str, worker_args: tuple):
         self.cfg = OmegaConf.create(cfg)
         self.rank, self.world_size = rank, world_size
+        self.worker_path, self.worker_args = worker, worker_args
         self.worker = None
 
     def address(self) -> tuple[str, int]:
@@ -48,8 +50,6 @@ class _WorkerActor:
         import torch
         import torch.distributed as dist
 
-        from core.workers.worker import TrainWorker
-
         device = resolve_device(self.cfg.trainer.device)
         if device.type == "cuda":
             torch.cuda.set_device(0)  # Ray exposes exactly this actor's GPU
@@ -57,14 +57,17 @@ class _WorkerActor:
             "nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://{master_addr}:{master_port}",
             rank=self.rank, world_size=self.world_size, timeout=timedelta(minutes=10),
         )
-        self.worker = TrainWorker(self.cfg)
+        self.worker = import_worker(self.worker_path)(self.cfg, *self.worker_args)
 
     def call(self, method: str, *args) -> Any:
         return getattr(self.worker, method)(*args)
 
 
 class RayWorkerGroup(WorkerGroup):
-    def __init__(self, cfg):
+    """`trainer.nnodes` x `trainer.n_gpus_per_node` actors, each building `worker` ("package.module:Class")
+    as `Class(cfg, *worker_args)` after joining the process group."""
+
+    def __init__(self, cfg, worker: str = TRAIN_WORKER, *worker_args):
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -94,7 +97,7 @@ class RayWorkerGroup(WorkerGroup):
         self.actors = [
             actor_class.options(
                 scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=local),
-            ).remote(container, node * trainer.n_gpus_per_node + local, self.world_size)
+            ).remote(container, node * trainer.n_gpus_per_node + local, self.world_size, worker, worker_args)
             for node, pg in enumerate(self.placement_groups)
             for local in range(trainer.n_gpus_per_node)
         ]

@@ -8,13 +8,11 @@ knows whether it runs in the controller's process or in a Ray actor.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from core.checkpoint.manager import Trainable, load_checkpoint, save_checkpoint
+from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
 from core.errors import TandemError
@@ -24,9 +22,10 @@ from core.trainer.actor import Actor
 from core.trainer.batch import TrainingBatch
 from core.trainer.critic import Critic
 from core.trainer.setup import load_policy, model_dtype, resolve_device
+from core.workers.base import ModelWorker
 
 
-class TrainWorker:
+class TrainWorker(ModelWorker):
     def __init__(self, cfg: DictConfig):
         torch.manual_seed(cfg.trainer.seed)  # identical initial weights (critic head) on every rank
         self.cfg = cfg
@@ -93,32 +92,12 @@ class TrainWorker:
             metrics.update(self.critic.update(batch))
         return metrics
 
-    # checkpoints
+    # checkpoints and the HF export: ModelWorker's, over these parts
     def _parts(self) -> dict[str, Trainable]:
         parts = {"actor": Trainable(self.policy, self.actor.optimizer, self.actor.scheduler)}
         if self.critic is not None:
             parts["critic"] = Trainable(self.critic.model, self.critic.optimizer)
         return parts
-
-    def save_checkpoint(self, root: str, step: int, trainer_state: dict[str, Any]) -> str:
-        keep = self.cfg.trainer.keep_last
-        return str(save_checkpoint(Path(root), step, self._parts(), trainer_state, self.tokenizer, keep))
-
-    def load_checkpoint(self, path: str) -> dict[str, Any]:
-        return load_checkpoint(Path(path), self._parts())
-
-    def save_model(self, out_dir: str) -> None:
-        """The policy as an HF directory (safetensors + tokenizer), gathered to rank 0 under FSDP."""
-        if not is_distributed():
-            self.policy.save_pretrained(out_dir, safe_serialization=True)
-            self.tokenizer.save_pretrained(out_dir)
-            return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(self.policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if torch.distributed.get_rank() == 0:
-            self.policy.save_pretrained(out_dir, state_dict=full, safe_serialization=True)
-            self.tokenizer.save_pretrained(out_dir)
 
     def close(self) -> None:
         self.engine.close()

@@ -1,0 +1,59 @@
+"""What every kind of worker shares (RL's TrainWorker, SFT's SFTWorker): checkpoints of its trained
+parts and the HF export of its policy, on one rank or gathered from FSDP shards.
+
+A worker is a plain class built as `Worker(cfg, *args)` on every rank; worker groups (in-process or
+Ray) name it by import path, "package.module:Class", so a Ray actor can build it on its own node.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.checkpoint.manager import Trainable, load_checkpoint, save_checkpoint
+from core.distributed.collectives import is_distributed
+from core.errors import TandemError
+
+
+class ModelWorker:
+    """Subclasses set `cfg`, `policy` (the trained model, FSDP-sharded under torch.distributed) and
+    `tokenizer`, and name their trained parts in `_parts()` ("actor" is the policy's)."""
+
+    cfg: Any
+    policy: torch.nn.Module
+    tokenizer: Any
+
+    def _parts(self) -> dict[str, Trainable]:
+        raise NotImplementedError
+
+    def save_checkpoint(self, root: str, step: int, trainer_state: dict[str, Any]) -> str:
+        keep = self.cfg.trainer.keep_last
+        return str(save_checkpoint(Path(root), step, self._parts(), trainer_state, self.tokenizer, keep))
+
+    def load_checkpoint(self, path: str) -> dict[str, Any]:
+        return load_checkpoint(Path(path), self._parts())
+
+    def save_model(self, out_dir: str) -> None:
+        """The policy as an HF directory (safetensors + tokenizer), gathered to rank 0 under FSDP."""
+        if not is_distributed():
+            self.policy.save_pretrained(out_dir, safe_serialization=True)
+            self.tokenizer.save_pretrained(out_dir)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(self.policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if torch.distributed.get_rank() == 0:
+            self.policy.save_pretrained(out_dir, state_dict=full, safe_serialization=True)
+            self.tokenizer.save_pretrained(out_dir)
+
+
+def import_worker(path: str) -> type:
+    """The worker class named "package.module:Class"."""
+    module_name, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise TandemError(f"worker class {path!r} cannot be imported ({exc}); name it as 'package.module:Class'") from None

@@ -1,0 +1,71 @@
+"""One rank of an SFT run: its data, the model being trained, the validation engine and validator.
+
+The loop (sft/loop.py) drives one SFTWorker per rank through a core worker group, the same calls
+whichever launcher started it: in-process (one device, or this process's rank under torchrun) or
+Ray (one actor per GPU, `trainer.launcher=ray`). Every rank gets the same arguments and every
+method returns the same answer on every rank (all-reduced or gathered in rank order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from core.checkpoint.manager import Trainable
+from core.distributed.collectives import is_distributed
+from core.plugins.manager import get_plugin_manager
+from core.rewards.scoring import RewardScorer, resolve_reward_fn
+from core.trainer.setup import load_policy, resolve_device
+from core.workers.base import ModelWorker
+from sft.dataset import load_data
+from sft.engine import ValidationEngine, backend_engine_factory, hf_engine_factory, sampling_params
+from sft.trainer import SFTTrainer
+from sft.validation import Validator
+
+
+class SFTWorker(ModelWorker):
+    def __init__(self, cfg):
+        torch.manual_seed(cfg.trainer.seed)  # identical initial state on every rank
+        self.cfg = cfg
+        sharded = is_distributed()
+        device = resolve_device(cfg.trainer.device)
+        if device.type == "cuda" and sharded:
+            device = torch.device("cuda", torch.cuda.current_device())
+        # under FSDP the parameters are fp32 masters and model.dtype is the forward's
+        self.model_dir, self.tokenizer, self.policy = load_policy(
+            cfg.model, device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
+        )
+        self.train_set, val_set = load_data(cfg, self.tokenizer)
+        self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, compute_dtype=cfg.model.dtype)
+        pm = get_plugin_manager()
+        self.scorer = RewardScorer(resolve_reward_fn(cfg.data.reward_fn, pm), workers=1) if cfg.data.reward_fn else None
+        self.engine = ValidationEngine(
+            backend_engine_factory(pm, cfg, self.model_dir, self.policy),
+            hf_engine_factory(self.model_dir, self.policy) if cfg.validation.engine_fallback else None,
+            sleep_between=bool(cfg.rollout.free_cache_engine),
+        )
+        self.validator = Validator(val_set, self.engine, self.tokenizer, sampling_params(cfg.validation, self.tokenizer),
+                                   self.scorer, Path(cfg.trainer.output_dir), cfg.validation.log_samples)
+
+    def train_size(self) -> int:
+        return len(self.train_set)
+
+    def train_step(self, indices: Sequence[int]) -> dict[str, float]:
+        """One optimizer step on the training conversations `indices` (this rank trains on its share)."""
+        return self.trainer.train_step([self.train_set[i] for i in indices])
+
+    def validate(self, step: int) -> dict[str, float]:
+        """Generation split over the ranks and gathered in order; rank 0 writes validation/step_N.jsonl."""
+        return self.validator.run(step, self.trainer)
+
+    def _parts(self) -> dict[str, Trainable]:
+        return {"actor": self.trainer.checkpointable()}
+
+    def close(self) -> None:
+        try:
+            self.engine.close()
+        finally:
+            if self.scorer is not None:
+                self.scorer.close()
