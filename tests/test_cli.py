@@ -65,3 +65,9 @@ def test_demo_run_from_any_directory_writes_metrics_and_model(tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").is_file()
     assert (tmp_path / "run" / "final" / "config.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path):
+    result = run_main("trainer.loggers=[neptune]", f"trainer.output_dir={tmp_path}/run", cwd=tmp_path)
+    assert_clean_failure(result, "unknown logger 'neptune'")
+    assert list(tmp_path.iterdir()) == []

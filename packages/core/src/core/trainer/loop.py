@@ -6,8 +6,9 @@ plugins and config; the loop itself never names a backend.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -49,15 +50,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     val_params = SamplingParams(n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens)
 
     run_dir = Path(cfg.trainer.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = run_dir / "checkpoints"
-    # the workers: policy, reference, critic and rollout engine on every device (one, in-process)
-    workers = make_worker_group(cfg)
-    tracker = Tracker(
-        list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
-        project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
-    )
-    try:
+    with ExitStack() as cleanup:  # closed in reverse order, on success and on any error
+        cleanup.callback(scorer.close)
+        if not run_dir.exists():  # a run that fails before writing anything leaves no directory behind
+            cleanup.push(lambda exc_type, *_: _discard_unused_run_dir(run_dir, exc_type))
+        tracker = Tracker(
+            list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
+            project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
+        )
+        cleanup.callback(tracker.close)
+        # the workers: policy, reference, critic and rollout engine on every device (one, in-process)
+        workers = make_worker_group(cfg)
+        cleanup.callback(workers.close)
         first_step = 1
         resume_from = resolve_resume(cfg.trainer.resume, checkpoints)
         if resume_from is not None:
@@ -127,13 +132,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             final_dir = run_dir / "final"
             workers.save_model(str(final_dir))
             summary["final_model"] = str(final_dir)
-    finally:
-        tracker.close()
-        scorer.close()
-        workers.close()
     if cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
         summary["report"] = write_report(run_dir)
     return summary
+
+
+def _discard_unused_run_dir(run_dir: Path, exc_type) -> bool:
+    """After a failure, remove the run's new directory if it holds nothing but empty files."""
+    if exc_type is not None and all(p.is_file() and p.stat().st_size == 0 for p in run_dir.rglob("*")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return False  # the error propagates
 
 
 @contextmanager
