@@ -2,7 +2,8 @@
 
 Backend detection, logging and error handling are core.main's, so SFT and RL behave alike:
 without `+backend=NAME` the best available backend is detected and added to the command line.
-Several ranks: `torchrun --nproc_per_node N -m sft.main ...`.
+Several ranks: `python -m sft.main trainer.launcher=ray trainer.n_gpus_per_node=N [trainer.nnodes=M ...]`
+(one Ray actor per GPU), or `torchrun --nproc_per_node N -m sft.main ...` (one loop per rank).
 """
 
 from __future__ import annotations
