@@ -33,3 +33,13 @@ def test_worker_failure_is_one_error_with_its_traceback(ray_cluster, compose_con
     with pytest.raises(WorkerFailure, match=r"(?s)worker rank \d of 2 failed.*no_such_method"):
         group.run_all("no_such_method")
     assert group.actors == []  # the group was torn down, nobody waits in a collective
+
+
+def test_a_user_error_inside_a_worker_stays_one_clear_line(ray_cluster, compose_config, tmp_path):
+    from core.errors import TandemError
+    from core.workers.ray_group import RayWorkerGroup
+
+    group = RayWorkerGroup(compose_config(*RAY_DEMO, f"trainer.output_dir={tmp_path}"))
+    with pytest.raises(TandemError, match=r"worker rank \d: checkpoint: '.*nothing' is not a complete checkpoint"):
+        group.run_all("load_checkpoint", str(tmp_path / "nothing"))
+    assert group.actors == []

@@ -124,7 +124,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: Path, parts: dict[str, Trainable]) -> dict[str, Any]:
     """Restore every part and this rank's RNG in place (call on every rank); returns {"step", "trainer"}."""
-    path = Path(path)
+    path = find_checkpoint(Path(path), "checkpoint")
     states = _sharded_states(parts)
     with single_process_quiet():
         dcp.load(states, checkpoint_id=path / "dcp", no_dist=not _distributed())

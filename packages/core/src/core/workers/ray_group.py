@@ -119,6 +119,8 @@ class RayWorkerGroup(WorkerGroup):
             except ray.exceptions.RayError as exc:
                 rank = refs.index(done[0])
                 self.shutdown()
+                if isinstance(getattr(exc, "cause", None), TandemError):  # the user's mistake: one clear line
+                    raise TandemError(f"worker rank {rank}: {exc.cause}") from None
                 raise WorkerFailure(f"worker rank {rank} of {self.world_size} failed:\n{exc}") from None
         return ray.get(refs)
 
