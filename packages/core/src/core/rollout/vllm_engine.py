@@ -82,6 +82,7 @@ class VllmRolloutEngine:
         self.expand_prompts = expand_prompts  # n requests with n=1 instead of one with n
         self.bucket_bytes = bucket_bytes
         self.dtype: torch.dtype = llm.llm_engine.model_config.dtype
+        self.max_model_len: int = llm.llm_engine.model_config.max_model_len
         self.pad_token_id = _pad_token_id(llm)
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._bucket: torch.Tensor | None = None  # [bucket_bytes] uint8, reused by every sync

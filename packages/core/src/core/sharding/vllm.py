@@ -35,6 +35,8 @@ class VllmShardingManager:
         self.check_weight_sync = check_weight_sync  # debug: compare prompt logprobs after every sync
 
     def __enter__(self) -> "VllmShardingManager":
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the trainer's cached blocks would keep vLLM from waking up
         if self.free_cache_engine:
             self.engine.wake_up(tags=["weights"])  # only the weights: the KV cache is not needed yet
         self.engine.update_weights(iter_full_parameters(self.trainer_model, dtype=self.engine.dtype))
@@ -61,6 +63,7 @@ def check_weight_sync(engine: Any, model: torch.nn.Module, num_sequences: int = 
     """
     device = next(model.parameters()).device
     vocab = model.config.vocab_size  # vLLM accepts any id the model can embed
+    length = min(length, getattr(engine, "max_model_len", length + 1) - 1)
     generator = torch.Generator().manual_seed(seed)
     sequences = torch.randint(0, vocab, (num_sequences, length), generator=generator)
     engine_lps = torch.tensor(engine.prompt_logprobs(sequences.tolist()), dtype=torch.float32)
