@@ -77,3 +77,10 @@ def test_sharding_manager_moves_trainer_weights_into_the_engine(tiny_model_dir):
     assert not torch.allclose(after.response_logprobs, before.response_logprobs)
     for name, p in trainer_model.named_parameters():
         assert torch.equal(dict(engine.model.named_parameters())[name], p)
+
+
+def test_logprobs_can_be_skipped(engine):
+    out = engine.generate(PROMPTS, SamplingParams(n=2, max_tokens=4, seed=3, logprobs=False))
+    assert out.response_logprobs is None
+    with_logprobs = engine.generate(PROMPTS, SamplingParams(n=2, max_tokens=4, seed=3))
+    assert torch.equal(out.response_ids, with_logprobs.response_ids)  # same samples either way

@@ -162,4 +162,5 @@ def sampling_params(val_cfg, tokenizer: Any) -> SamplingParams:
     return SamplingParams(
         n=1, temperature=val_cfg.temperature, top_p=val_cfg.top_p, top_k=val_cfg.top_k,
         max_tokens=val_cfg.max_tokens, stop_token_ids=tuple(stop_ids), seed=val_cfg.seed,
+        logprobs=False,  # validation scores the text; the engine's logprob path would only cost time
     )

@@ -23,6 +23,7 @@ class SamplingParams:
     max_tokens: int = 64
     stop_token_ids: tuple[int, ...] = ()  # besides the engine's EOS token(s)
     seed: int | None = None  # per-call seed; None draws from the engine's generator
+    logprobs: bool = True  # return the sampled tokens' logprobs; RL recomputes them, so it turns this off
 
 
 @dataclass
@@ -34,7 +35,7 @@ class RolloutOutput:
 
     prompt_ids: list[list[int]]  # [batch * n] each sample's prompt (repeated n times)
     response_ids: torch.Tensor  # [batch * n, response_len] int64
-    response_logprobs: torch.Tensor  # [batch * n, response_len] float32; 0 where masked
+    response_logprobs: torch.Tensor | None  # [batch * n, response_len] float32, 0 where masked; None if not asked
     response_mask: torch.Tensor  # [batch * n, response_len] bool; True on generated tokens (EOS included)
     group_ids: torch.Tensor  # [batch * n] int64; the prompt index each row answers
     finished: torch.Tensor = field(default=None)  # [batch * n] bool; True if stopped by EOS/stop id
@@ -69,15 +70,19 @@ class RolloutEngine(Protocol):
 
 
 def pad_responses(
-    responses: list[list[int]], logprobs: list[list[float]], pad_token_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-pad ragged responses into `(ids, logprobs, mask)` tensors of shape [rows, max_len]."""
+    responses: list[list[int]], logprobs: list[list[float]] | None, pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Right-pad ragged responses into `(ids, logprobs, mask)` tensors of shape [rows, max_len]
+    (logprobs None when not given)."""
     width = max((len(r) for r in responses), default=0)
     ids = torch.full((len(responses), width), pad_token_id, dtype=torch.long)
-    lps = torch.zeros((len(responses), width), dtype=torch.float32)
     mask = torch.zeros((len(responses), width), dtype=torch.bool)
-    for row, (r, lp) in enumerate(zip(responses, logprobs)):
+    for row, r in enumerate(responses):
         ids[row, : len(r)] = torch.tensor(r, dtype=torch.long)
-        lps[row, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
         mask[row, : len(r)] = True
+    if logprobs is None:
+        return ids, None, mask
+    lps = torch.zeros((len(responses), width), dtype=torch.float32)
+    for row, lp in enumerate(logprobs):
+        lps[row, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
     return ids, lps, mask

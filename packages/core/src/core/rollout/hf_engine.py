@@ -52,17 +52,20 @@ class HFRolloutEngine:
                 max_new_tokens=params.max_tokens,
                 eos_token_id=stop_ids,
                 pad_token_id=self.pad_token_id,
-                output_logits=True,
+                output_logits=params.logprobs,
                 return_dict_in_generate=True,
             )
         response_ids = out.sequences[:, input_ids.shape[1]:].cpu()  # [batch * n, generated]
         response_mask, finished = _mask_through_first_stop(response_ids, stop_ids)
-        raw_logits = torch.stack(out.logits, dim=1).float().cpu()  # [batch * n, generated, vocab]
-        logprobs = torch.log_softmax(raw_logits, dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
+        logprobs = None
+        if params.logprobs:
+            raw_logits = torch.stack(out.logits, dim=1).float().cpu()  # [batch * n, generated, vocab]
+            logprobs = torch.log_softmax(raw_logits, dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
+            logprobs = logprobs.masked_fill(~response_mask, 0.0)
         return RolloutOutput(
             prompt_ids=[p for p in prompts for _ in range(params.n)],
             response_ids=response_ids.masked_fill(~response_mask, self.pad_token_id),
-            response_logprobs=logprobs.masked_fill(~response_mask, 0.0),
+            response_logprobs=logprobs,
             response_mask=response_mask,
             group_ids=torch.arange(len(prompts)).repeat_interleave(params.n),
             finished=finished,

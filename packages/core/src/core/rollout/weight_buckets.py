@@ -67,6 +67,27 @@ def iter_buckets(
         yield buffer, slots
 
 
+def iter_tensor_chunks(
+    named_tensors: Iterable[tuple[str, torch.Tensor]], chunk_bytes: int
+) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Group tensors into lists of at most `chunk_bytes` (or one larger tensor), without copying.
+
+    For engines in this process, which can take the trainer's tensors as they are: the chunk bound
+    only matters when the tensors are fresh copies (gathered FSDP shards, dtype casts).
+    """
+    chunk: list[tuple[str, torch.Tensor]] = []
+    used = 0
+    for name, tensor in named_tensors:
+        nbytes = tensor.numel() * tensor.element_size()
+        if chunk and used + nbytes > chunk_bytes:
+            yield chunk
+            chunk, used = [], 0
+        chunk.append((name, tensor))
+        used += nbytes
+    if chunk:
+        yield chunk
+
+
 def unpack_bucket(buffer: torch.Tensor, slots: list[TensorSlot]) -> list[tuple[str, torch.Tensor]]:
     """Views into `buffer` ([bytes] uint8), one per slot, in the slots' order (no copy)."""
     return [

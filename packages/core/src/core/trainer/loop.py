@@ -46,8 +46,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     params = SamplingParams(
         n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k, max_tokens=cfg.rollout.max_tokens,
+        logprobs=False,  # old log-probs come from the trainer's own forward (step 2 below)
     )
-    val_params = SamplingParams(n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens)
+    val_params = SamplingParams(
+        n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens, logprobs=False
+    )
 
     run_dir = Path(cfg.trainer.output_dir)
     checkpoints = run_dir / "checkpoints"

@@ -131,10 +131,11 @@ def concat_outputs(outputs: list[tuple[RolloutOutput, int]], pad_token_id: int) 
     def padded(tensor: torch.Tensor, value) -> torch.Tensor:
         return F.pad(tensor, (0, width - tensor.shape[1]), value=value)
 
+    with_logprobs = outputs[0][0].response_logprobs is not None
     return RolloutOutput(
         prompt_ids=[ids for out, _ in outputs for ids in out.prompt_ids],
         response_ids=torch.cat([padded(out.response_ids, pad_token_id) for out, _ in outputs]),
-        response_logprobs=torch.cat([padded(out.response_logprobs, 0.0) for out, _ in outputs]),
+        response_logprobs=torch.cat([padded(out.response_logprobs, 0.0) for out, _ in outputs]) if with_logprobs else None,
         response_mask=torch.cat([padded(out.response_mask, False) for out, _ in outputs]),
         group_ids=torch.cat([out.group_ids + first for out, first in outputs]),
         finished=torch.cat([out.finished for out, _ in outputs]),
