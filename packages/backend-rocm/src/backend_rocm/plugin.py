@@ -67,38 +67,28 @@ def tandem_worker_env(backend):
 def tandem_make_rollout_engine(backend, cfg, model_dir):
     if backend != NAME:
         return None
-    if cfg.backend.engine == "hf":
-        import torch
+    from core.rollout.factory import make_engine
 
-        from core.rollout.hf_engine import HFRolloutEngine
+    return make_engine(cfg, model_dir, NAME, device="cuda", vllm_starter=start_rocm_vllm)  # "cuda" is HIP here
 
-        return HFRolloutEngine.from_pretrained(model_dir, device="cuda", dtype=torch.bfloat16)  # "cuda" is HIP here
+
+def start_rocm_vllm(cfg, model_dir, backend):
+    """vLLM as the sleep plan says: one engine that sleeps or stays resident, or a new one per rollout."""
     from backend_rocm.sleep_mode import sleep_plan_for
-    from core.rollout.vllm_engine import engine_from_config
+    from core.rollout.factory import start_vllm
 
     if sleep_plan_for(cfg).mode == "rebuild":
         from backend_rocm.rebuild_engine import RebuildPerRolloutEngine
 
-        return RebuildPerRolloutEngine(lambda: engine_from_config(cfg, model_dir, NAME))
-    return engine_from_config(cfg, model_dir, NAME)
+        return RebuildPerRolloutEngine(lambda: start_vllm(cfg, model_dir, backend))
+    return start_vllm(cfg, model_dir, backend)
 
 
 @hookimpl
 def tandem_make_sharding_manager(backend, cfg, engine, trainer_model):
     if backend != NAME:
         return None
-    from core.rollout.hf_engine import HFRolloutEngine
-
-    if isinstance(engine, HFRolloutEngine):
-        from core.sharding.hf import HFShardingManager
-
-        return HFShardingManager(engine, trainer_model)
     from backend_rocm.sleep_mode import sleep_plan_for
-    from core.sharding.vllm import VllmShardingManager
+    from core.rollout.factory import make_sharding_manager
 
-    return VllmShardingManager(
-        engine,
-        trainer_model,
-        free_cache_engine=sleep_plan_for(cfg).frees_memory_between_rollouts,
-        check_weight_sync=bool(cfg.rollout.check_weight_sync),
-    )
+    return make_sharding_manager(engine, trainer_model, cfg, sleep_plan_for(cfg).frees_memory_between_rollouts)

@@ -1,0 +1,131 @@
+"""vLLM engine arguments from the composed config: core's layer, plugin layers, the user's layer (no vLLM needed)."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+
+from core.errors import TandemError
+from core.plugins.hookspecs import hookimpl
+from core.plugins.manager import get_plugin_manager
+from core.rollout.vllm_args import WORKER_EXTENSION, engine_args_from_config
+
+
+@pytest.fixture
+def cuda_args(compose_config):
+    """cuda_args(*overrides) -> the LLM kwargs for +backend=cuda."""
+    return lambda *overrides: engine_args_from_config(compose_config("+backend=cuda", *overrides), "/m", "cuda")
+
+
+@pytest.fixture
+def rocm_args(compose_config, monkeypatch, tmp_path):
+    """rocm_args(*overrides) -> the LLM kwargs for +backend=rocm, on a vLLM 0.11.1 build that can sleep."""
+    import core.patches
+    from backend_rocm import sleep_mode
+    from backend_rocm.probe import SleepSupport
+
+    monkeypatch.setattr(core.patches, "vllm_version", lambda: "0.11.1+rocm700")
+    monkeypatch.setattr(sleep_mode, "sleep_support", lambda verify_cycle: SleepSupport(True, "faked"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    return lambda *overrides: engine_args_from_config(
+        compose_config("+backend=rocm", *overrides), str(tmp_path), "rocm")
+
+
+def test_cuda_defaults_follow_the_rollout_config(compose_config):
+    cfg = compose_config("+backend=cuda")
+    args = engine_args_from_config(cfg, "/m", "cuda")
+    max_model_len = cfg.data.max_prompt_length + cfg.rollout.max_tokens  # rollout.max_model_len unset
+    assert args == dict(
+        model="/m", load_format="dummy", dtype="bfloat16", seed=0, gpu_memory_utilization=0.5,
+        max_model_len=max_model_len, max_num_seqs=256, max_num_batched_tokens=8192, enable_chunked_prefill=True,
+        enable_prefix_caching=True, enforce_eager=False, tensor_parallel_size=1,
+        worker_extension_cls=WORKER_EXTENSION, enable_sleep_mode=True,
+    )
+
+
+def test_cuda_rollout_overrides_reach_the_engine(cuda_args):
+    args = cuda_args("rollout.gpu_memory_utilization=0.3", "rollout.max_num_seqs=64", "rollout.enable_chunked_prefill=false",
+                     "rollout.enable_prefix_caching=false", "rollout.max_model_len=20000", "trainer.seed=5",
+                     "rollout.free_cache_engine=false")
+    assert args["gpu_memory_utilization"] == 0.3 and args["max_num_seqs"] == 64 and args["seed"] == 5
+    assert not args["enable_chunked_prefill"] and not args["enable_prefix_caching"]
+    assert args["max_model_len"] == 20000
+    assert args["max_num_batched_tokens"] == 20000  # a whole sequence must fit one step
+    assert args["enable_sleep_mode"] is False  # no sleeping asked for: no cumem allocator either
+
+
+def test_capture_sizes_go_into_compilation_config_unless_eager(cuda_args):
+    assert cuda_args("rollout.cudagraph_capture_sizes=[8,1,4]")["compilation_config"] == {
+        "cudagraph_capture_sizes": [1, 4, 8]}
+    eager = cuda_args("rollout.cudagraph_capture_sizes=[8,1,4]", "rollout.enforce_eager=true")
+    assert eager["enforce_eager"] is True and "compilation_config" not in eager
+
+
+def test_user_engine_args_win_and_compilation_config_merges_key_by_key(cuda_args):
+    args = cuda_args("rollout.cudagraph_capture_sizes=[2,1]", "+backend.engine_args.max_num_seqs=7",
+                     "+backend.engine_args.enable_sleep_mode=false", "+backend.compilation_config.mode=0")
+    assert args["max_num_seqs"] == 7 and args["enable_sleep_mode"] is False  # beats core and the cuda hook
+    assert args["compilation_config"] == {"cudagraph_capture_sizes": [1, 2], "mode": 0}
+
+
+@pytest.mark.parametrize("override, culprit", [("rollout.sleep_level=3", "rollout.sleep_level"),
+                                               ("rollout.gpu_memory_utilization=1.5", "rollout.gpu_memory_utilization")])
+def test_bad_rollout_values_name_the_key(cuda_args, override, culprit):
+    with pytest.raises(TandemError, match=culprit):
+        cuda_args(override)
+
+
+def test_rocm_core_layer_then_rocm_hook_then_user(rocm_args):
+    args = rocm_args("+backend.compilation_config.mode=0", "+backend.engine_args.max_num_seqs=9")
+    assert args["load_format"] == "dummy" and args["enable_chunked_prefill"] and args["enable_prefix_caching"]
+    assert args["enable_sleep_mode"] is True  # the build can sleep and free_cache_engine is on
+    assert args["max_num_seqs"] == 9
+    # the hook's capture sizes survive the user's compilation_config, merged key by key
+    assert args["compilation_config"] == {"cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64], "mode": 0}
+
+
+def _contributor(name: str, answer: dict):
+    plugin = types.SimpleNamespace()
+
+    @hookimpl
+    def tandem_vllm_engine_args(backend, cfg, engine_args):
+        return answer if backend == "cuda" else None
+
+    plugin.tandem_vllm_engine_args = tandem_vllm_engine_args
+    return plugin
+
+
+@pytest.fixture
+def contributors():
+    """contributors(answer, ...): register one plugin per answer, in order; unregistered afterwards."""
+    pm = get_plugin_manager()
+    plugins = []
+
+    def _register(*answers):
+        for i, answer in enumerate(answers):
+            plugins.append(_contributor(f"contributor-{i}", answer))
+            pm.register(plugins[-1], name=f"contributor-{i}")
+
+    yield _register
+    for plugin in plugins:
+        pm.unregister(plugin)
+
+
+def test_plugin_contributions_merge_in_registration_order(cuda_args, contributors):
+    contributors({"max_num_seqs": 1, "swap_space": 2, "compilation_config": {"mode": 3}},
+                 {"max_num_seqs": 2, "compilation_config": {"level": 1}})
+    args = cuda_args()
+    assert args["max_num_seqs"] == 2  # the later plugin wins
+    assert args["swap_space"] == 2  # keys only the earlier one set stay
+    assert args["compilation_config"] == {"mode": 3, "level": 1}
+    assert cuda_args("+backend.engine_args.max_num_seqs=5")["max_num_seqs"] == 5  # and the user beats both
+
+
+def test_cpu_backend_runs_vllm_eagerly_with_a_bounded_kv_cache(compose_config):
+    from core.backends.cpu import CPU_KV_CACHE_BYTES
+
+    args = engine_args_from_config(compose_config("+backend=cpu", "backend.engine=vllm"), "/m", "cpu")
+    assert args["enforce_eager"] is True and args["kv_cache_memory_bytes"] == CPU_KV_CACHE_BYTES
+    assert "enable_sleep_mode" not in args  # vLLM's default (off): the CPU build cannot sleep
