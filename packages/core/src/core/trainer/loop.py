@@ -92,6 +92,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
                 with _timed(timings, "gen"), workers.rollout():
                     experience = collect_experience(workers, prompts_source, scorer, tokenizer, params, cfg)
+                timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
                 batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
                 batch.scores = experience.scores
                 batch.token_rewards = last_token_rewards(experience.scores, batch.response_mask)

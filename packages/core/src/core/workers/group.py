@@ -10,6 +10,8 @@ every rank, so other loops drive their own workers through the same launchers.
 
 from __future__ import annotations
 
+import time
+
 from contextlib import contextmanager
 from typing import Any, Sequence
 
@@ -42,7 +44,9 @@ class WorkerGroup:
     @contextmanager
     def rollout(self):
         """All engines awake and holding the current weights inside the block."""
+        start = time.perf_counter()
         self.run_all("wake")
+        self.wake_seconds = time.perf_counter() - start  # waking + weight sync, for timing/sync
         try:
             yield self
         finally:
