@@ -54,5 +54,7 @@ def tandem_make_sharding_manager(backend, cfg, engine, trainer_model):
         return None
     from core.rollout.factory import make_sharding_manager
 
-    # vLLM on CPU has no sleep mode (its sleep is a no-op): the engine stays resident
-    return make_sharding_manager(engine, trainer_model, cfg, free_cache_engine=False)
+    # vLLM's CPU build cannot free memory: its sleep/wake keep everything resident (a logged no-op).
+    # They are still called as rollout.free_cache_engine says, so the engine's asleep/awake state
+    # matches what callers that read that key expect (SFT validation puts a fresh engine to sleep).
+    return make_sharding_manager(engine, trainer_model, cfg, free_cache_engine=bool(cfg.rollout.free_cache_engine))
