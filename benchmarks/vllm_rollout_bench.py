@@ -160,7 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--multiprocess", action="store_true", help="vLLM engine core in its own process")
     parser.add_argument("--model", default="qwen2.5-0.5b-shape", help="a builtin shape")
-    parser.add_argument("--sync-only", action="store_true", help="only the weight sync (eager engine, less memory)")
+    parser.add_argument("--sync-only", action="store_true", help="only sync and sleep/wake (eager engine, less memory)")
     parser.add_argument("--hf", action="store_true", help="also HF generate (the (b) baseline)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -169,6 +169,7 @@ def main() -> None:
     if args.sync_only:
         engine, model_dir = start(args.model, args.multiprocess, enforce_eager=True, gpu_memory_utilization=0.3)
         sync_time(engine, model_dir, f"{size} {mode}")
+        sleep_wake(engine, model_dir)
     else:
         engine, model_dir = start(args.model, args.multiprocess)
         throughput(engine, mode)

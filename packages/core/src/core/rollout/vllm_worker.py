@@ -58,13 +58,20 @@ def _open_handle(handle: bytes, device_index: int | None) -> torch.Tensor:
 
 
 def needs_layerwise_reload(model: torch.nn.Module) -> bool:
-    """True when loading transformed some parameters (CPU GEMM repacking, quantization).
+    """True when loading transformed some linear-layer weights (CPU GEMM repacking, quantization).
 
-    Such parameters lost their `weight_loader`; only vLLM's layerwise reload (restore the checkpoint
-    layout, load, re-process, copy back in place) can update them. Plain bf16 CUDA models keep
-    their loaders and take the direct path, one copy per tensor.
+    vLLM's linear layers (the modules with a `quant_method`) give their parameters a
+    `weight_loader`; a parameter replaced after loading has lost it, and only vLLM's layerwise
+    reload (restore the checkpoint layout, load, re-process, copy back in place) can update it.
+    Other parameters (norms, embeddings) may never have had one, so they say nothing: counting them
+    sent plain bf16 CUDA models down the slow layerwise path (seen on an H100 with vLLM 0.26).
     """
-    return any(not hasattr(p, "weight_loader") for p in model.parameters())
+    return any(
+        not hasattr(param, "weight_loader")
+        for module in model.modules()
+        if getattr(module, "quant_method", None) is not None
+        for param in module.parameters(recurse=False)
+    )
 
 
 class WeightSyncExtension:
