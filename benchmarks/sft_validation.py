@@ -80,7 +80,7 @@ def main() -> None:
     cfg = config(args)
     model_dir, tokenizer, model = load_policy(cfg.model, resolve_device("auto" if args.backend != "cpu" else "cpu"))
     prompts = random_prompts(args.prompts, min(len(tokenizer), model.config.vocab_size))
-    params = SamplingParams(temperature=0.8, top_p=0.9, max_tokens=args.max_tokens, seed=0)
+    params = SamplingParams(temperature=0.8, top_p=0.9, max_tokens=args.max_tokens, seed=0, logprobs=False)
     rows: list[tuple[str, int, float, int, float]] = []  # engine, prompts, seconds, tokens, push seconds
 
     with ValidationEngine(backend_engine_factory(pm, cfg, model_dir, model), fallback=None) as backend_engine:

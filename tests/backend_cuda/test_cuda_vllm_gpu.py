@@ -44,7 +44,7 @@ def test_hybrid_round_trips_with_sleep_and_checked_sync(setup):
     from core.rollout.base import SamplingParams
 
     engine, manager, trainer = setup
-    assert engine.multiprocess and engine.llm.llm_engine.vllm_config.model_config.enable_sleep_mode
+    assert engine.llm.llm_engine.vllm_config.model_config.enable_sleep_mode
     engine.sleep()
     for round_ in range(2):
         with torch.no_grad():

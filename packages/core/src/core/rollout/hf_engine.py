@@ -58,9 +58,12 @@ class HFRolloutEngine:
         response_ids = out.sequences[:, input_ids.shape[1]:].cpu()  # [batch * n, generated]
         response_mask, finished = _mask_through_first_stop(response_ids, stop_ids)
         logprobs = None
-        if params.logprobs:
-            raw_logits = torch.stack(out.logits, dim=1).float().cpu()  # [batch * n, generated, vocab]
-            logprobs = torch.log_softmax(raw_logits, dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
+        if params.logprobs:  # one step at a time, on the device: never [rows, steps, vocab] at once
+            sampled = out.sequences[:, input_ids.shape[1]:]
+            logprobs = torch.stack([
+                torch.log_softmax(step.float(), dim=-1).gather(-1, sampled[:, t : t + 1]).squeeze(-1)
+                for t, step in enumerate(out.logits)
+            ], dim=1).cpu()  # [batch * n, generated]
             logprobs = logprobs.masked_fill(~response_mask, 0.0)
         return RolloutOutput(
             prompt_ids=[p for p in prompts for _ in range(params.n)],
