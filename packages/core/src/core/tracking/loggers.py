@@ -35,6 +35,11 @@ CONSOLE_COLUMNS = {
 _HEADER_EVERY = 20  # rows between repeated headers, so the column names stay on screen
 
 
+def _compact(value: float) -> str:
+    """At most 7 characters: 3 significant digits, large counts (tokens/s) as plain integers."""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def _require(package: str, logger: str, pip_name: str):
     import importlib
 
@@ -50,6 +55,8 @@ class ConsoleLogger:
     def __init__(self, every: int = 1, console: Console | None = None):
         self.every = max(1, every)
         self.console = console or Console()
+        if not self.console.is_terminal:  # a log file has no width; 80 columns would cut the table
+            self.console.width = max(self.console.width, 100)
         self._columns: list[str] = []
         self._rows_since_header = 0
 
@@ -63,7 +70,7 @@ class ConsoleLogger:
         table.add_column("step", width=5, justify="right", no_wrap=True)
         for name in columns:
             table.add_column(CONSOLE_COLUMNS[name], width=7, justify="right", no_wrap=True)
-        table.add_row(str(step), *(f"{metrics[name]:.3g}" for name in columns))
+        table.add_row(str(step), *(_compact(metrics[name]) for name in columns))
         self.console.print(table)
 
     def close(self) -> None:
