@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Callable
 
 import hydra
 from omegaconf import DictConfig
@@ -54,6 +55,18 @@ def setup_logging() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def launch(config_path: str, config_name: str, run: Callable[[DictConfig], object]) -> None:
+    """Choose the backend, then let Hydra compose `config_name` from `config_path` and call `run`."""
+    sys.argv = [sys.argv[0], *choose_backend(sys.argv[1:])]
+
+    @hydra.main(version_base=None, config_path=config_path, config_name=config_name)
+    def _hydra_main(cfg: DictConfig) -> None:
+        setup_logging()
+        run(cfg)
+
+    _hydra_main()
+
+
 @exit_on_user_error
 def run(cfg: DictConfig) -> dict:
     from core.trainer.loop import train
@@ -69,15 +82,8 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base=None, config_path="pkg://core.conf", config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
-    setup_logging()
-    run(cfg)
-
-
 def main() -> None:
-    sys.argv = [sys.argv[0], *choose_backend(sys.argv[1:])]
-    _hydra_main()
+    launch("pkg://core.conf", "config", run)
 
 
 if __name__ == "__main__":

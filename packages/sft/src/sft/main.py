@@ -9,13 +9,11 @@ Several ranks: `python -m sft.main trainer.launcher=ray trainer.n_gpus_per_node=
 from __future__ import annotations
 
 import logging
-import sys
 
-import hydra
 from omegaconf import DictConfig
 
 from core.errors import exit_on_user_error
-from core.main import choose_backend, setup_logging
+from core.main import launch
 from core.plugins.manager import get_plugin_manager, require_backend
 from sft.config import register_sft_schemas
 
@@ -41,15 +39,8 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base=None, config_path="pkg://sft.conf", config_name="sft")
-def _hydra_main(cfg: DictConfig) -> None:
-    setup_logging()
-    run(cfg)
-
-
 def main() -> None:
-    sys.argv = [sys.argv[0], *choose_backend(sys.argv[1:])]
-    _hydra_main()
+    launch("pkg://sft.conf", "sft", run)
 
 
 if __name__ == "__main__":
