@@ -9,7 +9,6 @@ from rich.console import Console
 
 from core.errors import TandemError
 from core.tracking.loggers import ConsoleLogger, flatten
-from core.tracking.progress import phase_bar
 from core.tracking.tracker import Tracker
 
 CONFIG = {"trainer": {"lr": 0.001, "loggers": ["jsonl"]}, "data": {"max_prompt_length": 256}}
@@ -71,12 +70,6 @@ def test_missing_package_says_what_to_install(tmp_path, monkeypatch):
 
 def test_flatten():
     assert flatten(CONFIG) == {"trainer.lr": 0.001, "trainer.loggers": ["jsonl"], "data.max_prompt_length": 256}
-
-
-def test_phase_bar_can_be_switched_off(capsys):
-    with phase_bar("rollout", total=3, enabled=False) as bar:
-        bar.update(3)
-    assert bar.disable and capsys.readouterr().err == ""
 
 
 def test_tensorboard_event_file_is_readable(tmp_path):

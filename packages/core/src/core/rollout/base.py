@@ -6,7 +6,7 @@ and get ids back, so RL, SFT and evaluation feed exactly the tokens the trainer 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Protocol, runtime_checkable
 
 import torch
@@ -38,7 +38,7 @@ class RolloutOutput:
     response_logprobs: torch.Tensor | None  # [batch * n, response_len] float32, 0 where masked; None if not asked
     response_mask: torch.Tensor  # [batch * n, response_len] bool; True on generated tokens (EOS included)
     group_ids: torch.Tensor  # [batch * n] int64; the prompt index each row answers
-    finished: torch.Tensor = field(default=None)  # [batch * n] bool; True if stopped by EOS/stop id
+    finished: torch.Tensor | None = None  # [batch * n] bool; True if stopped by EOS/stop id
 
     @property
     def response_lengths(self) -> torch.Tensor:  # [batch * n]

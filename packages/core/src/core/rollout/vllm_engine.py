@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any, Iterable
 
 import torch
@@ -91,7 +90,6 @@ class VllmRolloutEngine:
         self._bucket_handle: bytes | None = None  # its IPC handle, mapped once by the worker
         self._asleep: set[str] = set()  # tags currently released
         self._prefix_cache_stale = False
-        self.last_sync_seconds = 0.0
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
         from vllm.inputs import TokensPrompt
@@ -137,7 +135,6 @@ class VllmRolloutEngine:
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Stream HF-named tensors into the engine, cast to the engine's dtype: in-process engines
         take the tensors themselves, a few at a time; across processes they travel in IPC buckets."""
-        start = time.perf_counter()
         layerwise = any(self.llm.collective_rpc("tandem_begin_sync"))
         if self.multiprocess:
             self._send_buckets(named_tensors)
@@ -151,7 +148,6 @@ class VllmRolloutEngine:
             torch.cuda.ipc_collect()  # let the allocator reuse oversized buffers vLLM has released
         self._prefix_cache_stale = True
         self._reset_stale_prefix_cache()
-        self.last_sync_seconds = time.perf_counter() - start
 
     def _send_buckets(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         shared = self._shared_bucket()

@@ -123,14 +123,18 @@ class WandbLogger:
     """A Weights & Biases run in RUN_DIR/wandb; WANDB_MODE=offline works without a network."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], project: str, name: str):
-        wandb = _require("wandb", "wandb", "wandb")
-        self.run = wandb.init(project=project, name=name, dir=str(run_dir), config=config, reinit="create_new")
+        self.wandb = _require("wandb", "wandb", "wandb")
+        self.run = self.wandb.init(project=project, name=name, dir=str(run_dir), config=config, reinit="create_new")
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.run.log(metrics, step=step)
 
     def close(self) -> None:
         self.run.finish()
+        # finish() can return before wandb's service process has written the run's records (seen
+        # on a busy 2-core machine: an offline .wandb file holding only its header); tearing the
+        # service down waits for it, so a closed offline run is complete on disk
+        self.wandb.teardown()
 
 
 class MlflowLogger:

@@ -86,11 +86,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 tracker.log(validate(workers, val_dataset, scorer, val_params, tokenizer), step=0)
         history = []
         steps = range(first_step, cfg.trainer.total_steps + 1)
-        for step in tqdm(steps, desc="training", unit="step", disable=None):
+        progress = tqdm(steps, desc="training", unit="step", disable=None)  # its note names the phase running
+        for step in progress:
             timings: dict[str, float] = {}
             with _timed(timings, "step"):
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
-                with _timed(timings, "gen"), workers.rollout():
+                with _timed(timings, "gen", progress), workers.rollout():
                     experience = collect_experience(workers, prompts_source, scorer, tokenizer, params, cfg)
                 timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
                 batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
@@ -98,7 +99,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 batch.token_rewards = last_token_rewards(experience.scores, batch.response_mask)
 
                 # 2. behaviour and reference log-probs (and values) under the trainer's own numerics
-                with _timed(timings, "logprob"):
+                with _timed(timings, "logprob", progress):
                     batch.old_logprobs, entropy = workers.compute_logprobs(batch)
                     if cfg.algorithm.kl_placement != "none":
                         batch.ref_logprobs = workers.compute_ref_logprobs(batch)
@@ -119,12 +120,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     response_mask=batch.response_mask, group_ids=batch.group_ids, values=batch.values,
                     baseline_rewards=experience.baseline_scores, gamma=cfg.algorithm.gamma, lam=cfg.algorithm.lam,
                 )
-                with _timed(timings, "update"):
+                with _timed(timings, "update", progress):
                     update_metrics = workers.update(batch)
 
             metrics = _step_metrics(batch, entropy, timings, experience.metrics, kl_metrics, update_metrics)
             if validation_due(step):
-                with _timed(metrics, "timing/val"), workers.rollout():
+                with _timed(metrics, "timing/val", progress), workers.rollout():
                     metrics.update(validate(workers, val_dataset, scorer, val_params, tokenizer))
             tracker.log(metrics, step)
             history.append(metrics)
@@ -149,7 +150,10 @@ def _discard_unused_run_dir(run_dir: Path, exc_type) -> bool:
 
 
 @contextmanager
-def _timed(timings: dict[str, float], phase: str):
+def _timed(timings: dict[str, float], phase: str, progress=None):
+    """Add the block's seconds to timings[phase]; show the phase on the progress bar, if given."""
+    if progress is not None:
+        progress.set_postfix_str(phase.removeprefix("timing/"))
     start = time.perf_counter()
     try:
         yield
