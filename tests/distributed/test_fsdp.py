@@ -31,9 +31,15 @@ def _trainer_cfg(**overrides):
 def _step(model, batch, trainer_cfg):
     """One optimizer step; returns its metrics and the (full) gradients it applied."""
     actor = Actor(model, ALGO, trainer_cfg, max_response_len=batch.response_mask.shape[1])
+    grads, step = {}, actor.optimizer.step
+
+    def snapshot_then_step(*args, **kwargs):  # the actor frees the gradients right after the step
+        grads.update({name: (p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad).clone()
+                      for name, p in model.named_parameters()})
+        return step(*args, **kwargs)
+
+    actor.optimizer.step = snapshot_then_step
     metrics = actor._optimizer_step(batch)
-    grads = {name: (p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad).clone()
-             for name, p in model.named_parameters()}
     return metrics, grads
 
 

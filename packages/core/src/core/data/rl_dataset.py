@@ -44,9 +44,20 @@ def load_rl_dataset(
     """Read `files`, apply the chat template, and drop (or left-truncate) prompts over `max_prompt_length` tokens."""
     if not files:
         raise TandemError("no data files given (data.train_files / data.val_files)")
+    records = [record for path in files for record in _checked_rows(read_records(path), str(path))]
+    return _templated(records, tokenizer, max_prompt_length, filter_overlong, ", ".join(files))
+
+
+def rl_dataset_from_rows(
+    rows: Sequence[dict], tokenizer, max_prompt_length: int, filter_overlong: bool = True, where: str = "rows"
+) -> RLDataset:
+    """The dataset `load_rl_dataset` would give for a file holding `rows` (rows generated in memory)."""
+    return _templated(_checked_rows(rows, where), tokenizer, max_prompt_length, filter_overlong, where)
+
+
+def _templated(records, tokenizer, max_prompt_length: int, filter_overlong: bool, where: str) -> RLDataset:
     if getattr(tokenizer, "chat_template", None) is None:
         raise TandemError(f"tokenizer '{tokenizer.name_or_path}' has no chat template; RL prompts are chat messages")
-    records = [record for path in files for record in _checked_records(path)]
     conversations = [messages for messages, _ in records]
     all_ids = tokenizer.apply_chat_template(
         conversations, add_generation_prompt=True, tokenize=True, return_dict=False
@@ -63,7 +74,7 @@ def load_rl_dataset(
         log.warning("dropped %d of %d prompts longer than max_prompt_length=%d", filtered, len(records), max_prompt_length)
     if not kept:
         raise TandemError(
-            f"all {len(records)} prompts in {', '.join(files)} are longer than "
+            f"all {len(records)} prompts in {where} are longer than "
             f"data.max_prompt_length={max_prompt_length}; raise it or set data.filter_overlong_prompts=false"
         )
     texts = tokenizer.batch_decode([ids for ids, _ in kept])
@@ -112,11 +123,11 @@ def _load_json(path: Path) -> Any:
         raise TandemError(f"{path}: not valid JSON: {exc}") from exc
 
 
-def _checked_records(path: str) -> list[tuple[list[dict], dict]]:
+def _checked_rows(rows: Sequence[dict], source: str) -> list[tuple[list[dict], dict]]:
     """(chat messages, row) for each row, or a TandemError naming the file, row and column."""
     checked = []
-    for index, row in enumerate(read_records(path)):
-        where = f"{path}: row {index}"
+    for index, row in enumerate(rows):
+        where = f"{source}: row {index}"
         for column in ("prompt", "data_source", "reward_model"):
             if row.get(column) is None:
                 raise TandemError(f"{where}: missing column '{column}'")

@@ -20,32 +20,33 @@ IGNORE = -100  # label of a position whose prediction is not scored
 
 
 def packed_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                          labels: torch.Tensor, position_ids: torch.Tensor | None = None, with_entropy: bool = False):
+                          labels: torch.Tensor, position_ids: torch.Tensor | None = None, with_entropy: bool = False,
+                          temperature: float = 1.0):
     """Log-probs [rows, seq_len] of `labels` under the packed forward (0 where not scored), and entropies if asked.
 
     input_ids, attention_mask, labels: [rows, seq_len], rows padded on either side. labels[r, t] is
     the token the logits at position t must predict (usually input_ids[r, t + 1]), IGNORE where
     nothing is scored; scored positions must be real tokens. position_ids default to 0 at each row's
-    first real token. Only the logits of scored positions enter the log-softmax, so no
-    [tokens, vocab] float32 tensor is built.
+    first real token. The LM head runs on the scored positions only (`logits_to_keep`), so no
+    [tokens, vocab] tensor is built for prompt tokens. `temperature` scores under softmax(logits / T).
     """
     real = attention_mask.bool()  # [rows, seq_len]
     if position_ids is None:
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     packed_at = torch.full(real.shape, -1, dtype=torch.long, device=real.device)
     packed_at[real] = torch.arange(int(real.sum()), device=real.device)
-    logits = model(
+    scored = labels != IGNORE  # [rows, seq_len]
+    picked = model(
         input_ids=input_ids[real].unsqueeze(0), position_ids=position_ids[real].unsqueeze(0),
         use_cache=False,  # a KV cache turns off the packed-sequence detection
-    ).logits[0]  # [tokens, vocab]
-    scored = labels != IGNORE  # [rows, seq_len]
-    picked = logits[packed_at[scored]]  # [scored_tokens, vocab]
-    logprobs = _scatter_rows(logprobs_from_logits(picked, labels[scored]), scored)
-    entropy = _scatter_rows(entropy_from_logits(picked), scored) if with_entropy else None
+        logits_to_keep=packed_at[scored],  # packed positions of the scored tokens
+    ).logits[0]  # [scored_tokens, vocab]
+    logprobs = _scatter_rows(logprobs_from_logits(picked, labels[scored], temperature=temperature), scored)
+    entropy = _scatter_rows(entropy_from_logits(picked, temperature=temperature), scored) if with_entropy else None
     return logprobs, entropy
 
 
-def packed_response_logprobs(model: torch.nn.Module, batch, with_entropy: bool = False):
+def packed_response_logprobs(model: torch.nn.Module, batch, with_entropy: bool = False, temperature: float = 1.0):
     """Log-probs [rows, response_len] (0 on masked positions) and entropies if asked.
 
     `batch` is a TrainingBatch (left-padded prompts, right-padded responses): response token j of
@@ -56,7 +57,7 @@ def packed_response_logprobs(model: torch.nn.Module, batch, with_entropy: bool =
     labels = torch.full_like(batch.input_ids, IGNORE)
     labels[:, columns] = batch.responses.masked_fill(~response_mask, IGNORE)
     logprobs, entropy = packed_token_logprobs(
-        model, batch.input_ids, batch.attention_mask, labels, batch.position_ids, with_entropy
+        model, batch.input_ids, batch.attention_mask, labels, batch.position_ids, with_entropy, temperature
     )
     return logprobs[:, columns], None if entropy is None else entropy[:, columns]
 

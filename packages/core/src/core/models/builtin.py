@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -41,10 +42,17 @@ def cache_root() -> Path:
 
 
 def resolve_model_path(path: str) -> str:
-    """Return a local HF model directory for `model.path`, building a builtin model if needed."""
+    """Return a local HF model directory for `model.path`: an HF directory as it is, a builtin model
+    built on first use, or a GGUF (a file, or `packaged:NAME`) imported once into the cache."""
+    from core.models.gguf import PACKAGED_PREFIX, cached_import, packaged_gguf
+
     if path.startswith(BUILTIN_PREFIX):
         return str(materialize_builtin(path[len(BUILTIN_PREFIX):]))
+    if path.startswith(PACKAGED_PREFIX):
+        return str(cached_import(packaged_gguf(path[len(PACKAGED_PREFIX):]), cache_root()))
     model_dir = Path(path).expanduser()
+    if model_dir.suffix == ".gguf" and model_dir.is_file():
+        return str(cached_import(model_dir, cache_root()))
     if not model_dir.is_dir():
         raise TandemError(f"model.path '{path}' does not exist (builtin models: {_builtin_names()})")
     if not (model_dir / "config.json").is_file():
@@ -59,10 +67,16 @@ def materialize_builtin(name: str, seed: int = 0) -> Path:
     target = cache_root() / name
     if (target / "config.json").is_file():
         return target
+    return write_dir_atomically(target, lambda staging: _write_model_dir(name, staging, seed))
+
+
+def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> Path:
+    """`write` into a staging directory beside `target`, then rename it to `target`: a crash leaves
+    no partial directory, and a concurrent writer of the same content simply loses the race."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _write_model_dir(name, staging, seed)
+        write(staging)
         try:
             staging.rename(target)
         except OSError:  # another process finished first; its copy is identical

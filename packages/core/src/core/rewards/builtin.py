@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from core.data.reasoning_gym import DATA_SOURCE_PREFIX, reasoning_gym_last_number_reward, reasoning_gym_reward
 from core.errors import TandemError
 from core.plugins.hookspecs import hookimpl
 from core.rewards.base import RewardInput
@@ -26,8 +27,10 @@ RULE_BY_DATA_SOURCE = {
 def by_data_source(sample: RewardInput) -> float:
     """Score with the rule that matches the sample's `data_source`."""
     rule = RULE_BY_DATA_SOURCE.get(sample.data_source)
+    if rule is None and sample.data_source.startswith(DATA_SOURCE_PREFIX):
+        rule = reasoning_gym_reward
     if rule is None:
-        known = ", ".join(RULE_BY_DATA_SOURCE)
+        known = ", ".join([*RULE_BY_DATA_SOURCE, DATA_SOURCE_PREFIX + "*"])
         raise TandemError(
             f"reward 'auto' has no rule for data_source '{sample.data_source}' (known: {known}); "
             "set data.reward_fn to a reward name or 'module:function'"
@@ -45,4 +48,6 @@ def tandem_reward_functions():
         "format_hash": hash_answer_format,
         "format_boxed": boxed_format,
         "format_think": think_format,
+        "reasoning_gym": reasoning_gym_reward,
+        "reasoning_gym_last_number": reasoning_gym_last_number_reward,
     }

@@ -14,7 +14,9 @@ def validate(
 ) -> dict[str, float]:
     """Metrics for one pass over `dataset`, generated in one batched call.
 
-    Returns `val/<data_source>/reward` (mean over samples), `val/reward` (mean over all samples),
+    Returns `val/<data_source>/reward` (mean over samples), `val/<data_source>/accuracy` (share of
+    samples with the full score, 1.0: exactly right under rule rewards), `val/reward`, `val/accuracy`
+    (over all samples),
     `val/response_length/mean`, `val/reward/errors`, and with `params.n > 1`
     `val/<data_source>/best_of_n` (mean over prompts of the best of their n scores).
     Call it inside the sharding manager's context so the engine holds the current weights.
@@ -31,7 +33,9 @@ def validate(
         best_by_prompt[group] = max(score, best_by_prompt.get(group, score))
 
     metrics = {f"val/{source}/reward": sum(v) / len(v) for source, v in sorted(by_source.items())}
+    metrics.update({f"val/{source}/accuracy": _accuracy(v) for source, v in sorted(by_source.items())})
     metrics["val/reward"] = sum(scores) / len(scores)
+    metrics["val/accuracy"] = _accuracy(scores)
     metrics["val/response_length/mean"] = output.response_lengths.float().mean().item()
     metrics["val/reward/errors"] = float(scored.errors)
     if params.n > 1:
@@ -40,3 +44,7 @@ def validate(
             best_by_source[dataset[group].data_source].append(best)
         metrics.update({f"val/{s}/best_of_n": sum(v) / len(v) for s, v in sorted(best_by_source.items())})
     return metrics
+
+
+def _accuracy(scores: list[float]) -> float:
+    return sum(score >= 1.0 for score in scores) / len(scores)

@@ -17,21 +17,32 @@ from core.distributed.packing import packed_response_logprobs
 from core.trainer.batch import TrainingBatch, micro_batch_plan, minibatches, scatter_rows
 
 
-def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False):
-    """Log-probs of the response tokens [rows, response_len] (and entropies if asked)."""
-    logits = model(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
-    ).logits
+def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False,
+                      temperature: float = 1.0):
+    """Log-probs of the response tokens [rows, response_len] under softmax(logits / temperature)
+    (and entropies if asked)."""
     response_len = batch.response_mask.shape[1]
-    # logits at column t predict token t + 1: the response is predicted from prompt_len - 1 on
-    logits = logits[:, batch.prompt_len - 1 : batch.prompt_len - 1 + response_len]
-    token_logprobs = logprobs_from_logits(logits, batch.responses)
-    return token_logprobs, entropy_from_logits(logits) if with_entropy else None
+    # logits at column t predict token t + 1: the response is predicted by columns prompt_len - 1 ..
+    # seq_len - 2, the last response_len + 1 but one. Keeping only those spares the prompt's
+    # [rows, prompt_len, vocab] logits (most of the step's memory for short responses).
+    logits = model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+        logits_to_keep=response_len + 1,
+    ).logits[:, :-1]
+    token_logprobs = logprobs_from_logits(logits, batch.responses, temperature=temperature)
+    return token_logprobs, entropy_from_logits(logits, temperature=temperature) if with_entropy else None
 
 
-def forward_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool, packed: bool):
-    """Response log-probs (and entropies) by the packed, padding-free forward or the padded one."""
-    return (packed_response_logprobs if packed else response_logprobs)(model, batch, with_entropy)
+def forward_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool, packed: bool,
+                     temperature: float = 1.0):
+    """Response log-probs (and entropies) by the packed, padding-free forward or the padded one,
+    under the sampling temperature (the distribution the rollout drew the tokens from)."""
+    return (packed_response_logprobs if packed else response_logprobs)(model, batch, with_entropy, temperature)
+
+
+def scoring_temperature(rollout_cfg) -> float:
+    """The temperature the trainer scores sampled tokens at: the rollout's (greedy rollouts: 1)."""
+    return float(rollout_cfg.temperature) if rollout_cfg.temperature > 0 else 1.0
 
 
 class Actor:
@@ -42,12 +53,14 @@ class Actor:
     averages gradients over ranks), so gradients equal those of the whole batch on one rank.
     """
 
-    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int):
+    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int, temperature: float = 1.0):
         self.model = model
         self.algo = algo_cfg
         self.cfg = trainer_cfg
         self.horizon = max_response_len
+        self.temperature = temperature  # old, new and reference log-probs all under the sampler's softmax(z / T)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
+        allocate_adam_state(self.optimizer)
         warmup = max(trainer_cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -64,7 +77,7 @@ class Actor:
         model.eval()
         plan = micro_batch_plan(batch, self.cfg)
         parts = [
-            forward_logprobs(model, batch.select(micro.rows).to(self.device), True, self.cfg.remove_padding)
+            forward_logprobs(model, batch.select(micro.rows).to(self.device), True, self.cfg.remove_padding, self.temperature)
             for micro in plan
         ]
         logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)
@@ -95,7 +108,7 @@ class Actor:
         for plan_item in micro_batch_plan(mini, self.cfg):
             micro = mini.select(plan_item.rows).to(self.device)
             need_entropy = algo.entropy_coef != 0
-            logprobs, entropy = forward_logprobs(self.model, micro, need_entropy, self.cfg.remove_padding)
+            logprobs, entropy = forward_logprobs(self.model, micro, need_entropy, self.cfg.remove_padding, self.temperature)
             loss, pg_metrics = compute_policy_loss(
                 algo.policy_loss,
                 logprobs=logprobs,
@@ -124,10 +137,32 @@ class Actor:
         grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
         if math.isfinite(grad_norm):
             self.optimizer.step()
+        # free the gradients now, not at the next step: alive through the rollout, each one pins
+        # the cached segment it was carved from, and the engine cannot wake into that memory
+        self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         metrics["grad_norm"] = grad_norm
         metrics["lr"] = self.scheduler.get_last_lr()[0]
         return {f"actor/{key}": value for key, value in metrics.items()}
+
+
+def allocate_adam_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create Adam's moments now, before the first forward pass, instead of at the first `step()`.
+
+    Made lazily, they are carved out of the large cached blocks the first backward pass leaves
+    behind (logits, activations) and pin those segments for the rest of the run, so memory the
+    trainer holds while the rollout engine sleeps grows with every step's new layout.
+    """
+    from torch.optim.optimizer import _get_scalar_dtype
+
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.requires_grad and not optimizer.state[param]:
+                optimizer.state[param] = {
+                    "step": torch.tensor(0.0, dtype=_get_scalar_dtype()),
+                    "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format),
+                }
 
 
 def _accumulate(into: dict[str, float], values: dict[str, float], weight: float) -> None:

@@ -7,6 +7,7 @@ import torch
 from core.algorithms.value import value_loss
 from core.distributed.collectives import data_parallel_size, global_loss_counts
 from core.distributed.fsdp import clip_grad_norm
+from core.trainer.actor import allocate_adam_state
 from core.trainer.batch import TrainingBatch, micro_batch_plan, minibatches, scatter_rows
 
 
@@ -19,6 +20,7 @@ class Critic:
         self.cfg = trainer_cfg
         self.horizon = max_response_len
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo_cfg.critic_lr)
+        allocate_adam_state(self.optimizer)
 
     @classmethod
     def from_pretrained(cls, model_dir: str, dtype, device, algo_cfg, trainer_cfg, max_response_len: int, wrap=None):
@@ -63,5 +65,6 @@ class Critic:
                 clip_fracs.append(metrics.get("vf_clip_frac", 0.0))
             clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)  # no gradient lives through the rollout (see Actor)
             steps += 1
         return {"critic/vf_loss": sum(losses) / max(steps, 1), "critic/vf_clip_frac": sum(clip_fracs) / max(len(clip_fracs), 1)}

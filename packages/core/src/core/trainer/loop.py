@@ -123,7 +123,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 with _timed(timings, "update", progress):
                     update_metrics = workers.update(batch)
 
-            metrics = _step_metrics(batch, entropy, timings, experience.metrics, kl_metrics, update_metrics)
+            metrics = _step_metrics(
+                batch, entropy, timings, experience.metrics, kl_metrics, update_metrics, workers.memory_stats()
+            )
             if validation_due(step):
                 with _timed(metrics, "timing/val", progress), workers.rollout():
                     metrics.update(validate(workers, val_dataset, scorer, val_params, tokenizer))

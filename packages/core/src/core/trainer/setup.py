@@ -62,15 +62,26 @@ def attention_kernel(device: torch.device, packed: bool) -> str | None:
 
 def make_prompt_source(data_cfg, tokenizer):
     """(training prompt source, validation dataset or None) for `data.task`."""
-    from core.data.rl_dataset import DatasetPromptSource, load_rl_dataset
+    from core.data.rl_dataset import DatasetPromptSource, load_rl_dataset, rl_dataset_from_rows
 
     if data_cfg.task == "repeat_letters":
         from core.data.synthetic import RepeatLettersTask
 
         task = RepeatLettersTask(tokenizer, seed=data_cfg.seed)
         return task, task.validation_set(data_cfg.val_size)
+    if data_cfg.task == "reasoning_gym":
+        from core.data.reasoning_gym import train_and_validation_rows
+
+        train_rows, val_rows = train_and_validation_rows(data_cfg.reasoning_gym, data_cfg.val_size, data_cfg.seed)
+
+        def from_rows(rows, split):
+            where = f"reasoning_gym {split} rows"
+            return rl_dataset_from_rows(rows, tokenizer, data_cfg.max_prompt_length, data_cfg.filter_overlong_prompts, where)
+
+        train = DatasetPromptSource(from_rows(train_rows, "train"), seed=data_cfg.seed, shuffle=data_cfg.shuffle)
+        return train, from_rows(val_rows, "validation")
     if data_cfg.task != "file":
-        raise TandemError(f"data.task={data_cfg.task!r} is unknown; choose repeat_letters or file")
+        raise TandemError(f"data.task={data_cfg.task!r} is unknown; choose repeat_letters, reasoning_gym or file")
     if not data_cfg.train_files:
         raise TandemError("data.task=file needs data.train_files (parquet or JSONL in verl's RL format)")
 

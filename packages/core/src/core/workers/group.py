@@ -73,6 +73,11 @@ class WorkerGroup:
         """Every rank reports the same (all-reduced) metrics; rank 0's are returned."""
         return self._run("update", [(batch.select(rows),) for rows in self._shares(batch)])[0]
 
+    def memory_stats(self) -> dict[str, float]:
+        """Each `memory/*` figure at its highest over the ranks (the rank that runs out first)."""
+        per_rank = self.run_all("memory_stats")
+        return {key: max(stats[key] for stats in per_rank) for key in per_rank[0]}
+
     def save_checkpoint(self, root: str, step: int, trainer_state: dict) -> str:
         return self.run_all("save_checkpoint", root, step, trainer_state)[0]
 

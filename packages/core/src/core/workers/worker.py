@@ -18,8 +18,9 @@ from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
 from core.errors import TandemError
 from core.plugins.manager import get_plugin_manager
 from core.rollout.base import RolloutOutput, SamplingParams
-from core.trainer.actor import Actor
+from core.trainer.actor import Actor, scoring_temperature
 from core.trainer.batch import TrainingBatch
+from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
 from core.trainer.setup import load_policy, model_dtype, resolve_device
 from core.workers.base import ModelWorker
@@ -30,6 +31,8 @@ class TrainWorker(ModelWorker):
         torch.manual_seed(cfg.trainer.seed)  # identical initial weights (critic head) on every rank
         self.cfg = cfg
         self.device = resolve_device(cfg.trainer.device)
+        if self.device.type == "cuda":  # fp32 (master) weights multiply on tensor cores, in TF32
+            torch.set_float32_matmul_precision("high")
         sharded = is_distributed()
         compute_dtype = model_dtype(cfg.model)
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
@@ -43,7 +46,9 @@ class TrainWorker(ModelWorker):
         self.policy = shard(policy)
         self.reference = reference
         horizon = cfg.rollout.max_tokens
-        self.actor = Actor(self.policy, cfg.algorithm, cfg.trainer, max_response_len=horizon)
+        self.actor = Actor(
+            self.policy, cfg.algorithm, cfg.trainer, max_response_len=horizon, temperature=scoring_temperature(cfg.rollout)
+        )
         self.critic = None
         if cfg.algorithm.adv_estimator == "gae":  # PPO: a value head on the policy's backbone
             dtype = torch.float32 if sharded else compute_dtype
@@ -68,10 +73,15 @@ class TrainWorker(ModelWorker):
 
     # rollout (the sharding manager's enter/exit, split so a group can hold all ranks awake)
     def wake(self) -> None:
+        self.memory = memory_while_asleep(self.device)  # before the engine takes its share back
         self.sharding.__enter__()
 
     def sleep(self) -> None:
         self.sharding.__exit__(None, None, None)
+
+    def memory_stats(self) -> dict[str, float]:
+        """The trainer's memory at the last wake-up and its peak since the last call (GiB; {} on CPU)."""
+        return {**getattr(self, "memory", {}), **peak_since_last_call(self.device)}
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput | None:
         return self.engine.generate(prompts, params) if prompts else None

