@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-BASE = ["+backend=cuda", "+experiment=smollm2_arithmetic", "trainer.loggers=[console,jsonl]"]
+BASE = ["+backend=cuda", "+experiment=smollm2_arithmetic", "trainer.loggers=[console,jsonl]",
+        # runs share the GPU: a fixed KV cache (vLLM then skips its profiling, which other processes'
+        # allocations would skew) and a small start-up memory check
+        "rollout.gpu_memory_utilization=0.05", "++backend.engine_args.kv_cache_memory_bytes=4294967296"]
 VARIANTS = {
     # name: extra overrides (each run takes a slice of the GPU: small KV caches for a 135M model)
     "lr1e-5": ["trainer.lr=1e-5", "rollout.check_weight_sync=true"],
@@ -32,16 +35,16 @@ VARIANTS = {
 GAIN = 0.30
 
 
-def launch(out: Path, steps: int, gpu_share: float, names: list[str]) -> None:
+def launch(out: Path, steps: int, names: list[str]) -> None:
     procs = []
     for name in names:
         run_dir = out / name
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "core.main", *BASE, *VARIANTS[name], f"trainer.output_dir={run_dir}",
-               f"trainer.total_steps={steps}", f"rollout.gpu_memory_utilization={gpu_share}"]
+               f"trainer.total_steps={steps}"]
         log = open(run_dir / "log.txt", "w")
         procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})))
-        time.sleep(20)  # vLLM checks free memory at start: let the previous engine take its share first
+        time.sleep(15)  # staggered starts: the engines compile one after another rather than all at once
     for name, proc in procs:
         print(f"{name}: exit {proc.wait()}", flush=True)
 
@@ -82,12 +85,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--gpu-share", type=float, default=0.12, help="rollout.gpu_memory_utilization per run")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     if not args.report_only:
-        launch(args.out, args.steps, args.gpu_share, args.variants)
+        launch(args.out, args.steps, args.variants)
     report(args.out, args.variants)
 
 

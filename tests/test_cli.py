@@ -58,6 +58,16 @@ def test_cfg_job_shows_the_detected_backend_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no outputs/, no .hydra/
 
 
+@pytest.mark.parametrize("module", ["core.main", "sft.main"])
+def test_cfg_job_after_overrides_without_a_backend(module, tmp_path):
+    """The detected backend joins the other overrides, so argparse still accepts `--cfg job` after them."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", module, "trainer.total_steps=3", "--cfg", "job"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "total_steps: 3" in result.stdout and "name: cpu" in result.stdout
+
+
 @pytest.mark.slow
 def test_demo_run_from_any_directory_writes_metrics_and_model(tmp_path):
     result = run_main("trainer.total_steps=3", f"trainer.output_dir={tmp_path}/run", cwd=tmp_path)

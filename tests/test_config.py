@@ -53,3 +53,50 @@ def test_schema_rejects_bad_keys_and_types(override, culprit, compose_config):
     with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)) as info:
         compose_config(override)
     assert culprit in str(info.value)
+
+
+def _leaves(node, prefix=""):
+    """(dotted key, value) for every leaf of a yaml mapping, its `defaults` list left out."""
+    for key, value in node.items():
+        if key == "defaults":
+            continue
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _own_values(group: str, option: str):
+    from omegaconf import OmegaConf
+
+    text = (importlib.resources.files("core.conf") / group / f"{option}.yaml").read_text()
+    return list(_leaves(OmegaConf.to_container(OmegaConf.create(text))))
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_every_data_option_keeps_its_own_values(option, compose_config):
+    """A task sets its response length, validation frequency and reward: no later default overrides them."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(f"data={option}", "+backend=cpu")
+    values = _own_values("data", option)
+    assert values
+    for key, value in values:
+        assert OmegaConf.select(cfg, key) == value, f"data={option}: {key}"
+
+
+@pytest.mark.parametrize("option", options("experiment"))
+def test_every_experiment_composes_and_keeps_its_values(option, compose_config):
+    from omegaconf import OmegaConf
+
+    for backend in options("backend"):
+        cfg = compose_config(f"+experiment={option}", f"+backend={backend}")
+        for key, value in _own_values("experiment", option):
+            assert OmegaConf.select(cfg, key) == value, f"+experiment={option}: {key}"
+
+
+def test_smollm2_experiment_selects_the_real_model_and_task(compose_config):
+    cfg = compose_config("+experiment=smollm2_arithmetic", "+backend=cuda")
+    assert cfg.model.path == "packaged:smollm2-135m-instruct"
+    assert cfg.data.task == "reasoning_gym" and cfg.reward.reward_fn == "reasoning_gym"
+    assert cfg.rollout.max_tokens == 48 and cfg.trainer.test_freq == 10

@@ -1,8 +1,9 @@
 """A rollout engine on Hugging Face transformers: batched, KV-cached, CPU or GPU.
 
 It is the engine of the `cpu` backend and the fallback wherever vLLM is missing or fails. Returned
-log-probabilities are the model's raw ones (log-softmax of unprocessed logits, as vLLM reports them),
-so they equal a fresh forward pass over the same tokens.
+log-probabilities are those of the distribution the tokens were sampled from, log-softmax(logits / T)
+(before top-p/top-k truncation; raw logits when greedy), so they equal the trainer's own scoring of
+the same tokens at the rollout temperature.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ class HFRolloutEngine:
         logprobs = None
         if params.logprobs:  # one step at a time, on the device: never [rows, steps, vocab] at once
             sampled = out.sequences[:, input_ids.shape[1]:]
+            temperature = 1.0 if greedy else params.temperature
             logprobs = torch.stack([
-                torch.log_softmax(step.float(), dim=-1).gather(-1, sampled[:, t : t + 1]).squeeze(-1)
+                torch.log_softmax(step.float() / temperature, dim=-1).gather(-1, sampled[:, t : t + 1]).squeeze(-1)
                 for t, step in enumerate(out.logits)
             ], dim=1).cpu()  # [batch * n, generated]
             logprobs = logprobs.masked_fill(~response_mask, 0.0)
