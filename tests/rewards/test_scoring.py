@@ -73,7 +73,7 @@ def test_failures_get_the_error_score_and_are_counted(executor, workers):
         scorer.close()
     assert batch.scores.tolist() == [1.0, -1.0, 1.0, -1.0, 1.0, -1.0]  # order kept
     assert batch.errors == 3
-    assert batch.metrics == {"reward/errors": 3.0}
+    assert batch.metrics == {"reward/errors": 3.0, "reward/timeouts": 0.0}
 
 
 def test_non_numbers_count_as_errors():

@@ -52,6 +52,7 @@ class RewardConfig:
     executor: str = "thread"  # thread | process (for slow CPU-bound reward functions)
     on_error_score: float = 0.0  # score of a sample whose reward function raised
     raise_on_error: bool = False  # True: stop the run instead
+    timeout_s: Optional[float] = 30.0  # a call running longer scores on_error_score (reward/timeouts); null: none
 
 
 @dataclass

