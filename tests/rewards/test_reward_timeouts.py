@@ -50,8 +50,8 @@ def test_a_hung_thread_does_not_block_exit():
         "import time\n"
         "from core.rewards.base import RewardInput\n"
         "from core.rewards.scoring import RewardScorer\n"
-        "s = RewardScorer(lambda x: time.sleep(600), workers=1, timeout_s=0.2)\n"
-        "print(s.score([RewardInput('x')]).timeouts)\n"
+        "s = RewardScorer(lambda x: time.sleep(600) if x.response == 'x' else 1.0, workers=1, timeout_s=0.2)\n"
+        "print(s.score([RewardInput('x'), RewardInput('ok')]).timeouts)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr

@@ -4,7 +4,7 @@ import pluggy
 import pytest
 import torch
 
-from core.errors import TandemError
+from core.errors import RunDied, TandemError
 from core.plugins import hookspecs
 from core.rewards import builtin
 from core.rewards.base import RewardInput
@@ -77,8 +77,23 @@ def test_failures_get_the_error_score_and_are_counted(executor, workers):
 
 
 def test_non_numbers_count_as_errors():
-    batch = RewardScorer(returns_text, workers=1).score(samples(2))
-    assert batch.errors == 2 and batch.scores.tolist() == [0.0, 0.0]
+    scorer = RewardScorer(lambda s: returns_text(s) if s.response == "x" else 1.0, workers=1)
+    batch = scorer.score([RewardInput("x"), RewardInput("x"), RewardInput("ok")])
+    assert batch.errors == 2 and batch.scores.tolist() == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_scores_are_errors(bad):
+    batch = RewardScorer(lambda s: bad if s.response == "x" else 1.0, workers=1).score([RewardInput("x"), RewardInput("y")])
+    assert batch.errors == 1 and batch.scores.tolist() == [0.0, 1.0]
+
+
+def test_every_sample_failing_stops_the_run_with_the_first_error():
+    with pytest.raises(RunDied, match=r"'fails_on_odd' failed on 2 of 2 samples .* first: sample 0: ZeroDivisionError"):
+        RewardScorer(fails_on_odd, workers=1).score([samples(2)[1]] * 2)
+    scorer = RewardScorer(fails_on_odd, workers=1, stop_if_failed_fraction=0.5)  # half is enough
+    with pytest.raises(RunDied, match="failed on 2 of 4 samples"):
+        scorer.score(samples(4))
 
 
 def test_raise_on_error_names_function_and_sample():

@@ -12,9 +12,18 @@ F = TypeVar("F", bound=Callable)
 class TandemError(Exception):
     """Something the user can fix (config, data, model path, backend). Printed without traceback."""
 
+    exit_code = 2
+
+
+class RunDied(TandemError):
+    """The run's numbers died (non-finite values, every reward failing): stopped with a diagnosis."""
+
+    exit_code = 3
+
 
 def exit_on_user_error(fn: F) -> F:
-    """Turn a `TandemError` raised anywhere below `fn` into `tandem: error: ...` and exit code 2."""
+    """Turn a `TandemError` raised anywhere below `fn` into `tandem: error: ...` and its exit code
+    (2 for bad input, 3 for a run that died)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -22,6 +31,6 @@ def exit_on_user_error(fn: F) -> F:
             return fn(*args, **kwargs)
         except TandemError as exc:
             print(f"tandem: error: {exc}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]

@@ -73,8 +73,10 @@ def launch(config_path: str, config_name: str, run: Callable[[DictConfig], objec
 
 @exit_on_user_error
 def run(cfg: DictConfig) -> dict:
+    from core.config.ranges import check_ranges
     from core.trainer.loop import train
 
+    check_ranges(cfg)
     availability = require_backend(get_plugin_manager(), cfg.backend.name)
     log.info("backend %s: %s", cfg.backend.name, availability.reason)
     summary = train(cfg)

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from core.checkpoint.manager import resolve_resume
 from core.data.rl_dataset import EpochSampler
-from core.errors import TandemError
+from core.errors import RunDied, TandemError
+from core.trainer.health import NonFiniteGuard
 from core.tracking.tracker import Tracker
 from core.workers.group import WorkerGroup, make_worker_group
 from sft.trainer import world
@@ -81,6 +82,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             tracker = Tracker(list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
                               console_every=cfg.trainer.log_every)
         history: list[dict[str, float]] = []
+        guard = NonFiniteGuard("stop", skippable=False)  # SFT stops at the first NaN/inf loss or gradient norm
 
         def validate(step: int) -> None:
             metrics = workers.run_all("validate", step)[0]
@@ -96,8 +98,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             step_start = time.perf_counter()
             metrics = workers.run_all("train_step", sampler.next_indices(cfg.trainer.batch_size))[0]
             metrics["timing/step"] = time.perf_counter() - step_start
+            died = guard.check({("update", "loss"): metrics.get("train/loss"),
+                                ("update", "gradient norm"): metrics.get("train/grad_norm")})
             if tracker is not None:
-                tracker.log(metrics, step)
+                tracker.log(metrics, step)  # logged before a stop, so the file shows the values that died
+            if died:
+                raise RunDied(f"step {step}: {died}")
             if step == total or (val_freq > 0 and step % val_freq == 0):
                 validate(step)
             if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or step == total):

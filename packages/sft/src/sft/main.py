@@ -23,8 +23,10 @@ register_sft_schemas()
 
 @exit_on_user_error
 def run(cfg: DictConfig) -> dict:
+    from core.config.ranges import check_ranges
     from sft.loop import train
 
+    check_ranges(cfg)
     availability = require_backend(get_plugin_manager(), cfg.backend.name)
     log.info("backend %s: %s", cfg.backend.name, availability.reason)
     summary = train(cfg)

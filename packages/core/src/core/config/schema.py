@@ -53,6 +53,7 @@ class RewardConfig:
     on_error_score: float = 0.0  # score of a sample whose reward function raised
     raise_on_error: bool = False  # True: stop the run instead
     timeout_s: Optional[float] = 30.0  # a call running longer scores on_error_score (reward/timeouts); null: none
+    stop_if_failed_fraction: float = 1.0  # stop the run when this share of a batch fails (1.0: every sample)
 
 
 @dataclass
@@ -126,6 +127,8 @@ class TrainerConfig:
     project_name: str = "tandem"
     experiment_name: Optional[str] = None  # None: the run directory's name
     test_freq: int = 0  # validate every N steps (and at the end); 0: never
+    on_nonfinite: str = "stop"  # a NaN/inf reward, log-prob, loss or grad norm: stop | skip (the step)
+    max_nonfinite_steps: int = 3  # with skip: stop after this many bad steps in a row
     val_before_train: bool = False
     val_temperature: float = 0.0  # 0: greedy validation
     report: bool = True  # write report.png and a text summary at the end

@@ -17,6 +17,7 @@ def build_reward_scorer(
     on_error_score: float = 0.0,
     raise_on_error: bool = False,
     timeout_s: float | None = None,
+    stop_if_failed_fraction: float = 1.0,
 ) -> BatchScorer:
     """`build_reward_scorer(pm, device=device, **cfg.reward)`; `.close()` it at the end of training."""
     if model_path:
@@ -25,4 +26,5 @@ def build_reward_scorer(
         return RewardModelScorer.from_pretrained(model_path, device=device)
     fn = resolve_reward_fn(reward_fn, pm)
     return RewardScorer(fn, workers=workers, executor=executor, error_score=on_error_score,
-                        raise_on_error=raise_on_error, timeout_s=timeout_s)
+                        raise_on_error=raise_on_error, timeout_s=timeout_s,
+                        stop_if_failed_fraction=stop_if_failed_fraction)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import torch
 
-from core.errors import TandemError
+from core.errors import RunDied, TandemError
 from core.rewards.base import RewardInput
 from core.rewards.pool import TIMED_OUT, DeadlinePool
 
@@ -96,6 +96,7 @@ class RewardScorer:
         error_score: float = 0.0,
         raise_on_error: bool = False,
         timeout_s: float | None = None,
+        stop_if_failed_fraction: float = 1.0,
     ):
         if executor not in ("thread", "process"):
             raise TandemError(f"reward.executor must be 'thread' or 'process', got '{executor}'")
@@ -104,13 +105,15 @@ class RewardScorer:
         self.error_score = error_score
         self.raise_on_error = raise_on_error
         self.timeout_s = timeout_s
+        self.stop_if_failed_fraction = stop_if_failed_fraction
         self._pool = DeadlinePool(workers, executor, timeout_s)
 
     def score(self, samples: Sequence[RewardInput]) -> RewardBatch:
         results = self._pool.run(_call, [(self.fn, sample) for sample in samples])
-        scores, errors, timeouts = [], 0, 0
+        scores, errors, timeouts, first_failure = [], 0, 0, None
         for index, result in enumerate(results):
             if result == TIMED_OUT:
+                first_failure = first_failure or f"sample {index} timed out after {self.timeout_s} s"
                 if self.raise_on_error:
                     raise TandemError(f"reward function '{self.name}' timed out after {self.timeout_s} s on sample {index}")
                 if timeouts == 0:
@@ -120,6 +123,7 @@ class RewardScorer:
                 continue
             value, error = result
             if error is not None:
+                first_failure = first_failure or f"sample {index}: {error}"
                 if self.raise_on_error:
                     raise TandemError(f"reward function '{self.name}' failed on sample {index}: {error}")
                 if errors == 0:
@@ -127,6 +131,12 @@ class RewardScorer:
                 errors += 1
                 value = self.error_score
             scores.append(value)
+        failed = errors + timeouts
+        if failed and failed >= self.stop_if_failed_fraction * len(results):
+            raise RunDied(
+                f"reward function '{self.name}' failed on {failed} of {len(results)} samples "
+                f"(reward.stop_if_failed_fraction={self.stop_if_failed_fraction}); first: {first_failure}"
+            )
         return RewardBatch(torch.tensor(scores, dtype=torch.float32), errors, timeouts)
 
     def close(self) -> None:
@@ -144,8 +154,8 @@ def _call(fn_and_sample: tuple[RewardFn, RewardInput]) -> tuple[float, str | Non
         raise  # a configuration mistake (e.g. no rule for this data_source): fail, don't average it away
     except Exception as exc:  # user code: any other failure becomes this sample's error
         return math.nan, f"{type(exc).__name__}: {exc}"
-    if not isinstance(value, numbers.Real) or math.isnan(value):
-        return math.nan, f"returned {value!r}, not a number"
+    if not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return math.nan, f"returned {value!r}, not a finite number"
     return float(value), None
 
 

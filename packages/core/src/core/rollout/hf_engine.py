@@ -8,9 +8,12 @@ the same tokens at the rollout temperature.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterable
 
 import torch
+
+from core.errors import RunDied
 
 from core.rollout.base import RolloutOutput, SamplingParams
 
@@ -39,7 +42,7 @@ class HFRolloutEngine:
         input_ids, attention_mask = _left_pad(prompts, self.pad_token_id, self.device)
         stop_ids = list(dict.fromkeys([*self.eos_token_ids, *params.stop_token_ids]))
         greedy = params.temperature == 0
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), _dead_weights_named():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             out = self.model.generate(
@@ -94,6 +97,18 @@ class HFRolloutEngine:
 
     def close(self) -> None:
         self.model = None
+
+
+@contextmanager
+def _dead_weights_named():
+    """Sampling from NaN/inf probabilities means the weights themselves died (a diverged update)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "probability tensor contains" not in str(exc):
+            raise
+        raise RunDied("non-finite probabilities in the rollout phase: the policy's weights no longer give "
+                      "finite logits (the last update diverged; lower trainer.lr or check the loss)") from None
 
 
 def _left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

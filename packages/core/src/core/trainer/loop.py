@@ -26,6 +26,8 @@ from core.rollout.base import SamplingParams
 from core.tracking.tracker import Tracker
 from core.checkpoint.manager import resolve_resume
 from core.trainer.batch import batch_from_rollout, last_token_rewards
+from core.errors import RunDied
+from core.trainer.health import NonFiniteGuard
 from core.trainer.rollout import collect_experience
 from core.trainer.setup import load_tokenizer, make_prompt_source, resolve_device
 from core.workers.group import make_worker_group
@@ -52,6 +54,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens, logprobs=False
     )
 
+    guard = NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.max_nonfinite_steps)
     run_dir = Path(cfg.trainer.output_dir)
     checkpoints = run_dir / "checkpoints"
     with ExitStack() as cleanup:  # closed in reverse order, on success and on any error
@@ -89,7 +92,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         progress = tqdm(steps, desc="training", unit="step", disable=None)  # its note names the phase running
         for step in progress:
             timings: dict[str, float] = {}
-            with _timed(timings, "step"):
+            with _timed(timings, "step"), _named_step(step):
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
                 with _timed(timings, "gen", progress), workers.rollout():
                     experience = collect_experience(workers, prompts_source, scorer, tokenizer, params, cfg)
@@ -129,7 +132,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if validation_due(step):
                 with _timed(metrics, "timing/val", progress), workers.rollout():
                     metrics.update(validate(workers, val_dataset, scorer, val_params, tokenizer))
-            tracker.log(metrics, step)
+            died = guard.check({
+                ("rollout", "reward"): batch.scores,
+                ("logprob", "log-prob"): batch.old_logprobs[batch.response_mask],
+                ("logprob", "reference log-prob"): None if batch.ref_logprobs is None else batch.ref_logprobs[batch.response_mask],
+                ("update", "loss"): update_metrics.get("actor/pg_loss"),
+                ("update", "gradient norm"): update_metrics.get("actor/grad_norm"),
+            })
+            metrics["health/skipped_steps"] = float(guard.skipped)
+            tracker.log(metrics, step)  # logged before a stop, so the file shows the values that died
+            if died:
+                raise RunDied(f"step {step}: {died}")
             history.append(metrics)
             if cfg.trainer.save_freq > 0 and step % cfg.trainer.save_freq == 0:
                 loop_state = {"prompts": prompts_source.state_dict(), "kl_coef": kl_controller.value}
@@ -149,6 +162,15 @@ def _discard_unused_run_dir(run_dir: Path, exc_type) -> bool:
     if exc_type is not None and all(p.is_file() and p.stat().st_size == 0 for p in run_dir.rglob("*")):
         shutil.rmtree(run_dir, ignore_errors=True)
     return False  # the error propagates
+
+
+@contextmanager
+def _named_step(step: int):
+    """A run that dies inside a step says which step."""
+    try:
+        yield
+    except RunDied as exc:
+        raise RunDied(f"step {step}: {exc}") from None
 
 
 @contextmanager

@@ -1,0 +1,64 @@
+"""Numeric ranges and choices of the config, checked before anything starts.
+
+The schema checks types at composition; this checks values, so `rollout.n=0` or `trainer.lr=-1` fails
+in one line naming the key and what it allows, instead of as a traceback (or a silent no-op) later.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from omegaconf import OmegaConf
+
+from core.errors import TandemError
+
+Rule = tuple[str, Callable[[Any], bool], str]  # key, predicate on its value, what is allowed
+
+POSITIVE_INT = (lambda v: v >= 1, "an integer >= 1")
+POSITIVE = (lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
+NON_NEGATIVE = (lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
+
+RULES: list[Rule] = [
+    ("rollout.n", *POSITIVE_INT),
+    ("rollout.max_tokens", *POSITIVE_INT),
+    ("rollout.temperature", *NON_NEGATIVE),
+    ("rollout.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("rollout.top_k", lambda v: v == -1 or v >= 1, "-1 (off) or an integer >= 1"),
+    ("data.prompt_batch_size", *POSITIVE_INT),
+    ("data.max_prompt_length", *POSITIVE_INT),
+    ("data.val_size", *POSITIVE_INT),
+    ("trainer.total_steps", *POSITIVE_INT),
+    ("trainer.lr", *POSITIVE),
+    ("trainer.weight_decay", *NON_NEGATIVE),
+    ("trainer.warmup_steps", lambda v: v >= 0, "an integer >= 0"),
+    ("trainer.grad_clip", *POSITIVE),
+    ("trainer.ppo_epochs", *POSITIVE_INT),
+    ("trainer.mini_batches", *POSITIVE_INT),
+    ("trainer.micro_batch_size", *POSITIVE_INT),
+    ("trainer.max_tokens_per_gpu", lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    ("trainer.device", lambda v: v in ("auto", "cpu") or str(v).startswith("cuda"), "auto, cpu or cuda[:N]"),
+    ("trainer.test_freq", lambda v: v >= 0, "an integer >= 0 (0: never)"),
+    ("trainer.save_freq", lambda v: v >= 0, "an integer >= 0 (0: never)"),
+    ("trainer.keep_last", *POSITIVE_INT),
+    ("trainer.max_nonfinite_steps", *POSITIVE_INT),
+    ("trainer.on_nonfinite", lambda v: v in ("stop", "skip"), "stop or skip"),
+    ("reward.workers", *POSITIVE_INT),
+    ("reward.timeout_s", lambda v: v is None or v > 0, "null (none) or a number > 0"),
+    ("reward.stop_if_failed_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("algorithm.kl_coef", *NON_NEGATIVE),
+    ("algorithm.entropy_coef", lambda v: math.isfinite(v), "a finite number"),
+]
+
+
+def check_ranges(cfg: Any, rules: list[Rule] = RULES) -> None:
+    """Raise TandemError for the first key of `cfg` whose value is outside its range."""
+    for key, allowed, description in rules:
+        value = OmegaConf.select(cfg, key, default=_MISSING)
+        if value is _MISSING:
+            continue  # a config without this section (SFT's has no rollout.n)
+        if not allowed(value):
+            raise TandemError(f"{key}={value} is out of range: it must be {description}")
+
+
+_MISSING = object()

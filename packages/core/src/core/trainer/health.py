@@ -1,0 +1,52 @@
+"""A run whose numbers died must say so: non-finite rewards, log-probs, losses or gradient norms stop
+it with one line naming the step, the phase and the quantity (exit code 3), or, with
+`trainer.on_nonfinite=skip`, skip such steps and stop after `trainer.max_nonfinite_steps` in a row.
+The loop logs the step first, so metrics.jsonl shows the values that died.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+def first_nonfinite(value: Any) -> float | None:
+    """The first NaN/inf in a tensor or number, or None if all are finite (None values count as finite)."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        bad = value[~torch.isfinite(value)]
+        return bad[0].item() if bad.numel() else None
+    return None if math.isfinite(value) else float(value)
+
+
+class NonFiniteGuard:
+    def __init__(self, policy: str = "stop", max_in_a_row: int = 3, skippable: bool = True):
+        self.policy = policy
+        self.skippable = skippable  # the loop offers trainer.on_nonfinite=skip (RL does, SFT does not)
+        self.max_in_a_row = max_in_a_row
+        self.in_a_row = 0  # consecutive skipped steps
+        self.skipped = 0  # skipped steps in the whole run
+
+    def check(self, quantities: dict[tuple[str, str], Any]) -> str | None:
+        """quantities: {(phase, what): tensor or number}. Returns why the run must stop, or None.
+
+        A bad step under `skip` changed nothing: the actor applies no update whose gradient norm is
+        not finite, and a NaN/inf reward or log-prob makes the gradient NaN."""
+        for (phase, what), value in quantities.items():
+            bad = first_nonfinite(value)
+            if bad is None:
+                continue
+            where = f"non-finite {what} ({bad}) in the {phase} phase"
+            if self.policy == "stop":
+                hint = " (trainer.on_nonfinite=skip would skip such steps)" if self.skippable else ""
+                return f"{where}; the run stopped{hint}"
+            self.skipped += 1
+            self.in_a_row += 1
+            if self.in_a_row >= self.max_in_a_row:
+                return f"{where}, {self.in_a_row} steps in a row (trainer.max_nonfinite_steps); the run stopped"
+            return None
+        self.in_a_row = 0
+        return None
