@@ -83,3 +83,25 @@ def test_hf_export_reloads_with_same_logits(tiny_model_dir, tiny_tokenizer, tmp_
         torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0)
     assert AutoTokenizer.from_pretrained(tmp_path / "hf")("ab=").input_ids == tiny_tokenizer("ab=").input_ids
     assert export_hf(tmp_path / "ckpt" / "global_step_1", tmp_path / "hf2", "bfloat16").is_dir()
+
+
+class _Exploit:
+    """A pickle payload that would create a file when unpickled (a crafted trainer_state.pt)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_crafted_trainer_state_is_refused_not_executed(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from core.checkpoint.manager import STATE_FILE
+
+    model, optimizer, scheduler = _trainer(tiny_model_dir)
+    saved = save_checkpoint(tmp_path / "ck", 1, _parts(model, optimizer, scheduler), {"drawn": 1}, tiny_tokenizer, keep_last=2)
+    marker = tmp_path / "pwned"
+    torch.save({"step": 1, "trainer": _Exploit(marker)}, saved / STATE_FILE)
+    with pytest.raises(TandemError, match="holds more than tensors and plain values"):
+        load_checkpoint(saved, _parts(*_trainer(tiny_model_dir)))
+    assert not marker.exists()

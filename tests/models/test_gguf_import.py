@@ -146,3 +146,15 @@ def test_import_cli_refuses_existing_dir(tiny_gguf, tmp_path):
     done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "already exists" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_corrupt_or_foreign_config_json_is_named(tmp_path, caplog):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    with pytest.raises(TandemError, match="config.json is not valid JSON"):
+        resolve_model_path(str(tmp_path / "broken"))
+    (tmp_path / "custom").mkdir()
+    (tmp_path / "custom" / "config.json").write_text('{"model_type": "llama", "auto_map": {"AutoModel": "x.Y"}}')
+    with caplog.at_level("WARNING", logger="tandem"):
+        assert resolve_model_path(str(tmp_path / "custom")) == str(tmp_path / "custom")
+    assert "declares custom model code" in caplog.text

@@ -107,3 +107,22 @@ def test_format_rewards():
     assert think_format(sample("<think>add them</think> 12")) == 1.0
     assert think_format(sample("<think>add them</think>")) == 0.0
     assert think_format(sample("12 <think>late</think> 12")) == 0.0
+
+
+def test_format_bonus_adds_a_weighted_format_score():
+    import pluggy
+
+    from core.plugins import hookspecs
+    from core.rewards import builtin
+    from core.rewards.build import build_reward_scorer
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(builtin)
+    scorer = build_reward_scorer(pm, reward_fn="gsm8k_flexible", format_fn="format_number", format_weight=0.25)
+    try:
+        batch = scorer.score([RewardInput(" 72 ", "72"), RewardInput("it is 72", "72"), RewardInput("5", "72")])
+    finally:
+        scorer.close()
+    # correct and bare: 1 + 0.25; correct in words: 1 + 0; wrong but bare: 0 + 0.25
+    assert batch.scores.tolist() == [1.25, 1.0, 0.25]

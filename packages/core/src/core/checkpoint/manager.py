@@ -16,6 +16,7 @@ next save removes. With several nodes, `<root>` must be a shared filesystem.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 import warnings
@@ -133,12 +134,12 @@ def load_checkpoint(path: Path, parts: dict[str, Trainable]) -> dict[str, Any]:
             part.model, part.optimizer,
             model_state_dict=states[name]["model"], optim_state_dict=states[name]["optim"],
         )
-    state = torch.load(path / STATE_FILE, weights_only=False)
+    state = _load_plain(path / STATE_FILE)
     for name, part in parts.items():
         if part.scheduler:
             part.scheduler.load_state_dict(state["schedulers"][name])
     rng_file = path / f"rng_rank{_rank()}.pt"
-    _set_rng_state(torch.load(rng_file if rng_file.is_file() else path / "rng_rank0.pt", weights_only=False))
+    _set_rng_state(_load_plain(rng_file if rng_file.is_file() else path / "rng_rank0.pt"))
     return {"step": state["step"], "trainer": state["trainer"]}
 
 
@@ -151,12 +152,21 @@ def _sharded_states(parts: dict[str, Trainable]) -> dict[str, dict]:
     return states
 
 
+def _load_plain(path: Path) -> Any:
+    """torch.load of tensors and plain Python types only: a crafted file cannot run code on load."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise TandemError(f"{path} holds more than tensors and plain values; refusing to load it ({exc})") from None
+
+
 def _rng_state() -> dict[str, Any]:
+    kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gauss)),
     }
 
 
@@ -165,7 +175,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached_gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
 
 
 @contextmanager

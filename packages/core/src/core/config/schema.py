@@ -54,6 +54,8 @@ class RewardConfig:
     raise_on_error: bool = False  # True: stop the run instead
     timeout_s: Optional[float] = 30.0  # a call running longer scores on_error_score (reward/timeouts); null: none
     stop_if_failed_fraction: float = 1.0  # stop the run when this share of a batch fails (1.0: every sample)
+    format_fn: Optional[str] = None  # add a format reward (e.g. format_number, format_hash) to reward_fn's score
+    format_weight: float = 0.1  # its weight: score = reward_fn + format_weight * format_fn
 
 
 @dataclass

@@ -57,7 +57,25 @@ def resolve_model_path(path: str) -> str:
         raise TandemError(f"model.path '{path}' does not exist (builtin models: {_builtin_names()})")
     if not (model_dir / "config.json").is_file():
         raise TandemError(f"model.path '{path}' is not a Hugging Face model directory (no config.json)")
+    _check_config_json(model_dir / "config.json")
     return str(model_dir)
+
+
+def _check_config_json(config_file: Path) -> None:
+    """A corrupt config.json is named here, not deep inside transformers; custom code is never run."""
+    import json
+    import logging
+
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TandemError(f"{config_file} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise TandemError(f"{config_file} names no model_type; is this a Hugging Face model directory?")
+    if "auto_map" in config:
+        logging.getLogger("tandem").warning(
+            "%s declares custom model code (auto_map); Tandem does not run it (trust_remote_code stays off) "
+            "and loads transformers' built-in class for model_type '%s'", config_file.parent, config["model_type"])
 
 
 def materialize_builtin(name: str, seed: int = 0) -> Path:

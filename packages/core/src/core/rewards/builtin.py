@@ -9,7 +9,7 @@ from core.data.reasoning_gym import DATA_SOURCE_PREFIX, reasoning_gym_last_numbe
 from core.errors import TandemError
 from core.plugins.hookspecs import hookimpl
 from core.rewards.base import RewardInput
-from core.rewards.format_reward import boxed_format, hash_answer_format, think_format
+from core.rewards.format_reward import bare_number_format, boxed_format, hash_answer_format, think_format
 from core.rewards.gsm8k import gsm8k_flexible, gsm8k_strict
 from core.rewards.math_answer import math_boxed
 
@@ -48,6 +48,7 @@ def tandem_reward_functions():
         "format_hash": hash_answer_format,
         "format_boxed": boxed_format,
         "format_think": think_format,
+        "format_number": bare_number_format,
         "reasoning_gym": reasoning_gym_reward,
         "reasoning_gym_last_number": reasoning_gym_last_number_reward,
     }
