@@ -105,3 +105,30 @@ def test_a_crafted_trainer_state_is_refused_not_executed(tiny_model_dir, tiny_to
     with pytest.raises(TandemError, match="holds more than tensors and plain values"):
         load_checkpoint(saved, _parts(*_trainer(tiny_model_dir)))
     assert not marker.exists()
+
+
+def test_pruning_renames_before_deleting_and_leftovers_are_swept(tiny_model_dir, tiny_tokenizer, tmp_path):
+    model, optimizer, scheduler = _trainer(tiny_model_dir)
+    parts = _parts(model, optimizer, scheduler)
+    (tmp_path / ".tmp-deleting-global_step_0").mkdir(parents=True)  # a prune that crashed mid-delete
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, parts, {}, tiny_tokenizer, keep_last=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_2", "global_step_3"]
+
+
+def test_final_model_is_replaced_whole_or_not_at_all(tiny_model_dir, tmp_path):
+    from core.models.builtin import write_dir_atomically
+
+    final = tmp_path / "final"
+    write_dir_atomically(final, lambda d: (d / "model.safetensors").write_text("v1"), replace=True)
+
+    def disk_full(staging):
+        (staging / "model.safetensors").write_text("v2 partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_dir_atomically(final, disk_full, replace=True)
+    assert (final / "model.safetensors").read_text() == "v1"  # the previous good state is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]  # no staging left behind
+    write_dir_atomically(final, lambda d: (d / "model.safetensors").write_text("v2"), replace=True)
+    assert (final / "model.safetensors").read_text() == "v2"

@@ -108,3 +108,19 @@ def test_mlflow_run_in_local_store(tmp_path, monkeypatch):
     run = logger.client.get_run(logger.run_id)
     assert run.data.params["data.max_prompt_length"] == "256" and run.info.status == "FINISHED"
 
+
+
+def test_rewind_drops_a_torn_last_line(tmp_path, caplog):
+    import json as _json
+
+    from core.tracking.loggers import JsonlLogger
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(_json.dumps({"step": 1, "x": 1.0}) + "\n" + _json.dumps({"step": 2, "x": 2.0}) + "\n" + '{"step": 3, "x"')
+    logger = JsonlLogger(tmp_path)
+    with caplog.at_level("WARNING"):
+        logger.rewind(2)
+    logger.log({"x": 3.5}, 3)
+    logger.close()
+    assert [_json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+    assert "torn write" in caplog.text

@@ -118,7 +118,11 @@ def save_checkpoint(
             shutil.rmtree(final)
         os.replace(tmp, final)
         for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+            # renamed first, so a crash mid-delete leaves a stale .tmp- folder (swept at the next save),
+            # never a half-deleted global_step_N that looks complete
+            trash = root / f"{TMP_PREFIX}deleting-{old.name}"
+            os.replace(old, trash)
+            shutil.rmtree(trash, ignore_errors=True)
     _barrier()
     return final
 

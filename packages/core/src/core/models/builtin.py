@@ -88,13 +88,16 @@ def materialize_builtin(name: str, seed: int = 0) -> Path:
     return write_dir_atomically(target, lambda staging: _write_model_dir(name, staging, seed))
 
 
-def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> Path:
+def write_dir_atomically(target: Path, write: Callable[[Path], None], replace: bool = False) -> Path:
     """`write` into a staging directory beside `target`, then rename it to `target`: a crash leaves
-    no partial directory, and a concurrent writer of the same content simply loses the race."""
+    no partial directory. `replace`: an existing `target` gives way once the new one is complete;
+    otherwise a concurrent writer of the same content simply loses the race."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         write(staging)
+        if replace and target.exists():
+            shutil.rmtree(target)
         try:
             staging.rename(target)
         except OSError:  # another process finished first; its copy is identical

@@ -7,6 +7,7 @@ that says what to install.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ CONSOLE_COLUMNS = {
     "val/loss": "val_loss",
 }
 _HEADER_EVERY = 20  # rows between repeated headers, so the column names stay on screen
+
+log = logging.getLogger(__name__)
 
 
 def _compact(value: float) -> str:
@@ -89,9 +92,20 @@ class JsonlLogger:
         self._file.flush()  # a crashed run keeps every step it finished
 
     def rewind(self, step: int) -> None:
-        """Forget the lines after `step`: a run resumed from step's checkpoint logs them again."""
+        """Forget the lines after `step`: a run resumed from step's checkpoint logs them again.
+
+        A torn line (the process died mid-write: disk full, power loss) is dropped with a warning,
+        so it never makes a run unresumable."""
         self._file.close()
-        kept = [line for line in self.path.read_text().splitlines(keepends=True) if json.loads(line)["step"] <= step]
+        kept = []
+        for number, line in enumerate(self.path.read_text(errors="replace").splitlines(keepends=True), start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s: dropping line %d, which is not complete JSON (torn write)", self.path, number)
+                continue
+            if record["step"] <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
         staging = self.path.with_suffix(".jsonl.tmp")
         staging.write_text("".join(kept))
         staging.replace(self.path)

@@ -16,6 +16,7 @@ import torch
 from core.checkpoint.manager import Trainable, load_checkpoint, save_checkpoint
 from core.distributed.collectives import is_distributed
 from core.errors import TandemError
+from core.models.builtin import write_dir_atomically
 
 
 class ModelWorker:
@@ -37,17 +38,21 @@ class ModelWorker:
         return load_checkpoint(Path(path), self._parts())
 
     def save_model(self, out_dir: str) -> None:
-        """The policy as an HF directory (safetensors + tokenizer), gathered to rank 0 under FSDP."""
-        if not is_distributed():
-            self.policy.save_pretrained(out_dir, safe_serialization=True)
-            self.tokenizer.save_pretrained(out_dir)
-            return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        """The policy as an HF directory (safetensors + tokenizer), gathered to rank 0 under FSDP.
 
-        full = get_model_state_dict(self.policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if torch.distributed.get_rank() == 0:
-            self.policy.save_pretrained(out_dir, state_dict=full, safe_serialization=True)
-            self.tokenizer.save_pretrained(out_dir)
+        Written beside `out_dir` and renamed into place, so `final/` is whole or absent, never half
+        written (a previous `final/` is replaced only once the new one is complete)."""
+        full = None
+        if is_distributed():
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            full = get_model_state_dict(self.policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            if torch.distributed.get_rank() != 0:
+                return
+        write_dir_atomically(Path(out_dir), replace=True, write=lambda staging: (
+            self.policy.save_pretrained(staging, state_dict=full, safe_serialization=True),
+            self.tokenizer.save_pretrained(staging),
+        ))
 
 
 def import_worker(path: str) -> type:
