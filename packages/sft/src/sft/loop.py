@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from core.checkpoint.manager import resolve_resume
 from core.data.rl_dataset import EpochSampler
 from core.errors import RunDied, TandemError
 from core.trainer.health import NonFiniteGuard
+from core.trainer.preemption import Preemption
 from core.tracking.tracker import Tracker
 from core.workers.group import WorkerGroup, make_worker_group
 from sft.trainer import world
@@ -74,6 +76,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     cfg.trainer.output_dir = str(run_dir)  # and between this process and the workers
     workers = make_worker_group(cfg, SFT_WORKER)
     tracker = None
+    stack = ExitStack()
     try:
         sampler = EpochSampler(workers.run_all("train_size")[0], seed=cfg.data.seed)
         checkpoints = run_dir / "checkpoints"
@@ -94,6 +97,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         start = time.perf_counter()
         if cfg.validation.validate_before_training and first_step == 1:
             validate(0)
+        preemption = stack.enter_context(Preemption())
         for step in tqdm(range(first_step, total + 1), desc="sft", unit="step", disable=rank != 0 or None):
             step_start = time.perf_counter()
             metrics = workers.run_all("train_step", sampler.next_indices(cfg.trainer.batch_size))[0]
@@ -106,14 +110,18 @@ def _train(cfg: DictConfig) -> dict[str, float]:
                 raise RunDied(f"step {step}: {died}")
             if step == total or (val_freq > 0 and step % val_freq == 0):
                 validate(step)
-            if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or step == total):
-                workers.save_checkpoint(str(checkpoints), step, {"sampler": sampler.state_dict()})
+            saved = None
+            if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or step == total or preemption.requested):
+                saved = workers.save_checkpoint(str(checkpoints), step, {"sampler": sampler.state_dict()})
+            if preemption.requested:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
+                raise preemption.stop(step, saved)
         summary = _summary(history, total, time.perf_counter() - start)
         if cfg.trainer.save_model:
             workers.save_model(str(run_dir / "final"))
             summary["final_model"] = str(run_dir / "final")
         return summary
     finally:
+        stack.close()
         if tracker is not None:
             tracker.close()
         workers.close()

@@ -28,6 +28,7 @@ from core.checkpoint.manager import resolve_resume
 from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
 from core.trainer.health import NonFiniteGuard
+from core.trainer.preemption import Preemption
 from core.trainer.rollout import collect_experience
 from core.trainer.setup import load_tokenizer, make_prompt_source, resolve_device
 from core.workers.group import make_worker_group
@@ -88,6 +89,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with workers.rollout():
                 tracker.log(validate(workers, val_dataset, scorer, val_params, tokenizer), step=0)
         history = []
+        preemption = cleanup.enter_context(Preemption())
         steps = range(first_step, cfg.trainer.total_steps + 1)
         progress = tqdm(steps, desc="training", unit="step", disable=None)  # its note names the phase running
         for step in progress:
@@ -144,9 +146,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if died:
                 raise RunDied(f"step {step}: {died}")
             history.append(metrics)
-            if cfg.trainer.save_freq > 0 and step % cfg.trainer.save_freq == 0:
+            saved = None
+            if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or preemption.requested):
                 loop_state = {"prompts": prompts_source.state_dict(), "kl_coef": kl_controller.value}
-                workers.save_checkpoint(str(checkpoints), step, loop_state)
+                saved = workers.save_checkpoint(str(checkpoints), step, loop_state)
+            if preemption.requested:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
+                raise preemption.stop(step, saved)
         summary = _summary(history)
         if cfg.trainer.save_model:
             final_dir = run_dir / "final"

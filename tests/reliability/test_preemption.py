@@ -1,0 +1,77 @@
+"""SIGTERM and Ctrl-C stop a run after its current step, with a checkpoint, a one-line message and
+exit code 128 + signal; the run then resumes where it stopped. A second signal exits at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def start_demo(run_dir: Path, *overrides) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "core.main", "+backend=cpu", "trainer.test_freq=0", "trainer.save_model=false",
+           "trainer.report=false", f"trainer.output_dir={run_dir}", *overrides]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def steps_logged(run_dir: Path) -> list[int]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def wait_for_steps(run_dir: Path, proc: subprocess.Popen, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(steps_logged(run_dir)) < count:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the run logged too few steps"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_finishes_the_step_checkpoints_and_resumes(tmp_path, signum, code):
+    proc = start_demo(tmp_path, "trainer.total_steps=100000", "trainer.save_freq=1000")
+    wait_for_steps(tmp_path, proc, 3)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = steps_logged(tmp_path)[-1]
+    assert f"stopped by {signal.Signals(signum).name} after step {last}: checkpoint " in stderr
+    assert (tmp_path / "checkpoints" / f"global_step_{last}").is_dir()  # saved although save_freq was not due
+    resumed = start_demo(tmp_path, f"trainer.total_steps={last + 2}", "trainer.save_freq=1000", "trainer.resume=auto")
+    _, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert steps_logged(tmp_path) == list(range(1, last + 3))  # each step once
+
+
+def test_a_second_signal_exits_at_once(tmp_path):
+    proc = start_demo(tmp_path, "trainer.total_steps=100000")
+    wait_for_steps(tmp_path, proc, 2)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143
+
+
+def test_sft_stops_at_sigterm_with_a_checkpoint(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "sft.main", "+backend=cpu", "trainer.total_steps=100000", "trainer.save_freq=1000",
+           "validation.val_freq=0", "validation.validate_before_training=false", "trainer.save_model=false",
+           f"trainer.output_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    wait_for_steps(tmp_path, proc, 2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    last = steps_logged(tmp_path)[-1]
+    assert f"stopped by SIGTERM after step {last}: checkpoint " in stderr and "Traceback" not in stderr
+    assert (tmp_path / "checkpoints" / f"global_step_{last}").is_dir()
