@@ -26,6 +26,7 @@ from core.data.rl_dataset import EpochSampler
 from core.errors import RunDied, TandemError
 from core.trainer.health import NonFiniteGuard
 from core.trainer.preemption import Preemption
+from core.tracking.run_dir import claim_run_dir
 from core.tracking.tracker import Tracker
 from core.workers.group import WorkerGroup, make_worker_group
 from sft.trainer import world
@@ -82,8 +83,11 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         checkpoints = run_dir / "checkpoints"
         first_step = resume(cfg.trainer.resume, checkpoints, workers, sampler)
         if rank == 0:
+            stack.enter_context(claim_run_dir(run_dir, cfg.trainer.resume))  # one run per directory
             tracker = Tracker(list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
                               console_every=cfg.trainer.log_every)
+            if cfg.trainer.resume != "never":  # the steps after the checkpoint (all, without one) are logged again
+                tracker.rewind(first_step - 1 if first_step > 1 else -1)
         history: list[dict[str, float]] = []
         guard = NonFiniteGuard("stop", skippable=False)  # SFT stops at the first NaN/inf loss or gradient norm
 

@@ -96,16 +96,22 @@ def read_records(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise TandemError(f"data file not found: {path}")
+    if path.stat().st_size == 0:
+        raise TandemError(f"data file {path} is empty")
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise TandemError(f"data file {path} is not a readable parquet file: {exc}") from None
     if path.suffix == ".json":
         rows = _load_json(path)
         return rows if isinstance(rows, list) else [rows]  # one object is one row (MATH ships one per file)
     if path.suffix == ".jsonl":
         rows = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -116,9 +122,17 @@ def read_records(path: str | Path) -> list[dict]:
     raise TandemError(f"{path}: unsupported data file type '{path.suffix}'; use .parquet, .jsonl or .json")
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise TandemError(f"{path}: line {line} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(_text(path))
     except json.JSONDecodeError as exc:
         raise TandemError(f"{path}: not valid JSON: {exc}") from exc
 

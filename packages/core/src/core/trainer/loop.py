@@ -23,6 +23,7 @@ from core.report import write_report
 from core.rewards.build import build_reward_scorer
 from core.rewards.validation import validate
 from core.rollout.base import SamplingParams
+from core.tracking.run_dir import claim_run_dir
 from core.tracking.tracker import Tracker
 from core.checkpoint.manager import resolve_resume
 from core.trainer.batch import batch_from_rollout, last_token_rewards
@@ -62,6 +63,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cleanup.callback(scorer.close)
         if not run_dir.exists():  # a run that fails before writing anything leaves no directory behind
             cleanup.push(lambda exc_type, *_: _discard_unused_run_dir(run_dir, exc_type))
+        cleanup.enter_context(claim_run_dir(run_dir, cfg.trainer.resume))  # one run per directory
         tracker = Tracker(
             list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
             project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
@@ -79,6 +81,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             first_step = state["step"] + 1
             tracker.rewind(state["step"])
             log.info("resumed from %s", resume_from)
+        elif cfg.trainer.resume != "never":  # killed before its first checkpoint: start the log over too
+            tracker.rewind(-1)
 
         def validation_due(step: int) -> bool:
             freq = cfg.trainer.test_freq

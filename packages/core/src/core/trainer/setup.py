@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from core.errors import TandemError
@@ -23,7 +25,10 @@ def load_tokenizer(model_cfg):
     from transformers import AutoTokenizer
 
     model_dir = resolve_model_path(model_cfg.path)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with unreadable_model_named(model_dir, "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if len(tokenizer) < 2:  # no tokenizer files: transformers builds an empty one, and generate fails later
+        raise TandemError(f"model.path {model_dir}: cannot load its tokenizer: the directory has no tokenizer files")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model_dir, tokenizer
@@ -36,12 +41,27 @@ def load_policy(model_cfg, device: torch.device, dtype: torch.dtype | None = Non
     from transformers import AutoModelForCausalLM
 
     model_dir, tokenizer = load_tokenizer(model_cfg)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=dtype or model_dtype(model_cfg), attn_implementation=attention_kernel(device, packed)
-    ).to(device)
+    with unreadable_model_named(model_dir, "weights"):
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=dtype or model_dtype(model_cfg), attn_implementation=attention_kernel(device, packed)
+        ).to(device)
     if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model_dir, tokenizer, model
+
+
+@contextmanager
+def unreadable_model_named(model_dir: str, what: str):
+    """transformers' many ways to fail on a broken model directory, as one line naming it."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, EnvironmentError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TandemError(f"model.path {model_dir}: cannot load its {what}: {first_line}") from None
+    except Exception as exc:  # safetensors' own error type for a truncated file, among others
+        if type(exc).__module__.split(".")[0] not in ("safetensors", "tokenizers"):
+            raise
+        raise TandemError(f"model.path {model_dir}: cannot load its {what}: {exc}") from None
 
 
 def model_dtype(model_cfg) -> torch.dtype:

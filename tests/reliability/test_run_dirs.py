@@ -1,0 +1,61 @@
+"""A run directory is never mixed: one run holds it (a lock naming the owner, stale locks taken over),
+an existing run is not overwritten without trainer.resume, and a resume before the first checkpoint
+logs every step once."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from core.errors import TandemError
+from core.tracking.run_dir import LOCK, claim_run_dir
+
+
+def test_a_second_run_is_refused_naming_the_owner(tmp_path):
+    with claim_run_dir(tmp_path, "never"):
+        owner = (tmp_path / LOCK).read_text()
+        assert owner == f"{socket.gethostname()} {os.getpid()}"
+        with pytest.raises(TandemError, match=f"in use by another run .*{os.getpid()}"):
+            with claim_run_dir(tmp_path, "auto"):
+                pass
+    assert not (tmp_path / LOCK).exists()  # released on exit
+
+
+def test_a_stale_lock_is_taken_over(tmp_path, caplog):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / LOCK).write_text(f"{socket.gethostname()} {dead.stdout.strip()}")
+    with caplog.at_level("WARNING", logger="tandem"), claim_run_dir(tmp_path, "never"):
+        assert (tmp_path / LOCK).read_text().endswith(str(os.getpid()))
+    assert "a run that is gone" in caplog.text
+
+
+def test_an_existing_run_needs_resume(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("")
+    with pytest.raises(TandemError, match="already holds a run; continue it with trainer.resume=auto"):
+        with claim_run_dir(tmp_path, "never"):
+            pass
+    with claim_run_dir(tmp_path, "auto"):
+        pass
+
+
+def run(tmp_path, *overrides):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "core.main", "+backend=cpu", "trainer.test_freq=0", "trainer.save_model=false",
+           "trainer.report=false", f"trainer.output_dir={tmp_path}", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+
+
+def test_resume_before_the_first_checkpoint_logs_each_step_once(tmp_path):
+    first = run(tmp_path, "trainer.total_steps=3", "trainer.save_freq=0")  # as if killed: no checkpoint
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run(tmp_path, "trainer.total_steps=4", "trainer.resume=auto")
+    assert again.returncode == 0, again.stderr[-2000:]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    refused = run(tmp_path, "trainer.total_steps=2")
+    assert refused.returncode == 2 and "already holds a run" in refused.stderr
