@@ -63,6 +63,16 @@ def test_unreadable_data_files_are_named(tmp_path):
         read_records(latin)
 
 
+def test_rows_without_ground_truth_are_named(tiny_tokenizer):
+    from core.data.rl_dataset import rl_dataset_from_rows
+
+    row = {"prompt": "2+2?", "data_source": "x", "reward_model": {"style": "rule"}}
+    with pytest.raises(TandemError, match="rows: row 0: reward_model has no 'ground_truth'"):
+        rl_dataset_from_rows([row], tiny_tokenizer, 64)
+    model_scored = {**row, "reward_model": {"style": "model"}}  # a reward model needs none
+    assert len(rl_dataset_from_rows([model_scored], tiny_tokenizer, 64)) == 1
+
+
 @pytest.mark.parametrize("body, message", [
     ("def score(:\n", "syntax error"),
     ("raise RuntimeError('no config')\n", "raised RuntimeError: no config"),

@@ -153,6 +153,8 @@ def _checked_rows(rows: Sequence[dict], source: str) -> list[tuple[list[dict], d
                 f"{where}: column 'reward_model' must be a dict like {{'style': 'rule', 'ground_truth': ...}}, "
                 f"got {type(row['reward_model']).__name__}"
             )
+        if row["reward_model"].get("style", "rule") == "rule" and row["reward_model"].get("ground_truth") is None:
+            raise TandemError(f"{where}: reward_model has no 'ground_truth' (a rule reward scores against it)")
         if not isinstance(row.get("extra_info") or {}, dict):
             raise TandemError(f"{where}: column 'extra_info' must be a dict, got {type(row['extra_info']).__name__}")
         checked.append((messages, row))
