@@ -59,3 +59,18 @@ def test_resume_before_the_first_checkpoint_logs_each_step_once(tmp_path):
     assert steps == [1, 2, 3, 4]
     refused = run(tmp_path, "trainer.total_steps=2")
     assert refused.returncode == 2 and "already holds a run" in refused.stderr
+
+
+def test_resume_under_another_config_is_refused_naming_the_keys(tmp_path):
+    config = {"model": {"path": "a"}, "data": {"seed": 0}, "trainer": {"lr": 1.0}}
+    with claim_run_dir(tmp_path, "auto", config):
+        pass
+    with claim_run_dir(tmp_path, "auto", {**config, "trainer": {"lr": 2.0}}):  # trainer keys may change
+        pass
+    other = {**config, "model": {"path": "b"}, "data": {"seed": 1}}
+    with pytest.raises(TandemError, match=r"another config \(data.seed: 0 -> 1, model.path: 'a' -> 'b'\)"):
+        with claim_run_dir(tmp_path, "auto", other):
+            pass
+    with claim_run_dir(tmp_path, "auto", other, force=True):
+        pass
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["path"] == "b"

@@ -52,6 +52,7 @@ class SFTTrainerConfig:
     save_freq: int = 0  # sharded checkpoint (core.checkpoint) every N steps under output_dir/checkpoints; 0: never
     keep_last: int = 2  # checkpoints kept
     resume: str = "auto"  # auto: the latest checkpoint under output_dir/checkpoints | never | a checkpoint path
+    resume_force: bool = False  # resume even though model / data differ from the run's
     dist_timeout_s: int = 600  # collective timeout when several ranks run (torchrun)
     launcher: str = "inprocess"  # inprocess: this process (one per rank under torchrun) | ray: one actor per GPU
     nnodes: int = 1  # Ray launcher: nodes x n_gpus_per_node workers

@@ -83,7 +83,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         checkpoints = run_dir / "checkpoints"
         first_step = resume(cfg.trainer.resume, checkpoints, workers, sampler)
         if rank == 0:
-            stack.enter_context(claim_run_dir(run_dir, cfg.trainer.resume))  # one run per directory
+            stack.enter_context(claim_run_dir(run_dir, cfg.trainer.resume, OmegaConf.to_container(cfg, resolve=True),
+                                              cfg.trainer.resume_force))
             tracker = Tracker(list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
                               console_every=cfg.trainer.log_every)
             if cfg.trainer.resume != "never":  # the steps after the checkpoint (all, without one) are logged again

@@ -147,6 +147,7 @@ class TrainerConfig:
     save_freq: int = 0  # every N steps; 0: never
     keep_last: int = 2  # checkpoints kept (older ones are deleted)
     resume: str = "never"  # never | auto (latest under output_dir/checkpoints) | a checkpoint path
+    resume_force: bool = False  # resume even though model / data / algorithm differ from the run's
 
 
 @dataclass

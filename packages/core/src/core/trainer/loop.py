@@ -63,7 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cleanup.callback(scorer.close)
         if not run_dir.exists():  # a run that fails before writing anything leaves no directory behind
             cleanup.push(lambda exc_type, *_: _discard_unused_run_dir(run_dir, exc_type))
-        cleanup.enter_context(claim_run_dir(run_dir, cfg.trainer.resume))  # one run per directory
+        config = OmegaConf.to_container(cfg, resolve=True)
+        cleanup.enter_context(claim_run_dir(run_dir, cfg.trainer.resume, config, cfg.trainer.resume_force))
         tracker = Tracker(
             list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
             project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
