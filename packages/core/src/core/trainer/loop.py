@@ -23,7 +23,7 @@ from core.report import write_report
 from core.rewards.build import build_reward_scorer
 from core.rewards.validation import validate
 from core.rollout.base import SamplingParams
-from core.tracking.run_dir import claim_run_dir
+from core.tracking.run_dir import CONFIG_FILE, claim_run_dir
 from core.tracking.tracker import Tracker
 from core.checkpoint.manager import resolve_resume
 from core.trainer.batch import batch_from_rollout, last_token_rewards
@@ -66,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         config = OmegaConf.to_container(cfg, resolve=True)
         cleanup.enter_context(claim_run_dir(run_dir, cfg.trainer.resume, config, cfg.trainer.resume_force))
         tracker = Tracker(
-            list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
+            list(cfg.trainer.loggers), run_dir, config,
             project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
         )
         cleanup.callback(tracker.close)
@@ -168,8 +168,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _discard_unused_run_dir(run_dir: Path, exc_type) -> bool:
-    """After a failure, remove the run's new directory if it holds nothing but empty files."""
-    if exc_type is not None and all(p.is_file() and p.stat().st_size == 0 for p in run_dir.rglob("*")):
+    """After a failure, remove the run's new directory if it holds nothing but empty files (and the
+    config it was started with)."""
+    if exc_type is not None and all(p.is_file() and (p.stat().st_size == 0 or p.name == CONFIG_FILE)
+                                    for p in run_dir.rglob("*")):
         shutil.rmtree(run_dir, ignore_errors=True)
     return False  # the error propagates
 
