@@ -86,3 +86,19 @@ def test_guard_resets_its_count_on_a_good_step():
     assert guard.skipped == 2 and guard.in_a_row == 1
     assert "2 steps in a row" in guard.check(bad)
     assert NonFiniteGuard("stop").check(bad).startswith("non-finite loss (inf) in the update phase")
+
+
+def test_collapse_watch_warns_once_per_kind(caplog):
+    import math
+
+    from core.trainer.health import CollapseWatch
+
+    watch = CollapseWatch(vocab_size=100, patience=2)
+    uniform = math.log(100)  # 4.61 nats
+    with caplog.at_level("WARNING", logger="tandem"):
+        assert watch.check(1, 1.0, 0.5) == []
+        assert watch.check(2, 2.0, 0.0) == []  # one zero step is not yet a pattern
+        warned = watch.check(3, 0.99 * uniform, 0.0)
+        assert len(warned) == 2 and "uniform maximum" in warned[0] and "exactly 0 for 2 steps" in warned[1]
+        assert watch.check(4, uniform, 0.0) == []  # said once
+    assert caplog.text.count("uniform maximum") == 1

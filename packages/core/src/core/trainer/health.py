@@ -6,10 +6,13 @@ The loop logs the step first, so metrics.jsonl shows the values that died.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import torch
+
+log = logging.getLogger("tandem")
 
 
 def first_nonfinite(value: Any) -> float | None:
@@ -50,3 +53,30 @@ class NonFiniteGuard:
             return None
         self.in_a_row = 0
         return None
+
+
+class CollapseWatch:
+    """Warns (once each) when the policy looks collapsed: its entropy at the uniform maximum (it says
+    nothing any more), or a gradient norm of exactly 0 for `patience` steps (nothing is learned)."""
+
+    def __init__(self, vocab_size: int, patience: int = 3):
+        self.max_entropy = math.log(max(vocab_size, 2))
+        self.patience = patience
+        self.zero_grad_steps = 0
+        self.warned: set[str] = set()
+
+    def check(self, step: int, entropy: float, grad_norm: float | None) -> list[str]:
+        """The warnings this step raises for the first time (also logged)."""
+        found = []
+        if entropy >= 0.98 * self.max_entropy:
+            found.append(("uniform", f"step {step}: the policy's entropy {entropy:.2f} is at the uniform maximum "
+                          f"{self.max_entropy:.2f}: it no longer prefers any token (lr too high?)"))
+        self.zero_grad_steps = self.zero_grad_steps + 1 if grad_norm == 0 else 0
+        if self.zero_grad_steps >= self.patience:
+            found.append(("zero_grad", f"step {step}: gradient norm exactly 0 for {self.zero_grad_steps} steps: "
+                          "nothing is learned (all rewards in each group equal?)"))
+        new = [message for kind, message in found if kind not in self.warned]
+        self.warned.update(kind for kind, _ in found)
+        for message in new:
+            log.warning(message)
+        return new

@@ -28,7 +28,7 @@ from core.tracking.tracker import Tracker
 from core.checkpoint.manager import resolve_resume
 from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
-from core.trainer.health import NonFiniteGuard
+from core.trainer.health import CollapseWatch, NonFiniteGuard
 from core.trainer.preemption import Preemption
 from core.trainer.rollout import collect_experience
 from core.trainer.setup import load_tokenizer, make_prompt_source, resolve_device
@@ -57,6 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
 
     guard = NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.max_nonfinite_steps)
+    collapse = CollapseWatch(len(tokenizer))
     run_dir = Path(cfg.trainer.output_dir)
     checkpoints = run_dir / "checkpoints"
     with ExitStack() as cleanup:  # closed in reverse order, on success and on any error
@@ -150,6 +151,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             tracker.log(metrics, step)  # logged before a stop, so the file shows the values that died
             if died:
                 raise RunDied(f"step {step}: {died}")
+            collapse.check(step, metrics["actor/entropy"], update_metrics.get("actor/grad_norm"))
             history.append(metrics)
             saved = None
             if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or preemption.requested):
