@@ -94,3 +94,20 @@ def test_vllm_engine_without_vllm_is_named(monkeypatch):
 
     with pytest.raises(TandemError, match="backend.engine=vllm needs vLLM"):
         build_llm({}, multiprocess=False)
+
+
+def test_disk_full_is_one_line_naming_the_path(capsys):
+    import errno
+
+    from core.errors import exit_on_user_error
+
+    @exit_on_user_error
+    def writes():
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/checkpoints/global_step_3/dcp")
+
+    with pytest.raises(SystemExit) as info:
+        writes()
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "tandem: error: no space left on the device writing /runs/x/checkpoints/global_step_3/dcp; free some and resume"
+    )

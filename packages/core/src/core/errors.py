@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Callable, TypeVar
@@ -32,5 +33,12 @@ def exit_on_user_error(fn: F) -> F:
         except TandemError as exc:
             print(f"tandem: error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # atomic writes (checkpoints, final/, imports) leave the previous good state in place
+            where = f" writing {exc.filename}" if exc.filename else ""
+            print(f"tandem: error: no space left on the device{where}; free some and resume", file=sys.stderr)
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
