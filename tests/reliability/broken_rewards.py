@@ -3,3 +3,11 @@
 
 def always_inf(sample) -> float:
     return float("inf")
+
+
+def slow(sample) -> float:
+    """Slow enough (20 ms a sample) that a signal lands inside a step."""
+    import time
+
+    time.sleep(0.02)
+    return 0.5

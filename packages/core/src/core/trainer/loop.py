@@ -62,6 +62,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoints = run_dir / "checkpoints"
     with ExitStack() as cleanup:  # closed in reverse order, on success and on any error
         cleanup.callback(scorer.close)
+        # entered first, left last: a second signal during the clean-up below still exits at once
+        preemption = cleanup.enter_context(Preemption())
         if not run_dir.exists():  # a run that fails before writing anything leaves no directory behind
             cleanup.push(lambda exc_type, *_: _discard_unused_run_dir(run_dir, exc_type))
         config = OmegaConf.to_container(cfg, resolve=True)
@@ -95,7 +97,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with workers.rollout():
                 tracker.log(validate(workers, val_dataset, scorer, val_params, tokenizer), step=0)
         history = []
-        preemption = cleanup.enter_context(Preemption())
         steps = range(first_step, cfg.trainer.total_steps + 1)
         progress = tqdm(steps, desc="training", unit="step", disable=None)  # its note names the phase running
         for step in progress:
