@@ -82,3 +82,25 @@ def test_sft_stops_at_sigterm_with_a_checkpoint(tmp_path):
     last = steps_logged(tmp_path)[-1]
     assert f"stopped by SIGTERM after step {last}: checkpoint " in stderr and "Traceback" not in stderr
     assert (tmp_path / "checkpoints" / f"global_step_{last}").is_dir()
+
+
+def test_sigterm_to_one_torchrun_rank_stops_every_rank_after_the_same_step(tmp_path):
+    sys.path.insert(0, str(HERE.parent / "distributed"))
+    from dist_utils import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "sft.main", "+backend=cpu", "trainer.total_steps=100000", "trainer.save_freq=1000",
+           "validation.val_freq=0", "validation.validate_before_training=false", "trainer.save_model=false",
+           "trainer.batch_size=8", "trainer.dist_timeout_s=60", f"trainer.output_dir={tmp_path}"]
+    ranks = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+                                   "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": "2"})
+             for rank in (0, 1)]
+    wait_for_steps(tmp_path, ranks[0], 2)
+    ranks[1].send_signal(signal.SIGTERM)  # torchrun, Slurm: each rank is signalled at its own moment
+    stderrs = [rank.communicate(timeout=120)[1] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [143, 143], stderrs[0][-2000:] + stderrs[1][-2000:]
+    last = steps_logged(tmp_path)[-1]
+    assert f"stopped by SIGTERM after step {last}: checkpoint " in stderrs[0]  # rank 0 saw it through the vote
+    assert all("Traceback" not in s for s in stderrs)
+    assert (tmp_path / "checkpoints" / f"global_step_{last}").is_dir()

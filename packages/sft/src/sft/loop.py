@@ -115,10 +115,10 @@ def _train(cfg: DictConfig) -> dict[str, float]:
                 raise RunDied(f"step {step}: {died}")
             if step == total or (val_freq > 0 and step % val_freq == 0):
                 validate(step)
-            saved = None
-            if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or step == total or preemption.requested):
+            saved, stopping = None, preemption.agreed()  # torchrun: every rank stops after the same step
+            if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or step == total or stopping):
                 saved = workers.save_checkpoint(str(checkpoints), step, {"sampler": sampler.state_dict()})
-            if preemption.requested:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
+            if stopping:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
                 raise preemption.stop(step, saved)
         summary = _summary(history, total, time.perf_counter() - start)
         if cfg.trainer.save_model:

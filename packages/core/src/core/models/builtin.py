@@ -128,8 +128,22 @@ def _write_model_dir(name: str, out: Path, seed: int) -> None:
     with torch.random.fork_rng(devices=[0] if device == "cuda" else []), torch.device(device):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    model.save_pretrained(out, safe_serialization=True)
+    save_hf_weights(model, out)
+    model.generation_config.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+def save_hf_weights(model, out: Path) -> None:
+    """config.json + model.safetensors, written by this process whatever its rank: transformers'
+    `save_pretrained` silently writes no weights on ranks other than 0 once torch.distributed is up, and
+    every torchrun rank may be the one that builds the cache."""
+    from safetensors.torch import save_file
+
+    # safetensors stores a tied tensor once; from_pretrained re-ties lm_head to the embeddings
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    model.config.save_pretrained(out)
 
 
 def _builtin_names() -> str:

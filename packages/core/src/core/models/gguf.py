@@ -82,8 +82,9 @@ def import_gguf(gguf_file: Path, out_dir: Path, dtype: torch.dtype = torch.float
 
 
 def _write_hf_dir(gguf_file: Path, out: Path, dtype: torch.dtype) -> None:
-    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from core.models.builtin import save_hf_weights
 
     where, name = str(gguf_file.parent), gguf_file.name
     try:
@@ -91,14 +92,10 @@ def _write_hf_dir(gguf_file: Path, out: Path, dtype: torch.dtype) -> None:
         model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=dtype)
     except (ValueError, KeyError, OSError) as exc:
         raise TandemError(f"transformers cannot read {gguf_file}: {exc}") from None
-    # safetensors stores a tied tensor once; from_pretrained re-ties lm_head to the embeddings
-    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
-    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
     model.config.dtype = dtype
     if hasattr(model.config, "quantization_config"):  # the written weights are plain floats
         del model.config.quantization_config
-    model.config.save_pretrained(out)
+    save_hf_weights(model, out)
     GenerationConfig.from_model_config(model.config).save_pretrained(out)
     tokenizer.save_pretrained(out)
 

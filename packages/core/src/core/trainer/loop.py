@@ -154,11 +154,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 raise RunDied(f"step {step}: {died}")
             collapse.check(step, metrics["actor/entropy"], update_metrics.get("actor/grad_norm"))
             history.append(metrics)
-            saved = None
-            if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or preemption.requested):
+            saved, stopping = None, preemption.agreed()
+            if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or stopping):
                 loop_state = {"prompts": prompts_source.state_dict(), "kl_coef": kl_controller.value}
                 saved = workers.save_checkpoint(str(checkpoints), step, loop_state)
-            if preemption.requested:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
+            if stopping:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
                 raise preemption.stop(step, saved)
         summary = _summary(history)
         if cfg.trainer.save_model:

@@ -5,8 +5,13 @@ write a checkpoint when checkpoints are on, say where, and exit with 128 + the s
     with Preemption() as preemption:
         for step in steps:
             ...
-            if preemption.requested:
+            if preemption.agreed():
                 raise preemption.stop(step, checkpoint)
+
+Under Ray, each worker process holds the signal too (`hold_in_worker`): a worker told to stop forwards
+SIGUSR1 to the controller on its host, which then stops after the step as if signalled itself (a
+signal sent to the whole job, as Slurm does, thus still counts once). Under torchrun every rank gets the
+signal at its own moment; `agreed()` makes all ranks stop after the same step.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ import os
 import signal
 import threading
 
+import torch
+import torch.distributed as dist
+
 from core.errors import TandemError
 
 log = logging.getLogger("tandem")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+FROM_WORKER = signal.SIGUSR1  # a worker was signalled: stop as at SIGTERM, never counted as the second signal
 
 
 class Preempted(TandemError):
@@ -41,7 +50,7 @@ class Preemption:
 
     def __enter__(self) -> "Preemption":
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (*SIGNALS, FROM_WORKER)}
         return self
 
     def __exit__(self, *exc) -> None:
@@ -50,14 +59,53 @@ class Preemption:
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
+        if signum == FROM_WORKER:
+            if self.signum is None:
+                self.signum = signal.SIGTERM
+                log.warning("a worker was signalled: finishing this step, then a checkpoint and exit")
+            return
         if self.signum is not None:  # the second one: the user means now
             os._exit(128 + signum)
         self.signum = signum
         log.warning("%s: finishing this step, then a checkpoint and exit (send it again to exit now)",
                     signal.Signals(signum).name)
 
+    def agreed(self) -> bool:
+        """Whether any rank was signalled: every torchrun rank gets the same answer after the same step
+        (one rank stopping alone would leave the others waiting in a collective)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self.requested
+        device = torch.device("cpu")
+        if dist.get_backend() != dist.Backend.GLOO:  # nccl and its kin reduce on the rank's accelerator
+            device = torch.device(torch.accelerator.current_accelerator().type, torch.accelerator.current_device_index())
+        signum = torch.tensor([self.signum or 0], device=device)
+        dist.all_reduce(signum, op=dist.ReduceOp.MAX)
+        if self.signum is None and signum.item():
+            self.signum = int(signum.item())
+        return self.requested
+
     def stop(self, step: int, checkpoint: str | None) -> Preempted:
         name = signal.Signals(self.signum).name
         where = (f"checkpoint {checkpoint}; continue with trainer.resume=auto" if checkpoint
                  else "no checkpoint (trainer.save_freq=0)")
         return Preempted(f"stopped by {name} after step {step}: {where}", self.signum)
+
+
+def hold_in_worker(controller_pid: int, controller_host: str) -> None:
+    """In a Ray worker: the first SIGTERM/SIGINT does not kill the worker mid-step; it asks the controller
+    (when it runs on this host) to stop after the step. A second signal exits at once."""
+    import socket
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    told = []
+
+    def handle(signum: int, frame) -> None:
+        if told:
+            os._exit(128 + signum)
+        told.append(signum)
+        if socket.gethostname() == controller_host:
+            os.kill(controller_pid, FROM_WORKER)
+
+    for sig in SIGNALS:
+        signal.signal(sig, handle)
