@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,10 +44,12 @@ def test_an_existing_run_needs_resume(tmp_path):
         pass
 
 
-def run(tmp_path, *overrides):
+def run(tmp_path, *overrides, program="core.main"):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "core.main", "+backend=cpu", "trainer.test_freq=0", "trainer.save_model=false",
-           "trainer.report=false", f"trainer.output_dir={tmp_path}", *overrides]
+    quiet = (["trainer.test_freq=0", "trainer.report=false"] if program == "core.main" else
+             ["validation.val_freq=0", "validation.validate_before_training=false"])
+    cmd = [sys.executable, "-m", program, "+backend=cpu", *quiet, "trainer.save_model=false",
+           f"trainer.output_dir={tmp_path}", *overrides]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
 
 
@@ -59,6 +62,17 @@ def test_resume_before_the_first_checkpoint_logs_each_step_once(tmp_path):
     assert steps == [1, 2, 3, 4]
     refused = run(tmp_path, "trainer.total_steps=2")
     assert refused.returncode == 2 and "already holds a run" in refused.stderr
+
+
+def test_sft_resume_logs_each_step_once(tmp_path):
+    first = run(tmp_path, "trainer.total_steps=3", "trainer.save_freq=2", program="sft.main")
+    assert first.returncode == 0, first.stderr[-2000:]
+    shutil.rmtree(tmp_path / "checkpoints" / "global_step_3")  # as if killed after step 3, before its checkpoint
+    again = run(tmp_path, "trainer.total_steps=4", "trainer.save_freq=2", "trainer.resume=auto", program="sft.main")
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "train/loss" in row] == [1, 2, 3, 4]
+    assert [row["step"] for row in rows if "val/loss" in row] == [4]  # the first run's step-3 validation is gone
 
 
 def test_resume_under_another_config_is_refused_naming_the_keys(tmp_path):
