@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from core.plugins.manager import get_plugin_manager, require_backend
+from core.plugins.manager import require_backend
 from core.rollout.base import SamplingParams
 from core.trainer.setup import load_policy, resolve_device
 from sft.engine import ValidationEngine, backend_engine_factory, hf_engine_factory
@@ -75,15 +74,15 @@ def timed_generate(engine: ValidationEngine, prompts, params, batch: int) -> tup
 
 def main() -> None:
     args = parse_args()
-    pm = get_plugin_manager()
-    print(f"backend {args.backend}: {require_backend(pm, args.backend).reason}")
+    backend, availability = require_backend(args.backend)
+    print(f"backend {args.backend}: {availability.reason}")
     cfg = config(args)
-    model_dir, tokenizer, model = load_policy(cfg.model, resolve_device("auto" if args.backend != "cpu" else "cpu"))
+    model_dir, tokenizer, model = load_policy(cfg.model, resolve_device("auto", backend))
     prompts = random_prompts(args.prompts, min(len(tokenizer), model.config.vocab_size))
     params = SamplingParams(temperature=0.8, top_p=0.9, max_tokens=args.max_tokens, seed=0, logprobs=False)
     rows: list[tuple[str, int, float, int, float]] = []  # engine, prompts, seconds, tokens, push seconds
 
-    with ValidationEngine(backend_engine_factory(pm, cfg, model_dir, model), fallback=None) as backend_engine:
+    with ValidationEngine(backend_engine_factory(backend, cfg, model_dir, model), fallback=None) as backend_engine:
         backend_engine.generate(prompts[:8], params)  # warm-up: engine start, CUDA graphs, allocator
         label = f"batched, backend engine ({backend_engine.current.label})"
         seconds, tokens, push = timed_generate(backend_engine, prompts, params, len(prompts))

@@ -3,7 +3,7 @@
     python benchmarks/update_mfu.py                       # H100, 0.5B shape, 1 GPU, 8 steps
     python benchmarks/update_mfu.py --steps 8 --peak-tflops 989 -- trainer.max_tokens_per_gpu=16384
 
-Runs `core.trainer.loop.train` (rollout on the backend's engine, FSDP2 training in one Ray worker
+Runs `core.rl.loop.train` (rollout on the backend's engine, FSDP2 training in one Ray worker
 per GPU) on random-init Qwen2.5-0.5B-shape weights, then prints one row per step and a summary:
 update throughput (tokens/s/GPU), and MFU = 6 * params * tokens * ppo_epochs / update time / peak
 (bf16 dense peak per GPU; the recompute of gradient checkpointing is not counted, as usual).
@@ -30,7 +30,7 @@ def main() -> None:
     from hydra import compose, initialize_config_module
 
     from core.config.schema import register_schemas
-    from core.trainer.loop import train
+    from core.rl.loop import train
 
     register_schemas()
     out = Path(tempfile.mkdtemp(prefix="tandem-update-mfu-"))

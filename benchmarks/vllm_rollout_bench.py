@@ -54,6 +54,7 @@ def start(model: str, multiprocess: bool, **rollout):
 
     from core.config.schema import TandemConfig
     from core.models.builtin import resolve_model_path
+    from core.plugins.manager import load_backend
     from core.rollout.vllm_engine import engine_from_config
 
     cfg = OmegaConf.structured(TandemConfig)
@@ -65,7 +66,7 @@ def start(model: str, multiprocess: bool, **rollout):
         cfg.rollout[key] = value
     model_dir = resolve_model_path(cfg.model.path)
     t = time.perf_counter()
-    engine = engine_from_config(cfg, model_dir, "cuda")
+    engine = engine_from_config(cfg, model_dir, load_backend("cuda"))
     record(f"engine start ({_mode(multiprocess)}, {model})", f"{time.perf_counter() - t:.1f} s")
     return engine, model_dir
 
@@ -174,9 +175,7 @@ def main() -> None:
         engine, model_dir = start(args.model, args.multiprocess)
         throughput(engine, mode)
         throughput(engine, mode, n_prompts=64, n=4)
-        engine.expand_prompts = True
-        throughput(engine, f"{mode} expand_prompts", n_prompts=64, n=4)
-        engine.expand_prompts = False
+        # rollout.expand_prompts (64 prompts x 4 as 256 requests with n=1) is the first line's shape
         sync_time(engine, model_dir, f"{size} {mode}")
         sleep_wake(engine, model_dir)
     engine.close()

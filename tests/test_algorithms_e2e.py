@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.trainer.loop import train
+from core.rl.loop import train
 
 ALGORITHMS = ["grpo", "ppo", "rloo", "reinforce_pp", "remax", "dapo", "dr_grpo", "gspo"]
 FIXTURES = Path(__file__).parent / "fixtures"

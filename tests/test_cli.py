@@ -32,7 +32,7 @@ def test_unknown_backend_lists_the_installed_ones(tmp_path):
 
 def test_backend_not_usable_here_says_why(tmp_path):
     result = run_main("+backend=rocm", cwd=tmp_path)
-    assert_clean_failure(result, "backend 'rocm' is not available here", "HIP")
+    assert_clean_failure(result, "backend 'rocm' cannot run here", "HIP")
     assert result.returncode == 2
     assert not (tmp_path / "runs").exists()  # nothing half-written
 

@@ -1,97 +1,99 @@
-"""Plugin discovery: installed entry points, a fake plugin from a fixture, backend selection."""
+"""Plugin discovery: installed backends through entry points, fake backends from fixtures, selection."""
 
 from __future__ import annotations
 
+import sys
 import types
 
 import pytest
 
+from core.backends.base import Availability, BaseBackend
 from core.errors import TandemError
-from core.plugins.hookspecs import Availability, BackendSpec, hookimpl
-from core.plugins.manager import detect_backend, get_plugin_manager, installed_backends, probe, require_backend
+from core.plugins import manager
+from core.plugins.hookspecs import hookimpl
+from core.plugins.manager import detect_backend, get_plugin_manager, installed_backends, load_backend, require_backend
 
 
 def test_installed_backends_are_discovered_through_entry_points():
-    pm = get_plugin_manager()
-    assert {"cpu", "cuda", "rocm"} <= set(installed_backends(pm))
-    assert pm.has_plugin("cuda") and pm.has_plugin("rocm")  # registered under their entry-point names
+    assert {"cpu", "cuda", "rocm"} <= set(manager.backend_entry_points())
+    assert [b.name for b in installed_backends()][:3] == ["rocm", "cuda", "cpu"]  # by priority
+
+
+def test_only_the_selected_backend_is_imported(monkeypatch):
+    get_plugin_manager.cache_clear()
+    for module in [m for m in sys.modules if m.startswith(("backend_cuda", "backend_rocm"))]:
+        monkeypatch.delitem(sys.modules, module)
+    try:
+        load_backend("cuda")
+        assert "backend_cuda.backend" in sys.modules and "backend_rocm.backend" not in sys.modules
+    finally:
+        get_plugin_manager.cache_clear()
 
 
 def test_probes_answer_honestly_on_this_cpu_machine():
-    pm = get_plugin_manager()
-    assert probe(pm, "cpu").available
+    assert load_backend("cpu").probe().available
     for gpu_backend in ("cuda", "rocm"):
-        answer = probe(pm, gpu_backend)
+        answer = load_backend(gpu_backend).probe()
         assert not answer.available and answer.reason
 
 
 def test_detection_falls_back_to_cpu_here():
-    assert detect_backend(get_plugin_manager()) == "cpu"
-
-
-def make_fake_backend(name: str, priority: int, available: bool, searchpath: str | None = None):
-    """A third-party backend as a plain module-like object, the way pluggy sees any plugin."""
-
-    plugin = types.SimpleNamespace()
-
-    @hookimpl
-    def tandem_backends():
-        return [BackendSpec(name, priority)]
-
-    @hookimpl
-    def tandem_probe(backend):
-        return Availability(available, "fake says so") if backend == name else None
-
-    @hookimpl
-    def tandem_config_searchpath():
-        return searchpath
-
-    plugin.tandem_backends, plugin.tandem_probe, plugin.tandem_config_searchpath = (
-        tandem_backends, tandem_probe, tandem_config_searchpath,
-    )
-    return plugin
+    assert detect_backend().name == "cpu"
 
 
 @pytest.fixture
-def fake_backend():
-    """Register a fake backend for one test, and take it out again."""
+def fake_backend(monkeypatch):
+    """fake_backend(name, priority, available): a backend installed for one test, as an entry point would."""
+    installed = dict(manager.backend_entry_points())
+
+    def install(name: str, priority: int, available: bool, searchpath: str | None = None):
+        backend_class = type(f"{name}Backend", (BaseBackend,), dict(
+            name=name, priority=priority, config_searchpath=searchpath,
+            probe=lambda self: Availability(available, "fake says so"),
+        ))
+        module = types.ModuleType(f"fake_backend_{name}")
+        module.tandem_backend = hookimpl(lambda name: backend_class() if name == backend_class.name else None)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        installed[name] = module.__name__
+        return backend_class
+
+    monkeypatch.setattr(manager, "backend_entry_points", lambda: dict(installed))
+    yield install
     pm = get_plugin_manager()
-    registered = []
-
-    def _register(*args, **kwargs):
-        plugin = make_fake_backend(*args, **kwargs)
-        pm.register(plugin, name=f"fake-{args[0]}")
-        registered.append(plugin)
-        return plugin
-
-    yield _register
-    for plugin in registered:
-        pm.unregister(plugin)
+    for name in installed:
+        if name not in ("cpu", "cuda", "rocm") and pm.has_plugin(f"backend.{name}"):
+            pm.unregister(name=f"backend.{name}")
 
 
 def test_fake_backend_is_listed_and_wins_detection_by_priority(fake_backend):
     fake_backend("turbo", priority=100, available=True)
-    pm = get_plugin_manager()
-    assert "turbo" in installed_backends(pm)
-    assert detect_backend(pm) == "turbo"
+    assert "turbo" in [b.name for b in installed_backends()]
+    assert detect_backend().name == "turbo"
 
 
 def test_unavailable_backend_is_skipped_by_detection(fake_backend):
     fake_backend("broken", priority=100, available=False)
-    assert detect_backend(get_plugin_manager()) == "cpu"
+    assert detect_backend().name == "cpu"
 
 
 def test_require_backend_names_installed_ones_and_the_reason():
-    pm = get_plugin_manager()
     with pytest.raises(TandemError, match="unknown backend 'nope'; installed backends: .*cpu"):
-        require_backend(pm, "nope")
-    with pytest.raises(TandemError, match="backend 'rocm' is not available here: .*HIP"):
-        require_backend(pm, "rocm")
+        require_backend("nope")
+    with pytest.raises(TandemError, match="backend 'rocm' cannot run here: .*HIP"):
+        require_backend("rocm")
 
 
-def test_third_party_backend_config_found_through_searchpath_hook(fake_backend, tmp_path, compose_config):
+def test_a_probe_that_raises_is_reported_not_raised(fake_backend):
+    backend_class = fake_backend("flaky", priority=100, available=True)
+    backend_class.probe = lambda self: 1 / 0
+    assert "ZeroDivisionError" in manager.probe(load_backend("flaky")).reason
+    assert detect_backend().name == "cpu"
+
+
+def test_third_party_backend_config_found_through_its_searchpath(fake_backend, tmp_path, compose_config, monkeypatch):
     (tmp_path / "backend").mkdir()
     (tmp_path / "backend" / "turbo.yaml").write_text("name: turbo\nengine: hf\nsettings:\n  warp: 9\n")
     fake_backend("turbo", priority=1, available=True, searchpath=f"file://{tmp_path}")
+    monkeypatch.setattr(sys, "argv", ["core.main", "+backend=turbo"])  # what core.main hands Hydra
     cfg = compose_config("+backend=turbo")
     assert cfg.backend.name == "turbo" and cfg.backend.settings.warp == 9

@@ -131,11 +131,11 @@ def test_value_loss_clipping():
 def test_algorithm_config_validation_names_the_bad_key():
     from dataclasses import replace
 
-    from core.algorithms import validate_algorithm_config
+    from core.algorithms import check_algorithm_config
     from core.config.schema import AlgorithmConfig
 
-    validate_algorithm_config(AlgorithmConfig())
-    validate_algorithm_config(AlgorithmConfig(kl_estimator="k3+", kl_placement="reward", kl_target=0.1))
+    check_algorithm_config(AlgorithmConfig())
+    check_algorithm_config(AlgorithmConfig(kl_estimator="k3+", kl_placement="reward", kl_target=0.1))
     bad = {
         "adv_estimator='ppo'": dict(adv_estimator="ppo"),
         "policy_loss='clip'": dict(policy_loss="clip"),
@@ -147,4 +147,4 @@ def test_algorithm_config_validation_names_the_bad_key():
     }
     for key, change in bad.items():
         with pytest.raises(TandemError, match=key.replace("(", r"\(")):
-            validate_algorithm_config(replace(AlgorithmConfig(), **change))
+            check_algorithm_config(replace(AlgorithmConfig(), **change))

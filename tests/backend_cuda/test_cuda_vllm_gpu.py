@@ -24,7 +24,7 @@ def setup():
 
     from core.config.schema import TandemConfig
     from core.models.builtin import resolve_model_path
-    from core.plugins.manager import get_plugin_manager
+    from core.plugins.manager import load_backend
 
     model_dir = resolve_model_path("builtin:tiny-qwen2")
     cfg = OmegaConf.structured(TandemConfig)
@@ -33,9 +33,8 @@ def setup():
     cfg.rollout.sleep_level = 2
     cfg.rollout.check_weight_sync = True
     trainer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).cuda()
-    pm = get_plugin_manager()
-    engine = pm.hook.tandem_make_rollout_engine(backend="cuda", cfg=cfg, model_dir=model_dir)
-    manager = pm.hook.tandem_make_sharding_manager(backend="cuda", cfg=cfg, engine=engine, trainer_model=trainer)
+    engine = load_backend("cuda").make_rollout_engine(cfg, model_dir)
+    manager = load_backend("cuda").make_sharding_manager(cfg, engine, trainer)
     yield engine, manager, trainer
     engine.close()
 

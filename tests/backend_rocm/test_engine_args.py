@@ -12,7 +12,7 @@ from backend_rocm import sleep_mode
 from backend_rocm.engine_args import plan_sleep
 from backend_rocm.rebuild_engine import RebuildPerRolloutEngine
 from core.errors import TandemError
-from core.plugins.manager import get_plugin_manager
+from core.plugins.manager import load_backend
 from core.rollout.vllm_args import engine_args_from_config
 
 NOTES_CAPTURE_SIZES = [1, 2, 4, 8, 16, 32, 64]
@@ -32,7 +32,7 @@ def rocm_args(compose_config, fake_vllm, sleep_support, tmp_path):
         sleep_support(sleep, "this vLLM build has no cumem_allocator extension")
         (tmp_path / "config.json").write_text(json.dumps(model_config or {"model_type": "qwen2"}))
         cfg = compose_config("+backend=rocm", *overrides)
-        return cfg, engine_args_from_config(cfg, str(tmp_path), "rocm")
+        return cfg, engine_args_from_config(cfg, str(tmp_path), load_backend("rocm"))
 
     return _args
 
@@ -88,8 +88,7 @@ def test_resident_fallback_without_sleep_mode(rocm_args, caplog):
     assert args["enable_sleep_mode"] is False
     assert args["gpu_memory_utilization"] == 0.3
     assert caplog.text.count("keeping the engine resident") == 1
-    manager = get_plugin_manager().hook.tandem_make_sharding_manager(
-        backend="rocm", cfg=cfg, engine=FakeEngine(), trainer_model=torch.nn.Linear(2, 2))
+    manager = load_backend("rocm").make_sharding_manager(cfg, FakeEngine(), torch.nn.Linear(2, 2))
     assert manager.free_cache_engine is False
 
 
@@ -135,11 +134,9 @@ def test_rebuild_fallback_starts_an_engine_per_rollout(rocm_args, monkeypatch):
     monkeypatch.setattr(core.rollout.vllm_engine, "engine_from_config",
                         lambda cfg, model_dir, backend: events.append("build") or FakeEngine(events))
     cfg, _ = rocm_args("backend.settings.sleep_fallback=rebuild", sleep=False)
-    pm = get_plugin_manager()
-    engine = pm.hook.tandem_make_rollout_engine(backend="rocm", cfg=cfg, model_dir="unused")
+    engine = load_backend("rocm").make_rollout_engine(cfg, "unused")
     assert isinstance(engine, RebuildPerRolloutEngine)
-    manager = pm.hook.tandem_make_sharding_manager(backend="rocm", cfg=cfg, engine=engine,
-                                                   trainer_model=torch.nn.Linear(2, 2))
+    manager = load_backend("rocm").make_sharding_manager(cfg, engine, torch.nn.Linear(2, 2))
     for _ in range(2):
         with manager:
             engine.generate([[1]], None)

@@ -174,6 +174,6 @@ def test_doctor_lists_the_patches(fake_vllm):
 
     fake_vllm(None)
     rows = dict(report("rocm"))
-    assert rows["selected backend"] == "rocm"
+    assert rows["selected backend"].startswith("rocm cannot run here: ")  # a CPU machine; its patches still show
     for patch in patches.PATCHES:
         assert rows[f"patch {patch.name}"] == f"vllm not installed - {patch.why}"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from backend_rocm.probe import SleepSupport, probe_rocm, sleep_cycle_frees_memory, sleep_mode_support
-from core.plugins.manager import get_plugin_manager, probe
+from core.plugins.manager import load_backend, probe
 
 
 def answers(name: str):
-    return probe(get_plugin_manager(), name)
+    return probe(load_backend(name))
 
 
 def test_hip_build_with_rocm_vllm_is_rocm_and_not_cuda(torch_build, fake_vllm):

@@ -25,6 +25,6 @@ def test_cfg_job_prints_the_rocm_settings():
 def test_running_here_fails_with_the_probe_reason():
     result = run("-m", "core.main", "+backend=rocm", "trainer.total_steps=1")
     assert result.returncode == 2
-    assert "tandem: error: backend 'rocm' is not available here: torch" in result.stderr
+    assert "tandem: error: backend 'rocm' cannot run here: torch" in result.stderr
     assert "not a ROCm (HIP) build" in result.stderr
     assert "Traceback" not in result.stderr

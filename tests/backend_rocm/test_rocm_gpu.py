@@ -38,15 +38,14 @@ def test_hybrid_round_trip_with_the_notes_settings(rocm_available, compose_confi
     from transformers import AutoModelForCausalLM
 
     from core.models.builtin import resolve_model_path
-    from core.plugins.manager import get_plugin_manager
+    from core.plugins.manager import load_backend
     from core.rollout.base import SamplingParams
 
     model_dir = resolve_model_path("builtin:tiny-qwen2")
     cfg = compose_config("+backend=rocm", "rollout.gpu_memory_utilization=0.3", "rollout.check_weight_sync=true")
     trainer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).cuda()
-    pm = get_plugin_manager()
-    engine = pm.hook.tandem_make_rollout_engine(backend="rocm", cfg=cfg, model_dir=model_dir)
-    manager = pm.hook.tandem_make_sharding_manager(backend="rocm", cfg=cfg, engine=engine, trainer_model=trainer)
+    engine = load_backend("rocm").make_rollout_engine(cfg, model_dir)
+    manager = load_backend("rocm").make_sharding_manager(cfg, engine, trainer)
     try:
         for _ in range(2):
             with manager:  # weights synced and checked against the trainer's logprobs

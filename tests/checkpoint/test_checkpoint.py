@@ -117,7 +117,7 @@ def test_pruning_renames_before_deleting_and_leftovers_are_swept(tiny_model_dir,
 
 
 def test_final_model_is_replaced_whole_or_not_at_all(tiny_model_dir, tmp_path):
-    from core.models.builtin import write_dir_atomically
+    from core.models.cache import write_dir_atomically
 
     final = tmp_path / "final"
     write_dir_atomically(final, lambda d: (d / "model.safetensors").write_text("v1"), replace=True)

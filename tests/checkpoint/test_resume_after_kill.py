@@ -13,7 +13,7 @@ import time
 import pytest
 
 from core.checkpoint.manager import list_checkpoints
-from core.trainer.loop import train
+from core.rl.loop import train
 
 pytestmark = pytest.mark.timeout(240)
 ARGS = ("+backend=cpu", "trainer.total_steps=40", "trainer.save_freq=2", "data.prompt_batch_size=4",

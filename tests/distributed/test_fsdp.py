@@ -10,6 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
+from core.algorithms.spec import AlgorithmSpec
 from core.distributed.batching import balance_rows, row_lengths
 from core.trainer.actor import Actor
 from dist_utils import free_port, init_gloo, random_batch
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.timeout(180)
 ALGO = OmegaConf.create(dict(
     policy_loss="ppo_clip", loss_agg_mode="token-mean", clip_ratio_low=0.2, clip_ratio_high=0.2,
     clip_ratio_c=3.0, kl_placement="none", kl_estimator="k3", kl_coef=0.0, entropy_coef=0.01,
+    adv_estimator="grpo", kl_target=None,
 ))
 
 
@@ -30,7 +32,7 @@ def _trainer_cfg(**overrides):
 
 def _step(model, batch, trainer_cfg):
     """One optimizer step; returns its metrics and the (full) gradients it applied."""
-    actor = Actor(model, ALGO, trainer_cfg, max_response_len=batch.response_mask.shape[1])
+    actor = Actor(model, ALGO, trainer_cfg, AlgorithmSpec.from_config(ALGO, batch.response_mask.shape[1]))
     grads, step = {}, actor.optimizer.step
 
     def snapshot_then_step(*args, **kwargs):  # the actor frees the gradients right after the step

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.trainer.loop import train
+from core.rl.loop import train
 
 pytestmark = pytest.mark.timeout(240)
 

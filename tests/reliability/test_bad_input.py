@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from core.data.rl_dataset import read_records
 from core.errors import TandemError
 from core.rewards.scoring import _import_function
-from core.trainer.setup import load_policy, load_tokenizer
+from core.trainer.setup import load_policy
 
 
 @pytest.fixture

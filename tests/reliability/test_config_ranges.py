@@ -20,7 +20,7 @@ BAD = [
     ("rollout.temperature=-0.5", "rollout.temperature=-0.5"),
     ("trainer.total_steps=0", "trainer.total_steps=0"),
     ("rollout.top_p=1.5", "rollout.top_p=1.5 is out of range: it must be in (0, 1]"),
-    ("trainer.device=tpu", "trainer.device=tpu is out of range: it must be auto, cpu or cuda[:N]"),
+    ("trainer.device=tpu", "trainer.device=tpu is out of range: it must be auto, cpu or a torch device (cuda, cuda:1, xpu...)"),
     ("reward.timeout_s=0", "reward.timeout_s=0.0"),
 ]
 

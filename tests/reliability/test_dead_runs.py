@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from core.trainer.health import NonFiniteGuard, first_nonfinite

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from core.backends.cpu import CpuBackend
 from core.plugins.hookspecs import hookimpl
 from core.rollout.base import RolloutOutput, SamplingParams, pad_responses
 from core.sharding.base import iter_full_parameters
@@ -73,19 +74,25 @@ class RecordingSharding:
 
 
 class FakeBackendPlugin:
-    """Answers the engine hooks for the cpu backend before core does; keeps what it built."""
+    """Answers for the cpu backend before core does, with one whose engines are recorded here."""
 
     def __init__(self):
         self.engines: list[RecordingEngine] = []
+        plugin = self
 
-    @hookimpl
-    def tandem_make_rollout_engine(self, backend, cfg, model_dir):
-        self.engines.append(RecordingEngine())
-        return self.engines[-1]
+        class RecordingCpuBackend(CpuBackend):
+            def make_rollout_engine(self, cfg, model_dir):
+                plugin.engines.append(RecordingEngine())
+                return plugin.engines[-1]
 
-    @hookimpl
-    def tandem_make_sharding_manager(self, backend, cfg, engine, trainer_model):
-        return RecordingSharding(engine, trainer_model)
+            def make_sharding_manager(self, cfg, engine, trainer_model):
+                return RecordingSharding(engine, trainer_model)
+
+        self.backend = RecordingCpuBackend()
+
+    @hookimpl(tryfirst=True)
+    def tandem_backend(self, name):
+        return self.backend if name == "cpu" else None
 
 
 def exploding_reward(sample) -> float:

@@ -12,7 +12,8 @@ from core.errors import TandemError
 from sft.batching import collate, micro_batches
 from sft.chat import prompt_ids, shifted_labels, tokenize_chat
 from sft.dataset import make_example
-from sft.loss import lr_factor, sft_loss_sum
+from core.trainer.schedule import lr_factor
+from sft.loss import sft_loss_sum
 
 DATA = OmegaConf.create({"max_length": 1024, "max_prompt_length": 512})
 

@@ -71,12 +71,17 @@ def test_hf_engine_generations_change_as_the_model_trains(tmp_path):
 def test_unavailable_backend_engine_falls_back_to_hf_and_the_run_goes_on(tmp_path, monkeypatch):
     from core.plugins.manager import get_plugin_manager
 
-    class NoVllm:
-        from core.plugins.hookspecs import hookimpl
+    from core.backends.cpu import CpuBackend
+    from core.plugins.hookspecs import hookimpl
 
-        @hookimpl
-        def tandem_make_rollout_engine(self, backend, cfg, model_dir):
+    class NoVllmBackend(CpuBackend):
+        def make_rollout_engine(self, cfg, model_dir):
             raise ImportError("No module named 'vllm'")
+
+    class NoVllm:
+        @hookimpl(tryfirst=True)
+        def tandem_backend(self, name):
+            return NoVllmBackend() if name == "cpu" else None
 
     pm = get_plugin_manager()
     pm.register(NoVllm(), name="test-no-vllm")

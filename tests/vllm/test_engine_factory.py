@@ -1,4 +1,4 @@
-"""core.rollout.factory: which engine and sharding manager each backend builds (vLLM itself faked)."""
+"""Backend.make_rollout_engine / make_sharding_manager: which pair each backend builds (vLLM itself faked)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.errors import TandemError
-from core.plugins.manager import get_plugin_manager
+from core.plugins.manager import load_backend
 from core.rollout.hf_engine import HFRolloutEngine
 from core.sharding.hf import HFShardingManager
 from core.sharding.vllm import VllmShardingManager
@@ -20,7 +20,7 @@ def fake_vllm_start(monkeypatch):
     starts = []
 
     def start(cfg, model_dir, backend):
-        starts.append((backend, bool(cfg.rollout.multiprocess)))
+        starts.append((backend.name, bool(cfg.rollout.multiprocess)))
         return object()  # any non-HF engine gets the hybrid manager
 
     monkeypatch.setattr(core.rollout.vllm_engine, "engine_from_config", start)
@@ -28,10 +28,8 @@ def fake_vllm_start(monkeypatch):
 
 
 def build(cfg, backend, model_dir="unused"):
-    pm = get_plugin_manager()
-    engine = pm.hook.tandem_make_rollout_engine(backend=backend, cfg=cfg, model_dir=model_dir)
-    manager = pm.hook.tandem_make_sharding_manager(backend=backend, cfg=cfg, engine=engine,
-                                                   trainer_model=torch.nn.Linear(2, 2))
+    engine = load_backend(backend).make_rollout_engine(cfg, model_dir)
+    manager = load_backend(backend).make_sharding_manager(cfg, engine, torch.nn.Linear(2, 2))
     return engine, manager
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 
 import core.patches
 from core.doctor import report
-from core.patches import PatchOutcome, applied_patches, apply_patches, backend_patches
-from core.plugins.hookspecs import VersionedPatch, hookimpl
-from core.plugins.manager import get_plugin_manager
+from core.backends.base import VersionedPatch
+from core.patches import PatchOutcome, applied_patches, apply_patches
+from core.plugins.manager import load_backend
 
 
 @pytest.fixture(autouse=True)
@@ -55,40 +53,26 @@ def test_missing_target_is_skipped_and_said():
 
 
 @pytest.fixture
-def listed_patches():
-    """listed_patches(*patches): a plugin listing `patches` for the cpu backend, for one test."""
-    pm = get_plugin_manager()
-    plugins = []
+def listed_patches(monkeypatch):
+    """listed_patches(*patches): the cpu backend lists `patches`, for one test."""
+    from core.backends.cpu import CpuBackend
 
-    def _register(*patches):
-        plugin = types.SimpleNamespace()
-
-        @hookimpl
-        def tandem_vllm_patches(backend):
-            return list(patches) if backend == "cpu" else None
-
-        plugin.tandem_vllm_patches = tandem_vllm_patches
-        pm.register(plugin, name=f"patch-lister-{len(plugins)}")
-        plugins.append(plugin)
-
-    yield _register
-    for plugin in plugins:
-        pm.unregister(plugin)
+    listed = []
+    monkeypatch.setattr(CpuBackend, "patches", lambda self: list(listed))
+    return listed.extend
 
 
-def test_backend_patches_come_in_registration_order_and_doctor_lists_them(listed_patches):
+def test_a_backends_patches_are_listed_by_doctor_and_applied_once(listed_patches):
     # pluggy's real version gates these: patches for a distribution that is installed here
     needed, _ = counting_patch("needed-fix", target="pluggy", below=(99, 0))
     stale, _ = counting_patch("stale-fix", target="pluggy", below=(0, 1))
     absent, _ = counting_patch("absent-fix", target="no-such-distribution")
-    listed_patches(needed, stale)
-    listed_patches(absent)
-    assert [p.name for p in backend_patches("cpu")] == ["needed-fix", "stale-fix", "absent-fix"]
+    listed_patches([needed, stale, absent])
     rows = dict(report("cpu"))
     assert rows["patch needed-fix"].startswith("needed - needed-fix: fixed upstream")
     assert rows["patch stale-fix"].startswith("not needed for pluggy ")
     assert rows["patch absent-fix"].startswith("no-such-distribution not installed")
-    core.patches.apply_backend_patches("cpu")
+    apply_patches(load_backend("cpu").patches())
     assert dict(report("cpu"))["patch needed-fix"].startswith("already applied")
 
 

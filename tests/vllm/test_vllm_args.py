@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import types
 
 import pytest
 
 from core.errors import TandemError
-from core.plugins.hookspecs import hookimpl
-from core.plugins.manager import get_plugin_manager
+from core.plugins.manager import load_backend
 from core.rollout.vllm_args import WORKER_EXTENSION, engine_args_from_config
 
 
 @pytest.fixture
 def cuda_args(compose_config):
     """cuda_args(*overrides) -> the LLM kwargs for +backend=cuda."""
-    return lambda *overrides: engine_args_from_config(compose_config("+backend=cuda", *overrides), "/m", "cuda")
+    return lambda *overrides: engine_args_from_config(compose_config("+backend=cuda", *overrides), "/m", load_backend("cuda"))
 
 
 @pytest.fixture
@@ -30,12 +28,12 @@ def rocm_args(compose_config, monkeypatch, tmp_path):
     monkeypatch.setattr(sleep_mode, "sleep_support", lambda verify_cycle: SleepSupport(True, "faked"))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     return lambda *overrides: engine_args_from_config(
-        compose_config("+backend=rocm", *overrides), str(tmp_path), "rocm")
+        compose_config("+backend=rocm", *overrides), str(tmp_path), load_backend("rocm"))
 
 
 def test_cuda_defaults_follow_the_rollout_config(compose_config):
     cfg = compose_config("+backend=cuda")
-    args = engine_args_from_config(cfg, "/m", "cuda")
+    args = engine_args_from_config(cfg, "/m", load_backend("cuda"))
     max_model_len = cfg.data.max_prompt_length + cfg.rollout.max_tokens  # rollout.max_model_len unset
     assert args == dict(
         model="/m", load_format="dummy", dtype="bfloat16", seed=0, gpu_memory_utilization=0.5,
@@ -86,46 +84,25 @@ def test_rocm_core_layer_then_rocm_hook_then_user(rocm_args):
     assert args["compilation_config"] == {"cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64], "mode": 0}
 
 
-def _contributor(name: str, answer: dict):
-    plugin = types.SimpleNamespace()
+def test_backend_contribution_sits_between_core_and_the_user(compose_config):
+    from backend_cuda.backend import CudaBackend
 
-    @hookimpl
-    def tandem_vllm_engine_args(backend, cfg, engine_args):
-        return answer if backend == "cuda" else None
+    class Tuned(CudaBackend):
+        def vllm_engine_args(self, cfg, engine_args):
+            assert engine_args["max_num_seqs"] == 256  # it sees core's args
+            return {"max_num_seqs": 2, "swap_space": 2, "compilation_config": {"mode": 3}}
 
-    plugin.tandem_vllm_engine_args = tandem_vllm_engine_args
-    return plugin
-
-
-@pytest.fixture
-def contributors():
-    """contributors(answer, ...): register one plugin per answer, in order; unregistered afterwards."""
-    pm = get_plugin_manager()
-    plugins = []
-
-    def _register(*answers):
-        for i, answer in enumerate(answers):
-            plugins.append(_contributor(f"contributor-{i}", answer))
-            pm.register(plugins[-1], name=f"contributor-{i}")
-
-    yield _register
-    for plugin in plugins:
-        pm.unregister(plugin)
-
-
-def test_plugin_contributions_merge_in_registration_order(cuda_args, contributors):
-    contributors({"max_num_seqs": 1, "swap_space": 2, "compilation_config": {"mode": 3}},
-                 {"max_num_seqs": 2, "compilation_config": {"level": 1}})
-    args = cuda_args()
-    assert args["max_num_seqs"] == 2  # the later plugin wins
-    assert args["swap_space"] == 2  # keys only the earlier one set stay
-    assert args["compilation_config"] == {"mode": 3, "level": 1}
-    assert cuda_args("+backend.engine_args.max_num_seqs=5")["max_num_seqs"] == 5  # and the user beats both
+    cfg = compose_config("+backend=cuda", "rollout.cudagraph_capture_sizes=[1,8]")
+    args = engine_args_from_config(cfg, "/m", Tuned())
+    assert args["max_num_seqs"] == 2 and args["swap_space"] == 2  # the backend beats core
+    assert args["compilation_config"] == {"cudagraph_capture_sizes": [1, 8], "mode": 3}  # merged key by key
+    user = compose_config("+backend=cuda", "+backend.engine_args.max_num_seqs=5")
+    assert engine_args_from_config(user, "/m", Tuned())["max_num_seqs"] == 5  # and the user beats both
 
 
 def test_cpu_backend_runs_vllm_eagerly_with_a_bounded_kv_cache(compose_config):
     from core.backends.cpu import CPU_KV_CACHE_BYTES
 
-    args = engine_args_from_config(compose_config("+backend=cpu", "backend.engine=vllm"), "/m", "cpu")
+    args = engine_args_from_config(compose_config("+backend=cpu", "backend.engine=vllm"), "/m", load_backend("cpu"))
     assert args["enforce_eager"] is True and args["kv_cache_memory_bytes"] == CPU_KV_CACHE_BYTES
     assert "enable_sleep_mode" not in args  # vLLM's default (off): the CPU build cannot sleep

@@ -47,14 +47,10 @@ def test_generate_rows_are_prompt_major_with_logprobs(engine):
     assert out.finished.shape == (6,)
 
 
-def test_expand_prompts_and_seeded_samples_differ(engine):
+def test_seeded_samples_differ(engine):
     from core.rollout.base import SamplingParams
 
-    engine.expand_prompts = True
-    try:
-        out = engine.generate(PROMPTS[:1], SamplingParams(n=4, max_tokens=12, temperature=1.0, seed=7))
-    finally:
-        engine.expand_prompts = False
+    out = engine.generate(PROMPTS[:1], SamplingParams(n=4, max_tokens=12, temperature=1.0, seed=7))
     assert out.group_ids.tolist() == [0, 0, 0, 0]
     assert len({tuple(r) for r in out.responses()}) > 1  # distinct seeds per sample, not n copies
 

@@ -35,7 +35,7 @@ def read_jsonl(path):
 
 
 def test_grpo_two_steps_with_vllm_rollout(compose_config, tmp_path, started_engines):
-    from core.trainer.loop import train
+    from core.rl.loop import train
 
     cfg = compose_config("+backend=cpu", "backend.engine=vllm", "trainer.total_steps=2",
                          f"trainer.output_dir={tmp_path}", "trainer.loggers=[jsonl]")

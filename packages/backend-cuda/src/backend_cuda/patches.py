@@ -7,6 +7,6 @@ They are applied in the trainer process before the engine starts and, through th
 
 from __future__ import annotations
 
-from core.plugins.hookspecs import VersionedPatch
+from core.backends.base import VersionedPatch
 
 PATCHES: list[VersionedPatch] = []

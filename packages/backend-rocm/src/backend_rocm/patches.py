@@ -16,7 +16,7 @@ import importlib
 from packaging.version import Version
 
 from backend_rocm.source_patch import Rewrite, rewrite_function
-from core.plugins.hookspecs import VersionedPatch
+from core.backends.base import VersionedPatch
 
 FIRST_AFFECTED = Version("0.7.0")
 FIXED_IN = Version("0.7.3")

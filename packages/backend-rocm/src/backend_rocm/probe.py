@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from core.patches import vllm_version
-from core.plugins.hookspecs import Availability
+from core.backends.base import Availability
 
 log = logging.getLogger("tandem.rocm")
 

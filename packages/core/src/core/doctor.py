@@ -11,18 +11,9 @@ import importlib.util
 import platform
 import sys
 
-from core.patches import backend_patches, installed_version, needed, vllm_version
-from core.plugins.manager import detect_backend, get_plugin_manager, installed_backends, probe
-
-
-def parse_backend(argv: list[str]) -> str | None:
-    """`+backend=cuda`, `backend=cuda` or `--backend cuda`; None means auto-detect."""
-    for i, arg in enumerate(argv):
-        if arg.lstrip("+").startswith("backend="):
-            return arg.split("=", 1)[1]
-        if arg == "--backend" and i + 1 < len(argv):
-            return argv[i + 1]
-    return None
+from core.backends.base import Backend
+from core.patches import installed_version, needed, vllm_version
+from core.plugins.manager import backend_from_argv, detect_backend, installed_backends, load_backend, probe
 
 
 def versions() -> list[tuple[str, str]]:
@@ -38,12 +29,12 @@ def versions() -> list[tuple[str, str]]:
     return rows
 
 
-def vllm_features(gpu: bool) -> list[tuple[str, str]]:
+def vllm_features(backend: Backend) -> list[tuple[str, str]]:
     """Whether each engine feature can work here (checked statically: no engine is started)."""
     if vllm_version() is None:
         missing = "no: vLLM is not installed"
         return [("sleep mode", missing), ("CUDA graphs", missing), ("prefix caching", missing)]
-    if not gpu:
+    if backend.device_type == "cpu":
         return [("sleep mode", "no: needs a GPU (vLLM's cumem allocator)"),
                 ("CUDA graphs", "no: no GPU (vLLM runs eagerly on CPU)"),
                 ("prefix caching", "yes")]
@@ -53,32 +44,32 @@ def vllm_features(gpu: bool) -> list[tuple[str, str]]:
             ("prefix caching", "yes (reset after every weight update)")]
 
 
-def report(backend: str | None) -> list[tuple[str, str]]:
-    import torch
-
-    pm = get_plugin_manager()
+def report(requested: str | None) -> list[tuple[str, str]]:
     rows = versions()
-    for name in installed_backends(pm):
-        availability = probe(pm, name)
-        rows.append((f"backend {name}", ("available: " if availability.available else "unavailable: ")
-                     + availability.reason))
     try:
-        selected = backend or detect_backend(pm)
+        for backend in installed_backends():
+            availability = probe(backend)
+            rows.append((f"backend {backend.name}", ("available: " if availability.available else "unavailable: ")
+                         + availability.reason))
+        selected = load_backend(requested) if requested else detect_backend()
     except Exception as exc:  # doctor reports, it does not fail
         return rows + [("selected backend", f"none: {exc}")]
-    rows.append(("selected backend", selected + ("" if backend else " (auto-detected)")))
-    rows += vllm_features(torch.cuda.is_available() and torch.version.hip is None or selected == "rocm")
-    patches = backend_patches(selected)
+    availability = probe(selected)
+    if availability.available:
+        rows.append(("selected backend", selected.name + ("" if requested else " (auto-detected)")))
+        rows += vllm_features(selected)
+    else:
+        rows.append(("selected backend", f"{selected.name} cannot run here: {availability.reason}"))
+    patches = selected.patches()
     for patch in patches:
-        outcome = needed(patch)
-        rows.append((f"patch {patch.name}", f"{outcome.reason} - {patch.why}"))
+        rows.append((f"patch {patch.name}", f"{needed(patch).reason} - {patch.why}"))
     if not patches:
-        rows.append(("patches", f"none listed for '{selected}'"))
+        rows.append(("patches", f"none listed for '{selected.name}'"))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    rows = report(parse_backend(sys.argv[1:] if argv is None else argv))
+    rows = report(backend_from_argv(sys.argv[1:] if argv is None else argv))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

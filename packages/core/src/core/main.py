@@ -14,38 +14,25 @@ from typing import Callable
 import hydra
 from omegaconf import DictConfig
 
+from core.backends.base import Backend
 from core.config.schema import register_schemas
 from core.errors import exit_on_user_error
-from core.plugins.manager import detect_backend, get_plugin_manager, installed_backends, require_backend
+from core.plugins.manager import backend_from_argv, detect_backend, load_backend, require_backend
 
 log = logging.getLogger("tandem")
 register_schemas()
 
 
-def backend_from_argv(argv: list[str]) -> str | None:
-    """The NAME of a `+backend=NAME` / `backend=NAME` / `++backend=NAME` override, if any."""
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+~") == "backend":
-            return value
-    return None
-
-
 @exit_on_user_error
 def choose_backend(argv: list[str]) -> list[str]:
     """Check a requested backend is installed, or add the detected one; returns the new argv."""
-    pm = get_plugin_manager()
     requested = backend_from_argv(argv)
     if requested is None:
         # beside the other overrides: argparse takes Hydra's overrides as one run of positionals,
         # so one appended after `--cfg job` would be refused as an unrecognised argument
         at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
-        return [*argv[:at], f"+backend={detect_backend(pm)}", *argv[at:]]
-    installed = installed_backends(pm)
-    if requested not in installed:
-        from core.errors import TandemError
-
-        raise TandemError(f"unknown backend '{requested}'; installed backends: {', '.join(installed)}")
+        return [*argv[:at], f"+backend={detect_backend().name}", *argv[at:]]
+    load_backend(requested)  # an unknown name fails here, listing the installed ones
     return argv
 
 
@@ -71,14 +58,23 @@ def launch(config_path: str, config_name: str, run: Callable[[DictConfig], objec
     _hydra_main()
 
 
-@exit_on_user_error
-def run(cfg: DictConfig) -> dict:
+def prepare_backend(cfg: DictConfig) -> Backend:
+    """Before anything starts: value ranges, the backend usable here, its settings typed and checked."""
+    from core.config.backend_settings import check_backend_settings
     from core.config.ranges import check_ranges
-    from core.trainer.loop import train
 
     check_ranges(cfg)
-    availability = require_backend(get_plugin_manager(), cfg.backend.name)
-    log.info("backend %s: %s", cfg.backend.name, availability.reason)
+    backend, availability = require_backend(cfg.backend.name)
+    check_backend_settings(cfg, backend)
+    log.info("backend %s: %s", backend.name, availability.reason)
+    return backend
+
+
+@exit_on_user_error
+def run(cfg: DictConfig) -> dict:
+    from core.rl.loop import train
+
+    prepare_backend(cfg)
     summary = train(cfg)
     log.info(
         "done: %d steps in %.1f s; reward %.3f -> %.3f%s",

@@ -1,6 +1,6 @@
 """The version-gated patch registry: apply a backend's `VersionedPatch`es once, and remember which.
 
-Backends list their patches through the `tandem_vllm_patches` hook. A patch is applied only when
+Backends list their patches (`Backend.patches()`). A patch is applied only when
 its target distribution is installed at a version its `applies_to` accepts; applying twice is a
 no-op (recorded by name), so the trainer process and vLLM's workers can both call this freely.
 Backend-neutral: CUDA and ROCm backends share it.
@@ -12,7 +12,21 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from core.plugins.hookspecs import VersionedPatch
+
+@dataclass(frozen=True)
+class VersionedPatch:
+    """A fix applied to a third-party library only for the versions that need it.
+
+    `applies_to` gets the installed version string; `apply` must be idempotent. Patches that must
+    also run inside vLLM's worker processes are applied there by the `vllm.general_plugins` entry
+    point of the backend package.
+    """
+
+    name: str
+    why: str  # one line shown by `doctor`: the upstream bug and the version that fixed it
+    target: str  # distribution name whose version gates the patch, e.g. "vllm"
+    applies_to: Callable[[str], bool]
+    apply: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -72,18 +86,6 @@ def apply_patches(
             outcome = PatchOutcome(patch.name, patch.target, outcome.version, True, "applied", patch.why)
         outcomes.append(outcome)
     return outcomes
-
-
-def backend_patches(backend: str) -> list[VersionedPatch]:
-    """Every patch the installed plugins list for `backend`."""
-    from core.plugins.manager import get_plugin_manager
-
-    answers = get_plugin_manager().hook.tandem_vllm_patches(backend=backend)
-    return [patch for answer in reversed(answers) for patch in answer or []]
-
-
-def apply_backend_patches(backend: str) -> list[PatchOutcome]:
-    return apply_patches(backend_patches(backend))
 
 
 def applied_patches() -> dict[str, str]:

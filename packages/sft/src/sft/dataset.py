@@ -107,12 +107,20 @@ def load_sft_examples(files: Sequence[str], tokenizer, data_cfg, limit: int | No
     return examples
 
 
+def reverse_letters_examples(tokenizer, data_cfg, count: int, seed: int) -> list[SFTExample]:
+    """The built-in task (sft/synthetic.py) as examples."""
+    from sft.synthetic import DATA_SOURCE, reverse_letters_conversations
+
+    return [
+        make_example(tokenizer, messages, data_cfg, f"synthetic conversation {i}", data_source=DATA_SOURCE)
+        for i, messages in enumerate(reverse_letters_conversations(count, seed))
+    ]
+
+
 def load_data(cfg, tokenizer) -> tuple[list[SFTExample], list[SFTExample]]:
     """(train, validation) examples of `data.task`: the built-in task or the configured files."""
     data = cfg.data
     if data.task == "reverse_letters":
-        from sft.synthetic import reverse_letters_examples
-
         train = reverse_letters_examples(tokenizer, data, data.num_train, seed=data.seed)
         val = reverse_letters_examples(tokenizer, data, data.num_val, seed=data.seed + 1_000_003)
     elif data.task == "file":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -20,6 +20,9 @@ from core.errors import TandemError
 from core.rollout.base import RolloutEngine, RolloutOutput, SamplingParams, pad_responses
 from core.sharding.base import ShardingManager
 from sft.trainer import all_reduce_sum
+
+if TYPE_CHECKING:
+    from core.backends.base import Backend
 
 log = logging.getLogger("tandem")
 
@@ -39,18 +42,17 @@ class Generation:
     engine: str  # label of the engine that produced `output`
 
 
-def backend_engine_factory(pm, cfg, model_dir: str, trainer_model: torch.nn.Module) -> Callable[[], EngineAndSync]:
-    """Build the backend's engine and sharding manager through the plugin hooks."""
+def backend_engine_factory(backend: "Backend", cfg, model_dir: str,
+                           trainer_model: torch.nn.Module) -> Callable[[], EngineAndSync]:
+    """Build the backend's engine and the sharding manager that feeds it."""
 
     def build() -> EngineAndSync:
-        backend = cfg.backend.name
-        engine = pm.hook.tandem_make_rollout_engine(backend=backend, cfg=cfg, model_dir=model_dir)
-        if engine is None:
-            raise TandemError(f"backend '{backend}' provides no rollout engine")
-        sharding = pm.hook.tandem_make_sharding_manager(backend=backend, cfg=cfg, engine=engine, trainer_model=trainer_model)
-        if sharding is None:
+        engine = backend.make_rollout_engine(cfg, model_dir)
+        try:
+            sharding = backend.make_sharding_manager(cfg, engine, trainer_model)
+        except BaseException:
             engine.close()
-            raise TandemError(f"backend '{backend}' provides no sharding manager")
+            raise
         return EngineAndSync(engine, sharding, type(engine).__name__)
 
     return build
@@ -64,7 +66,7 @@ def hf_engine_factory(model_dir: str, trainer_model: torch.nn.Module) -> Callabl
         from core.sharding.hf import HFShardingManager
 
         device = next(trainer_model.parameters()).device
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
         engine = HFRolloutEngine.from_pretrained(model_dir, device=str(device), dtype=dtype)
         return EngineAndSync(engine, HFShardingManager(engine, trainer_model), "HFRolloutEngine (fallback)")
 

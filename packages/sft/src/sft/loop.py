@@ -16,20 +16,22 @@ from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from core.checkpoint.manager import resolve_resume
 from core.data.rl_dataset import EpochSampler
+from core.distributed.collectives import world
 from core.errors import RunDied, TandemError
+from core.plugins.manager import load_backend
+from core.trainer.setup import process_group_backend, resolve_device
 from core.trainer.health import NonFiniteGuard
 from core.trainer.preemption import Preemption
 from core.tracking.run_dir import claim_run_dir
 from core.tracking.tracker import Tracker
-from core.workers.group import WorkerGroup, make_worker_group
-from sft.trainer import world
+from core.workers.group import WorkerGroup
+from core.workers.launch import make_worker_group
 
 log = logging.getLogger("tandem")
 SFT_WORKER = "sft.worker:SFTWorker"
@@ -39,10 +41,11 @@ def init_distributed(cfg: DictConfig) -> bool:
     """Join the process group a launcher (torchrun) describes in the environment; True if this call made it."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1 or dist.is_initialized():
         return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend, timeout=timedelta(seconds=cfg.trainer.dist_timeout_s))
+    backend = load_backend(cfg.backend.name)
+    device = resolve_device(cfg.trainer.device, backend, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type != "cpu":
+        backend.set_device(device.index or 0)
+    dist.init_process_group(process_group_backend(backend, device), timeout=timedelta(seconds=cfg.trainer.dist_timeout_s))
     return True
 
 

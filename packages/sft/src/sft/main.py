@@ -13,8 +13,7 @@ import logging
 from omegaconf import DictConfig
 
 from core.errors import exit_on_user_error
-from core.main import launch
-from core.plugins.manager import get_plugin_manager, require_backend
+from core.main import launch, prepare_backend
 from sft.config import register_sft_schemas
 
 log = logging.getLogger("tandem")
@@ -23,12 +22,9 @@ register_sft_schemas()
 
 @exit_on_user_error
 def run(cfg: DictConfig) -> dict:
-    from core.config.ranges import check_ranges
     from sft.loop import train
 
-    check_ranges(cfg)
-    availability = require_backend(get_plugin_manager(), cfg.backend.name)
-    log.info("backend %s: %s", cfg.backend.name, availability.reason)
+    prepare_backend(cfg)
     summary = train(cfg)
     reward = (f"; validation reward {summary['val/reward_start']:.3f} -> {summary['val/reward_end']:.3f}"
               if "val/reward_start" in summary else "")

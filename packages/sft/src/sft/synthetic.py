@@ -14,7 +14,6 @@ import random
 
 from core.data.synthetic import repeat_letters_reward
 from core.plugins.hookspecs import hookimpl
-from sft.dataset import SFTExample, make_example
 
 DATA_SOURCE = "synthetic/reverse_letters"
 
@@ -28,13 +27,6 @@ def reverse_letters_conversations(count: int, seed: int, alphabet: str = "abcdef
             [{"role": "user", "content": f"reverse: {letters}"}, {"role": "assistant", "content": letters[::-1]}]
         )
     return conversations
-
-
-def reverse_letters_examples(tokenizer, data_cfg, count: int, seed: int) -> list[SFTExample]:
-    return [
-        make_example(tokenizer, messages, data_cfg, f"synthetic conversation {i}", data_source=DATA_SOURCE)
-        for i, messages in enumerate(reverse_letters_conversations(count, seed))
-    ]
 
 
 @hookimpl

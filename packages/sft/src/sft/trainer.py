@@ -17,19 +17,14 @@ import torch.distributed as dist
 
 from core.checkpoint.manager import Trainable
 from core.distributed.batching import balance_rows
+from core.distributed.collectives import world
 from core.distributed.fsdp import FSDPSettings, clip_grad_norm, device_mesh, shard_model
 from core.distributed.packing import IGNORE, packed_token_logprobs
+from core.trainer.schedule import lr_scheduler
 from core.trainer.setup import DTYPES
 from sft.batching import MicroBatch, micro_batches
 from sft.dataset import SFTExample
-from sft.loss import lr_factor, sft_loss_sum
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of the default process group, or (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from sft.loss import sft_loss_sum
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
@@ -63,12 +58,8 @@ class SFTTrainer:
             shard_model(model, device_mesh(self.device), settings)
         self.model = model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: lr_factor(
-                step, trainer_cfg.warmup_steps, trainer_cfg.total_steps, trainer_cfg.lr_schedule, trainer_cfg.min_lr_ratio
-            ),
-        )
+        self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, trainer_cfg.total_steps,
+                                      trainer_cfg.lr_schedule, trainer_cfg.min_lr_ratio)
 
     def checkpointable(self) -> Trainable:
         return Trainable(self.model, self.optimizer, self.scheduler)

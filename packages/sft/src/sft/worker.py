@@ -8,6 +8,7 @@ method returns the same answer on every rank (all-reduced or gathered in rank or
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -15,14 +16,14 @@ import torch
 
 from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
-from core.plugins.manager import get_plugin_manager
+from core.plugins.manager import get_plugin_manager, load_backend
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
 from core.trainer.setup import load_policy, resolve_device
 from core.workers.base import ModelWorker
 from sft.dataset import load_data
 from sft.engine import ValidationEngine, backend_engine_factory, hf_engine_factory, sampling_params
 from sft.trainer import SFTTrainer
-from sft.validation import Validator
+from sft.generation_validator import Validator
 
 
 class SFTWorker(ModelWorker):
@@ -30,9 +31,9 @@ class SFTWorker(ModelWorker):
         torch.manual_seed(cfg.trainer.seed)  # identical initial state on every rank
         self.cfg = cfg
         sharded = is_distributed()
-        device = resolve_device(cfg.trainer.device)
-        if device.type == "cuda" and sharded:
-            device = torch.device("cuda", torch.cuda.current_device())
+        backend = load_backend(cfg.backend.name)
+        # under torchrun each rank has its own device; under Ray each actor sees exactly one
+        device = resolve_device(cfg.trainer.device, backend, int(os.environ.get("LOCAL_RANK", "0")) if sharded else 0)
         # under FSDP the parameters are fp32 masters and model.dtype is the forward's
         self.model_dir, self.tokenizer, self.policy = load_policy(
             cfg.model, device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
@@ -42,9 +43,9 @@ class SFTWorker(ModelWorker):
         pm = get_plugin_manager()
         self.scorer = RewardScorer(resolve_reward_fn(cfg.data.reward_fn, pm), workers=1) if cfg.data.reward_fn else None
         self.engine = ValidationEngine(
-            backend_engine_factory(pm, cfg, self.model_dir, self.policy),
+            backend_engine_factory(backend, cfg, self.model_dir, self.policy),
             hf_engine_factory(self.model_dir, self.policy) if cfg.validation.engine_fallback else None,
-            sleep_between=bool(cfg.rollout.free_cache_engine),
+            sleep_between=backend.frees_memory_between_rollouts(cfg),
         )
         self.validator = Validator(val_set, self.engine, self.tokenizer, sampling_params(cfg.validation, self.tokenizer),
                                    self.scorer, Path(cfg.trainer.output_dir), cfg.validation.log_samples)

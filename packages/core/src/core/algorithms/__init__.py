@@ -42,7 +42,7 @@ from core.algorithms.policy_loss import (
     ppo_clip_token_losses,
     reinforce_token_losses,
 )
-from core.algorithms.validation import KL_PLACEMENTS, validate_algorithm_config
+from core.algorithms.spec import KL_PLACEMENTS, AlgorithmSpec, check_algorithm_config
 from core.algorithms.value import value_loss
 
 __all__ = [
@@ -52,12 +52,14 @@ __all__ = [
     "LOSS_AGG_MODES",
     "POLICY_LOSSES",
     "AdaptiveKLController",
+    "AlgorithmSpec",
     "DynamicSamplingAccumulator",
     "FixedKLController",
     "KLRewardResult",
     "LossCounts",
     "aggregate_loss",
     "apply_kl_in_reward",
+    "check_algorithm_config",
     "check_kl_estimator",
     "check_loss_agg_mode",
     "compute_advantages",
@@ -83,6 +85,5 @@ __all__ = [
     "remax_advantages",
     "rloo_advantages",
     "sequence_scores",
-    "validate_algorithm_config",
     "value_loss",
 ]

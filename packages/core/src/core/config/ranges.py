@@ -37,7 +37,7 @@ RULES: list[Rule] = [
     ("trainer.mini_batches", *POSITIVE_INT),
     ("trainer.micro_batch_size", *POSITIVE_INT),
     ("trainer.max_tokens_per_gpu", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("trainer.device", lambda v: v in ("auto", "cpu") or str(v).startswith("cuda"), "auto, cpu or cuda[:N]"),
+    ("trainer.device", lambda v: v == "auto" or _is_device(v), "auto, cpu or a torch device (cuda, cuda:1, xpu...)"),
     ("trainer.test_freq", lambda v: v >= 0, "an integer >= 0 (0: never)"),
     ("trainer.save_freq", lambda v: v >= 0, "an integer >= 0 (0: never)"),
     ("trainer.keep_last", *POSITIVE_INT),
@@ -62,3 +62,13 @@ def check_ranges(cfg: Any, rules: list[Rule] = RULES) -> None:
 
 
 _MISSING = object()
+
+
+def _is_device(name) -> bool:
+    import torch
+
+    try:
+        torch.device(str(name))
+    except RuntimeError:
+        return False
+    return True

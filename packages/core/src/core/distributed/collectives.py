@@ -6,10 +6,19 @@ import torch
 import torch.distributed as dist
 
 from core.algorithms.aggregation import LossCounts, loss_counts
+from core.distributed.devices import collective_device
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the default process group, or (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """Whether several ranks share the work (the one test of it: every other module asks here)."""
+    return world()[1] > 1
 
 
 def data_parallel_size() -> int:
@@ -18,8 +27,7 @@ def data_parallel_size() -> int:
 
 
 def _device_tensor(values: list[float], dtype: torch.dtype) -> torch.Tensor:
-    tensor = torch.tensor(values, dtype=dtype)
-    return tensor.cuda() if dist.get_backend() == dist.Backend.NCCL else tensor
+    return torch.tensor(values, dtype=dtype, device=collective_device())
 
 
 def max_over_ranks(value: int) -> int:

@@ -7,15 +7,12 @@ engine, vLLM and `from_pretrained` all load the same files.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable
-
 import torch
 
+from core.distributed.devices import default_accelerator
 from core.errors import TandemError
+from core.models.cache import cache_root, save_hf_weights, write_dir_atomically
 from core.models.tokenizer import build_byte_tokenizer
 
 BUILTIN_PREFIX = "builtin:"
@@ -35,10 +32,6 @@ BUILTIN_SHAPES: dict[str, dict] = {
         num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
     ),
 }
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TANDEM_CACHE", Path.home() / ".cache" / "tandem")) / "models"
 
 
 def resolve_model_path(path: str) -> str:
@@ -88,26 +81,6 @@ def materialize_builtin(name: str, seed: int = 0) -> Path:
     return write_dir_atomically(target, lambda staging: _write_model_dir(name, staging, seed))
 
 
-def write_dir_atomically(target: Path, write: Callable[[Path], None], replace: bool = False) -> Path:
-    """`write` into a staging directory beside `target`, then rename it to `target`: a crash leaves
-    no partial directory. `replace`: an existing `target` gives way once the new one is complete;
-    otherwise a concurrent writer of the same content simply loses the race."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write(staging)
-        if replace and target.exists():
-            shutil.rmtree(target)
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first; its copy is identical
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
-
-
 def _write_model_dir(name: str, out: Path, seed: int) -> None:
     from transformers import AutoModelForCausalLM, Qwen2Config
 
@@ -124,26 +97,13 @@ def _write_model_dir(name: str, out: Path, seed: int) -> None:
     # large shapes are written in bf16 (halves the bytes); the tiny one trains in fp32 on CPU
     dtype = torch.float32 if name.startswith("tiny") else torch.bfloat16
     # initialising a 1.5B model takes a minute on a CPU and a second on a GPU
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.random.fork_rng(devices=[0] if device == "cuda" else []), torch.device(device):
+    device = default_accelerator()
+    with torch.random.fork_rng(devices=[] if device == "cpu" else [0], device_type=device), torch.device(device):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     save_hf_weights(model, out)
     model.generation_config.save_pretrained(out)
     tokenizer.save_pretrained(out)
-
-
-def save_hf_weights(model, out: Path) -> None:
-    """config.json + model.safetensors, written by this process whatever its rank: transformers'
-    `save_pretrained` silently writes no weights on ranks other than 0 once torch.distributed is up, and
-    every torchrun rank may be the one that builds the cache."""
-    from safetensors.torch import save_file
-
-    # safetensors stores a tied tensor once; from_pretrained re-ties lm_head to the embeddings
-    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
-    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
-    model.config.save_pretrained(out)
 
 
 def _builtin_names() -> str:

@@ -70,7 +70,7 @@ def import_gguf(gguf_file: Path, out_dir: Path, dtype: torch.dtype = torch.float
 
     Written atomically: a crash leaves nothing half-written.
     """
-    from core.models.builtin import write_dir_atomically
+    from core.models.cache import write_dir_atomically
 
     _require_gguf_reader()
     gguf_file, out_dir = Path(gguf_file), Path(out_dir)
@@ -84,7 +84,7 @@ def import_gguf(gguf_file: Path, out_dir: Path, dtype: torch.dtype = torch.float
 def _write_hf_dir(gguf_file: Path, out: Path, dtype: torch.dtype) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from core.models.builtin import save_hf_weights
+    from core.models.cache import save_hf_weights
 
     where, name = str(gguf_file.parent), gguf_file.name
     try:

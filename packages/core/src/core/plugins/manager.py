@@ -1,17 +1,25 @@
-"""The one plugin manager: core's defaults plus every installed `tandem.plugins` entry point."""
+"""The one plugin manager, and finding backends in it.
+
+`get_plugin_manager()` holds core's defaults and every installed `tandem.plugins` entry point.
+Backends are entry points of the `tandem.backends` group, named after the backend; `load_backend`
+imports only the one asked for.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.metadata
 
 import pluggy
 
+from core.backends.base import Availability, Backend
 from core.errors import TandemError
 from core.plugins import hookspecs
-from core.plugins.hookspecs import Availability, BackendSpec
 
-ENTRY_POINT_GROUP = "tandem.plugins"
+PLUGIN_GROUP = "tandem.plugins"
+BACKEND_GROUP = "tandem.backends"
+CORE_BACKENDS = {"cpu": "core.backends.cpu"}  # core's own, listed like an entry point
 
 
 @functools.cache
@@ -21,51 +29,80 @@ def get_plugin_manager() -> pluggy.PluginManager:
     Entry points that fail to import are reported by name instead of killing the program with a
     traceback from somebody else's package.
     """
-    from core.backends import cpu
     from core.data import synthetic
     from core.rewards import builtin as builtin_rewards
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    # core's own defaults are plugins like any other: the cpu backend and the built-in rewards
-    pm.register(cpu, name="core.cpu")
     pm.register(builtin_rewards, name="core.rewards")
     pm.register(synthetic, name="core.synthetic")
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if pm.has_plugin(ep.name):
-            continue
-        try:
-            plugin = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not take the CLI down
-            raise TandemError(f"plugin '{ep.name}' ({ep.value}) failed to import: {exc}") from exc
-        pm.register(plugin, name=ep.name)
+    for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        if not pm.has_plugin(ep.name):
+            pm.register(_load(ep.name, ep.value, ep.load), name=ep.name)
     return pm
 
 
-def installed_backends(pm: pluggy.PluginManager) -> dict[str, BackendSpec]:
-    specs = [spec for answer in pm.hook.tandem_backends() for spec in answer]
-    return {spec.name: spec for spec in sorted(specs, key=lambda s: -s.priority)}
+def _load(name: str, value: str, load):
+    try:
+        return load()
+    except Exception as exc:  # a broken third-party plugin must not take the CLI down
+        raise TandemError(f"plugin '{name}' ({value}) failed to import: {exc}") from exc
 
 
-def probe(pm: pluggy.PluginManager, backend: str) -> Availability:
-    answer = pm.hook.tandem_probe(backend=backend)
-    return answer if answer is not None else Availability(False, f"no plugin answers the probe for '{backend}'")
+def backend_entry_points() -> dict[str, str]:
+    """Installed backend name -> its plugin module, without importing any."""
+    found = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=BACKEND_GROUP)}
+    return {**found, **CORE_BACKENDS}
 
 
-def detect_backend(pm: pluggy.PluginManager) -> str:
+def backend_from_argv(argv: list[str]) -> str | None:
+    """The NAME of a `+backend=NAME` / `backend=NAME` / `++backend=NAME` override (or `--backend NAME`)."""
+    for i, arg in enumerate(argv):
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") == "backend":
+            return value
+        if arg == "--backend" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def load_backend(name: str) -> Backend:
+    """The backend called `name`: its entry point is imported and registered on first use."""
+    pm = get_plugin_manager()
+    modules = backend_entry_points()
+    plugin_name = f"backend.{name}"
+    if name in modules and not pm.has_plugin(plugin_name):
+        pm.register(_load(name, modules[name], lambda: importlib.import_module(modules[name])), name=plugin_name)
+    backend = pm.hook.tandem_backend(name=name)
+    if backend is None:
+        raise TandemError(f"unknown backend '{name}'; installed backends: {', '.join(sorted(modules))}")
+    return backend
+
+
+def installed_backends() -> list[Backend]:
+    """Every installed backend (each imported), from the highest priority down."""
+    return sorted((load_backend(name) for name in backend_entry_points()), key=lambda b: -b.priority)
+
+
+def probe(backend: Backend) -> Availability:
+    try:
+        return backend.probe()
+    except Exception as exc:  # a probe must not raise; one that does is reported, not propagated
+        return Availability(False, f"its probe failed: {type(exc).__name__}: {exc}")
+
+
+def detect_backend() -> Backend:
     """The available backend with the highest priority (rocm > cuda > cpu for the built-ins)."""
-    for name in installed_backends(pm):
-        if probe(pm, name).available:
-            return name
+    for backend in installed_backends():
+        if probe(backend).available:
+            return backend
     raise TandemError("no installed backend is available on this machine")
 
 
-def require_backend(pm: pluggy.PluginManager, name: str) -> Availability:
-    """Check that `name` is installed and usable here, or explain why not."""
-    backends = installed_backends(pm)
-    if name not in backends:
-        raise TandemError(f"unknown backend '{name}'; installed backends: {', '.join(backends)}")
-    availability = probe(pm, name)
+def require_backend(name: str) -> tuple[Backend, Availability]:
+    """The backend `name`, checked to be usable here, or one line saying why not."""
+    backend = load_backend(name)
+    availability = probe(backend)
     if not availability.available:
-        raise TandemError(f"backend '{name}' is not available here: {availability.reason}")
-    return availability
+        raise TandemError(f"backend '{name}' cannot run here: {availability.reason}")
+    return backend, availability

@@ -51,7 +51,10 @@ class RolloutOutput:
 
 @runtime_checkable
 class RolloutEngine(Protocol):
-    """What every rollout engine offers (HF on CPU, vLLM on GPU, or a third-party engine)."""
+    """What every rollout engine offers (HF on CPU, vLLM on GPU, or a third-party engine): all that
+    the sharding managers and SFT validation use of it."""
+
+    dtype: torch.dtype  # of the engine's weights; sharding managers cast the trainer's to it
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
         """Sample `params.n` responses for every prompt, in one batched call."""
@@ -67,6 +70,16 @@ class RolloutEngine(Protocol):
 
     def close(self) -> None:
         """Free everything; the engine is unusable afterwards. Safe to call twice."""
+
+
+@runtime_checkable
+class CheckableEngine(RolloutEngine, Protocol):
+    """An engine that can score prompts, so `rollout.check_weight_sync` can compare it with the trainer."""
+
+    max_model_len: int  # longest sequence it scores
+
+    def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        """log p(token_t | tokens_<t) for t >= 1 of each sequence."""
 
 
 def pad_responses(

@@ -13,6 +13,7 @@ from typing import Iterable
 
 import torch
 
+from core.distributed.devices import empty_cache
 from core.errors import RunDied
 
 from core.rollout.base import RolloutOutput, SamplingParams
@@ -26,6 +27,7 @@ class HFRolloutEngine:
         self.pad_token_id = pad_token_id
         self.eos_token_ids = eos_token_ids
         self.device = next(model.parameters()).device  # where it generates; sleep() may move it to CPU
+        self.dtype = next(model.parameters()).dtype
 
     @classmethod
     def from_pretrained(cls, model_dir: str, device: str, dtype: torch.dtype) -> "HFRolloutEngine":
@@ -42,7 +44,8 @@ class HFRolloutEngine:
         input_ids, attention_mask = _left_pad(prompts, self.pad_token_id, self.device)
         stop_ids = list(dict.fromkeys([*self.eos_token_ids, *params.stop_token_ids]))
         greedy = params.temperature == 0
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), _dead_weights_named():
+        forked = [] if self.device.type == "cpu" else [self.device]
+        with torch.random.fork_rng(devices=forked, device_type=self.device.type), _dead_weights_named():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             out = self.model.generate(
@@ -89,7 +92,7 @@ class HFRolloutEngine:
         # Only an accelerator has memory worth giving back; on CPU the engine simply stays put.
         if self.device.type != "cpu":
             self.model.to("cpu")
-            torch.cuda.empty_cache()
+            empty_cache(self.device)
 
     def wake_up(self, tags: list[str] | None = None) -> None:
         if self.device.type != "cpu":

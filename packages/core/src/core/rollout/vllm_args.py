@@ -2,15 +2,26 @@
 
 Three layers, later ones winning key by key (`compilation_config` is merged key by key too):
 1. what core derives from `cfg.rollout` (memory, scheduling, graphs, prefix caching, dummy load);
-2. what backend plugins contribute through the `tandem_vllm_engine_args` hook (sleep mode, ...);
+2. what the selected backend contributes (`Backend.vllm_engine_args`: sleep mode, capture sizes...);
 3. what the user wrote in `cfg.backend.engine_args` / `cfg.backend.compilation_config`.
+
+`cudagraph_capture_sizes`, the one key set in three places, is settled in that order, last wins:
+a backend's default (ROCm: `backend.settings.cudagraph_capture_sizes`) only when
+`rollout.cudagraph_capture_sizes` is unset, then the rollout key, then the user's
+`backend.compilation_config.cudagraph_capture_sizes`. With `rollout.enforce_eager` core and backends add none.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Protocol
 
 from core.errors import TandemError
+
+
+class EngineArgsContributor(Protocol):
+    """The part of a backend (`core.backends.base.Backend`) that engine-arg assembly uses."""
+
+    def vllm_engine_args(self, cfg: Any, engine_args: dict[str, Any]) -> dict[str, Any]: ...
 
 # Qualified name of the class vLLM mixes into its worker so that weights can be pushed in place.
 WORKER_EXTENSION = "core.rollout.vllm_worker.WeightSyncExtension"
@@ -57,34 +68,19 @@ def merge_engine_args(base: Mapping[str, Any], overrides: Iterable[Mapping[str, 
     return merged
 
 
-def assemble_engine_args(
-    rollout: Mapping[str, Any],
-    backend: Mapping[str, Any],
-    model_dir: str,
-    max_prompt_length: int,
-    seed: int,
-    plugin_contributions: Iterable[Mapping[str, Any] | None] = (),
-) -> dict[str, Any]:
-    """Core's args, then plugin contributions (registration order), then the user's backend yaml."""
-    base = core_engine_args(rollout, model_dir, max_prompt_length, seed)
+def user_engine_args(backend: Mapping[str, Any]) -> dict[str, Any]:
+    """What the user wrote in `backend.engine_args` and `backend.compilation_config` (applied last)."""
     user = dict(backend.get("engine_args") or {})
     if backend.get("compilation_config"):
         user["compilation_config"] = dict(backend["compilation_config"])
-    return merge_engine_args(base, [*plugin_contributions, user])
+    return user
 
 
-def engine_args_from_config(cfg: Any, model_dir: str, backend_name: str) -> dict[str, Any]:
-    """Assemble the args for the composed config, asking the installed plugins for theirs."""
+def engine_args_from_config(cfg: Any, model_dir: str, backend: EngineArgsContributor) -> dict[str, Any]:
+    """Core's args from `cfg.rollout`, then `backend`'s contribution, then the user's `backend.*` keys."""
     from omegaconf import OmegaConf
 
-    from core.plugins.manager import get_plugin_manager
-
     rollout = OmegaConf.to_container(cfg.rollout, resolve=True)
-    backend = OmegaConf.to_container(cfg.backend, resolve=True)
-    seed = int(cfg.trainer.seed)
-    base = core_engine_args(rollout, model_dir, int(cfg.data.max_prompt_length), seed)
-    # pluggy returns results last-registered first; the hookspec promises registration order
-    answers = get_plugin_manager().hook.tandem_vllm_engine_args(backend=backend_name, cfg=cfg, engine_args=base)
-    return assemble_engine_args(
-        rollout, backend, model_dir, int(cfg.data.max_prompt_length), seed, list(reversed(answers))
-    )
+    base = core_engine_args(rollout, model_dir, int(cfg.data.max_prompt_length), int(cfg.trainer.seed))
+    user = user_engine_args(OmegaConf.to_container(cfg.backend, resolve=True))
+    return merge_engine_args(base, [backend.vllm_engine_args(cfg, dict(base)), user])

@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 import torch
 
+from core.config.schema import RolloutConfig
+from core.distributed.devices import empty_cache
 from core.errors import TandemError
 from core.rollout.base import RolloutOutput, SamplingParams, pad_responses
 from core.rollout.vllm_worker import encode_bucket, encode_oversized, share_buffer
@@ -79,19 +81,18 @@ class VllmRolloutEngine:
         llm: Any,
         *,
         multiprocess: bool,
-        sleep_level: int = 1,
-        expand_prompts: bool = False,
+        sleep_level: int = RolloutConfig.sleep_level,
         bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+        device: torch.device = torch.device("cpu"),
     ) -> None:
         self.llm = llm
         self.multiprocess = multiprocess  # weights cross a process boundary: send IPC handles
         self.sleep_level = sleep_level
-        self.expand_prompts = expand_prompts  # n requests with n=1 instead of one with n
         self.bucket_bytes = bucket_bytes
         self.dtype: torch.dtype = llm.llm_engine.model_config.dtype
         self.max_model_len: int = llm.llm_engine.model_config.max_model_len
         self.pad_token_id = _pad_token_id(llm)
-        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._device = device  # the backend's device, which the engine shares with the trainer
         self._bucket: torch.Tensor | None = None  # [bucket_bytes] uint8, reused by every sync
         self._bucket_handle: bytes | None = None  # its IPC handle, mapped once by the worker
         self._asleep: set[str] = set()  # tags currently released
@@ -102,9 +103,9 @@ class VllmRolloutEngine:
 
         if self._asleep:
             raise RuntimeError(f"generate() while {sorted(self._asleep)} sleep; wake_up() first")
-        # a fixed seed with n>1 would give n identical samples (vLLM seeds every child alike)
-        expand = self.expand_prompts or (params.seed is not None and params.n > 1)
-        if expand:
+        # a fixed seed with n>1 would give n identical samples (vLLM seeds every child alike): one
+        # request per sample then, seeded seed + row (`rollout.expand_prompts` expands in the loop)
+        if params.seed is not None and params.n > 1:
             requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts for _ in range(params.n)]
             sampling = [
                 vllm_sampling_params(params, 1, None if params.seed is None else params.seed + row)
@@ -197,8 +198,7 @@ class VllmRolloutEngine:
         if engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()
         del llm
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        empty_cache(self._device)
 
     def _reset_stale_prefix_cache(self) -> None:
         # cached KV blocks were computed by the old weights; the KV cache must be awake to drop them
@@ -218,12 +218,12 @@ def _pad_token_id(llm: Any) -> int:
     return 0
 
 
-def engine_from_config(cfg: Any, model_dir: str, backend: str) -> VllmRolloutEngine:
+def engine_from_config(cfg: Any, model_dir: str, backend: Any) -> VllmRolloutEngine:
     """Apply `backend`'s patches, assemble the engine args and start the engine (any vLLM backend)."""
-    from core.patches import apply_backend_patches
+    from core.patches import apply_patches
     from core.rollout.vllm_args import engine_args_from_config
 
-    apply_backend_patches(backend)
+    apply_patches(backend.patches())
     engine_args = engine_args_from_config(cfg, model_dir, backend)
     log.info("starting vLLM: %s", engine_args)
     llm = build_llm(engine_args, multiprocess=bool(cfg.rollout.multiprocess))
@@ -232,6 +232,6 @@ def engine_from_config(cfg: Any, model_dir: str, backend: str) -> VllmRolloutEng
         llm,
         multiprocess=bool(cfg.rollout.multiprocess),
         sleep_level=int(cfg.rollout.sleep_level),
-        expand_prompts=bool(cfg.rollout.expand_prompts),
         bucket_bytes=int(settings.get("weight_bucket_mb", DEFAULT_BUCKET_BYTES >> 20)) << 20,
+        device=backend.device(),
     )

@@ -11,10 +11,11 @@ packed into bounded buckets, so the model never exists twice in full and nothing
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import torch
 
+from core.distributed.devices import empty_cache
+from core.rollout.base import CheckableEngine, RolloutEngine
 from core.sharding.base import iter_full_parameters
 
 log = logging.getLogger("tandem.vllm")
@@ -33,16 +34,16 @@ CHECK_MAX_TOLERANCE = 5.0
 
 
 class VllmShardingManager:
-    def __init__(self, engine: Any, trainer_model: torch.nn.Module, free_cache_engine: bool = True,
-                 check_weight_sync: bool = False) -> None:
+    def __init__(self, engine: RolloutEngine, trainer_model: torch.nn.Module, free_cache_engine: bool = True,
+                 check_weight_sync: bool = False, device: torch.device = torch.device("cpu")) -> None:
         self.engine = engine
+        self.device = device  # the accelerator engine and trainer share
         self.trainer_model = trainer_model
         self.free_cache_engine = free_cache_engine  # sleep between rollouts (False: stay resident)
         self.check_weight_sync = check_weight_sync  # debug: compare prompt logprobs after every sync
 
     def __enter__(self) -> "VllmShardingManager":
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # the trainer's cached blocks would keep vLLM from waking up
+        empty_cache(self.device)  # the trainer's cached blocks would keep vLLM from waking up
         if self.free_cache_engine:
             self.engine.wake_up(tags=["weights"])  # only the weights: the KV cache is not needed yet
         self.engine.update_weights(iter_full_parameters(self.trainer_model, dtype=self.engine.dtype))
@@ -55,12 +56,11 @@ class VllmShardingManager:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.free_cache_engine:
             self.engine.sleep()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # hand the engine's transient buffers back to the trainer
+        empty_cache(self.device)  # hand the engine's transient buffers back to the trainer
 
 
 @torch.no_grad()
-def check_weight_sync(engine: Any, model: torch.nn.Module, num_sequences: int = 4, length: int = 64,
+def check_weight_sync(engine: CheckableEngine, model: torch.nn.Module, num_sequences: int = 4, length: int = 64,
                       seed: int = 0) -> tuple[float, float]:
     """Compare the engine's prompt logprobs with the trainer's forward on random sequences.
 

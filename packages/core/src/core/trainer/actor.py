@@ -11,10 +11,12 @@ from core.algorithms.entropy import entropy_from_logits
 from core.algorithms.kl import kl_estimate
 from core.algorithms.logprobs import logprobs_from_logits
 from core.algorithms.policy_loss import compute_policy_loss
+from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
 from core.distributed.fsdp import clip_grad_norm
 from core.distributed.packing import packed_response_logprobs
 from core.trainer.batch import TrainingBatch, micro_batch_plan, minibatches, scatter_rows
+from core.trainer.schedule import lr_scheduler
 
 
 def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False,
@@ -53,18 +55,17 @@ class Actor:
     averages gradients over ranks), so gradients equal those of the whole batch on one rank.
     """
 
-    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int, temperature: float = 1.0):
+    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, spec: AlgorithmSpec, temperature: float = 1.0):
         self.model = model
         self.algo = algo_cfg
+        self.spec = spec
         self.cfg = trainer_cfg
-        self.horizon = max_response_len
+        self.horizon = spec.horizon
         self.temperature = temperature  # old, new and reference log-probs all under the sampler's softmax(z / T)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
         allocate_adam_state(self.optimizer)
-        warmup = max(trainer_cfg.warmup_steps, 0)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        # warm-up, then constant: one optimizer step per mini-batch, so the step count is not the run's
+        self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, total_steps=0)
 
     @property
     def device(self) -> torch.device:
@@ -126,7 +127,7 @@ class Actor:
             # share of this step's tokens; a dummy pass (rank padding) counts for nothing
             weight = 0.0 if plan_item.dummy else micro.response_mask.sum().item() / max(counts.tokens, 1)
             _accumulate(metrics, {"pg_loss": loss.item() / max(weight, 1e-12), **pg_metrics}, weight)
-            if algo.kl_placement == "loss":
+            if self.spec.kl_in_loss:
                 kl = aggregate_loss(kl_estimate(logprobs, micro.ref_logprobs, algo.kl_estimator), micro.response_mask, **agg)
                 loss = loss + algo.kl_coef * kl
                 _accumulate(metrics, {"kl_loss": kl.item() / max(weight, 1e-12)}, weight)

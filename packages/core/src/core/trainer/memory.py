@@ -13,27 +13,31 @@ from __future__ import annotations
 
 import torch
 
+from core.distributed.devices import device_module
+
 GIB = float(1 << 30)
 
 
 def memory_while_asleep(device: torch.device) -> dict[str, float]:
     """The device's used and free memory after `empty_cache`, and this process's allocator figures."""
-    if device.type != "cuda":
+    module = device_module(device)
+    if module is None:
         return {}
-    torch.cuda.empty_cache()
-    free, total = torch.cuda.mem_get_info(device)
+    module.empty_cache()
+    free, total = module.mem_get_info(device)
     return {
         "memory/used_while_asleep_gib": (total - free) / GIB,
         "memory/free_while_asleep_gib": free / GIB,
-        "memory/allocated_gib": torch.cuda.memory_allocated(device) / GIB,
-        "memory/reserved_gib": torch.cuda.memory_reserved(device) / GIB,
+        "memory/allocated_gib": module.memory_allocated(device) / GIB,
+        "memory/reserved_gib": module.memory_reserved(device) / GIB,
     }
 
 
 def peak_since_last_call(device: torch.device) -> dict[str, float]:
     """The step's peak of live tensors (logits and activations of the largest micro-batch), then reset."""
-    if device.type != "cuda":
+    module = device_module(device)
+    if module is None:
         return {}
-    peak = torch.cuda.max_memory_allocated(device) / GIB
-    torch.cuda.reset_peak_memory_stats(device)
+    peak = module.max_memory_allocated(device) / GIB
+    module.reset_peak_memory_stats(device)
     return {"memory/peak_allocated_gib": peak}

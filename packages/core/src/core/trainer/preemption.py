@@ -24,6 +24,8 @@ import threading
 import torch
 import torch.distributed as dist
 
+from core.distributed.collectives import is_distributed
+from core.distributed.devices import collective_device
 from core.errors import TandemError
 
 log = logging.getLogger("tandem")
@@ -73,12 +75,9 @@ class Preemption:
     def agreed(self) -> bool:
         """Whether any rank was signalled: every torchrun rank gets the same answer after the same step
         (one rank stopping alone would leave the others waiting in a collective)."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not is_distributed():
             return self.requested
-        device = torch.device("cpu")
-        if dist.get_backend() != dist.Backend.GLOO:  # nccl and its kin reduce on the rank's accelerator
-            device = torch.device(torch.accelerator.current_accelerator().type, torch.accelerator.current_device_index())
-        signum = torch.tensor([self.signum or 0], device=device)
+        signum = torch.tensor([self.signum or 0], device=collective_device())
         dist.all_reduce(signum, op=dist.ReduceOp.MAX)
         if self.signum is None and signum.item():
             self.signum = int(signum.item())
@@ -109,3 +108,11 @@ def hold_in_worker(controller_pid: int, controller_host: str) -> None:
 
     for sig in SIGNALS:
         signal.signal(sig, handle)
+
+
+def release_worker() -> None:
+    """In a Ray worker whose group is shutting down: signals kill it again (Ray ends its workers with
+    SIGTERM, which must not reach the controller as a stop request, least of all after the run)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)

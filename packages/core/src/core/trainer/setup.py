@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 
 from core.errors import TandemError
 from core.models.builtin import resolve_model_path
 
+if TYPE_CHECKING:
+    from core.backends.base import Backend
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, backend: "Backend", local_index: int = 0) -> torch.device:
+    """`trainer.device`: auto is the backend's device of this local rank; cpu or a device type as given."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TandemError(f"trainer.device={name} but no GPU is visible")
-    return torch.device(name)
+        return backend.device(local_index)
+    device = torch.device(name)
+    if device.type != "cpu" and not torch.get_device_module(device.type).is_available():
+        raise TandemError(f"trainer.device={name} but no {device.type} device is visible")
+    return device
+
+
+def process_group_backend(backend: "Backend", device: torch.device) -> str:
+    """torch.distributed's backend for ranks on `device`: gloo for the CPU, else the backend's own."""
+    return "gloo" if device.type == "cpu" else backend.dist_backend
 
 
 def load_tokenizer(model_cfg):
@@ -71,11 +82,11 @@ def model_dtype(model_cfg) -> torch.dtype:
 
 
 def attention_kernel(device: torch.device, packed: bool) -> str | None:
-    """flash_attention_2 for packed rows on GPU when flash-attn is importable; else transformers' default
+    """flash_attention_2 for packed rows on an accelerator when flash-attn is importable; else transformers' default
     (sdpa, which handles packed rows exactly with a block-diagonal mask)."""
     import importlib.util
 
-    if packed and device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+    if packed and device.type != "cpu" and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return None
 

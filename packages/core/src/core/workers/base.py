@@ -16,7 +16,7 @@ import torch
 from core.checkpoint.manager import Trainable, load_checkpoint, save_checkpoint
 from core.distributed.collectives import is_distributed
 from core.errors import TandemError
-from core.models.builtin import write_dir_atomically
+from core.models.cache import write_dir_atomically
 
 
 class ModelWorker:

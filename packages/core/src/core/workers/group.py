@@ -3,7 +3,7 @@
 The loop calls one group method per phase; the group splits the work (prompts for generation,
 token-balanced rows for log-probs and updates), runs it on every rank and gathers the results in
 the controller's order. `InProcessWorkerGroup` holds one worker in this process (the fast CPU
-demo); `core.workers.ray_group.RayWorkerGroup` holds one Ray actor per GPU. Both build any worker
+demo); `core.workers.ray_group.RayWorkerGroup` holds one Ray actor per GPU (`core.workers.launch` picks). Both build any worker
 class (RL's TrainWorker by default; SFT passes its SFTWorker) and `run_all` calls a method of it on
 every rank, so other loops drive their own workers through the same launchers.
 """
@@ -117,20 +117,6 @@ class InProcessWorkerGroup(WorkerGroup):
 
     def _run(self, method: str, per_rank_args: Sequence[tuple]) -> list[Any]:
         return [getattr(self.worker, method)(*per_rank_args[0])]
-
-
-def make_worker_group(cfg, worker: str = TRAIN_WORKER, *worker_args) -> WorkerGroup:
-    """The group `trainer.launcher` names, of `worker` ("package.module:Class") built as `Class(cfg, *worker_args)`."""
-    launcher = cfg.trainer.launcher
-    if launcher == "inprocess":
-        if cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node != 1:
-            raise TandemError("trainer.launcher=inprocess runs one worker; use trainer.launcher=ray for more")
-        return InProcessWorkerGroup(cfg, worker, *worker_args)
-    if launcher == "ray":
-        from core.workers.ray_group import RayWorkerGroup
-
-        return RayWorkerGroup(cfg, worker, *worker_args)
-    raise TandemError(f"trainer.launcher={launcher!r} is unknown; choose inprocess or ray")
 
 
 def concat_outputs(outputs: list[tuple[RolloutOutput, int]], pad_token_id: int) -> RolloutOutput:

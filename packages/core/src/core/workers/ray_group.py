@@ -1,7 +1,7 @@
 """The Ray launcher: one actor per GPU (per CPU process on the cpu backend), in placement groups per node.
 
 Each actor holds one worker (RL's TrainWorker: policy, reference, critic, rollout engine, the colocated
-hybrid engine; or another loop's worker class, e.g. SFT's) and joins one torch.distributed group (NCCL on GPU, gloo on CPU) with the others.
+hybrid engine; or another loop's worker class, e.g. SFT's) and joins one torch.distributed group (the backend's, e.g. NCCL; gloo on CPU) with the others.
 Multi-node is configuration only: `trainer.nnodes`, `trainer.n_gpus_per_node`, and
 `trainer.ray_address=auto` to join a running cluster. If any worker raises or dies, the whole
 group is killed (no rank is left waiting in a collective) and `WorkerFailure` carries the
@@ -23,14 +23,16 @@ from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
+from core.backends.base import Backend
 from core.errors import TandemError
-from core.plugins.manager import get_plugin_manager
-from core.trainer.preemption import SIGNALS, hold_in_worker
-from core.trainer.setup import load_tokenizer, resolve_device
+from core.plugins.manager import load_backend
+from core.trainer.preemption import FROM_WORKER, SIGNALS, hold_in_worker, release_worker
+from core.trainer.setup import load_tokenizer, process_group_backend, resolve_device
 from core.workers.base import import_worker
 from core.workers.group import TRAIN_WORKER, WorkerGroup
 
 PLACEMENT_TIMEOUT_S = 120
+RELEASE_TIMEOUT_S = 10
 
 
 class WorkerFailure(RuntimeError):
@@ -56,20 +58,23 @@ class _WorkerActor:
             return ray.util.get_node_ip_address(), sock.getsockname()[1]
 
     def setup(self, master_addr: str, master_port: int) -> None:
-        import torch
         import torch.distributed as dist
 
-        device = resolve_device(self.cfg.trainer.device)
-        if device.type == "cuda":
-            torch.cuda.set_device(0)  # Ray exposes exactly this actor's GPU
+        backend = load_backend(self.cfg.backend.name)
+        device = resolve_device(self.cfg.trainer.device, backend)
+        if device.type != "cpu":
+            backend.set_device(0)  # Ray exposes exactly this actor's device
         dist.init_process_group(
-            "nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://{master_addr}:{master_port}",
+            process_group_backend(backend, device), init_method=f"tcp://{master_addr}:{master_port}",
             rank=self.rank, world_size=self.world_size, timeout=timedelta(minutes=10),
         )
         self.worker = import_worker(self.worker_path)(self.cfg, *self.worker_args)
 
     def call(self, method: str, *args) -> Any:
         return getattr(self.worker, method)(*args)
+
+    def release(self) -> None:
+        release_worker()
 
 
 class RayWorkerGroup(WorkerGroup):
@@ -84,17 +89,20 @@ class RayWorkerGroup(WorkerGroup):
         trainer = cfg.trainer
         self.world_size = trainer.nnodes * trainer.n_gpus_per_node
         self.pad_token_id = load_tokenizer(cfg.model)[1].pad_token_id
-        env = _worker_env(cfg.backend.name)
+        backend = load_backend(cfg.backend.name)
+        env = _worker_env(backend)
+        if _main_thread() and signal.getsignal(FROM_WORKER) == signal.SIG_DFL:
+            signal.signal(FROM_WORKER, signal.SIG_IGN)  # no loop to stop here (a script, a test): not fatal
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
             handlers = {sig: signal.getsignal(sig) for sig in SIGNALS}
             ray.init(address=trainer.ray_address, include_dashboard=False,
                      runtime_env={"env_vars": {k: v for k, v in env.items() if v is not None}})
-            if threading.current_thread() is threading.main_thread():
+            if _main_thread():
                 for sig, handler in handlers.items():  # ray.init sets its own SIGTERM exit; the run's stays in charge
                     signal.signal(sig, handler)
-        gpu = resolve_device(trainer.device).type == "cuda"
-        bundle = {"CPU": 1, "GPU": 1} if gpu else {"CPU": 1}
+        resource = backend.ray_resource if resolve_device(trainer.device, backend).type != "cpu" else None
+        bundle = {"CPU": 1, resource: 1} if resource else {"CPU": 1}
         self.placement_groups = [
             placement_group([bundle] * trainer.n_gpus_per_node, strategy="STRICT_PACK") for _ in range(trainer.nnodes)
         ]
@@ -106,7 +114,7 @@ class RayWorkerGroup(WorkerGroup):
                 f"Ray cannot place {trainer.nnodes} node(s) x {trainer.n_gpus_per_node} workers of {bundle} "
                 f"(cluster resources: {ray.cluster_resources()}); lower trainer.n_gpus_per_node or trainer.nnodes"
             )
-        actor_class = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0)(_WorkerActor)
+        actor_class = ray.remote(num_cpus=1, **_reservation(resource))(_WorkerActor)
         container = OmegaConf.to_container(cfg, resolve=True)
         self.actors = [
             actor_class.options(
@@ -148,6 +156,10 @@ class RayWorkerGroup(WorkerGroup):
     def shutdown(self) -> None:
         import ray
 
+        try:  # Ray ends its workers with SIGTERM, which they would forward as a stop request
+            ray.get([actor.release.remote() for actor in getattr(self, "actors", [])], timeout=RELEASE_TIMEOUT_S)
+        except Exception:  # a dead or hung worker is killed below all the same
+            pass
         for actor in getattr(self, "actors", []):
             ray.kill(actor)
         self.actors = []
@@ -163,11 +175,21 @@ class RayWorkerGroup(WorkerGroup):
         self.placement_groups = []
 
 
-def _worker_env(backend: str) -> dict[str, str | None]:
-    """The backend's worker environment (tandem_worker_env hook), also applied here so workers inherit it."""
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+
+
+def _reservation(resource: str | None) -> dict[str, Any]:
+    """ray.remote's keywords reserving one `resource` (Ray takes GPUs by keyword, others by name)."""
+    if resource is None:
+        return {}
+    return {"num_gpus": 1} if resource == "GPU" else {"resources": {resource: 1}}
+
+
+def _worker_env(backend: Backend) -> dict[str, str | None]:
+    """The backend's worker environment, also applied here so workers inherit it."""
     env: dict[str, str | None] = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    for answer in get_plugin_manager().hook.tandem_worker_env(backend=backend):
-        env.update(answer or {})
+    env.update(backend.worker_env())
     for key, value in env.items():
         if value is None:
             os.environ.pop(key, None)

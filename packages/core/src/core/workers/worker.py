@@ -12,11 +12,11 @@ import copy
 import torch
 from omegaconf import DictConfig
 
+from core.algorithms.spec import AlgorithmSpec
 from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
-from core.errors import TandemError
-from core.plugins.manager import get_plugin_manager
+from core.plugins.manager import load_backend
 from core.rollout.base import RolloutOutput, SamplingParams
 from core.trainer.actor import Actor, scoring_temperature
 from core.trainer.batch import TrainingBatch
@@ -30,8 +30,9 @@ class TrainWorker(ModelWorker):
     def __init__(self, cfg: DictConfig):
         torch.manual_seed(cfg.trainer.seed)  # identical initial weights (critic head) on every rank
         self.cfg = cfg
-        self.device = resolve_device(cfg.trainer.device)
-        if self.device.type == "cuda":  # fp32 (master) weights multiply on tensor cores, in TF32
+        backend = load_backend(cfg.backend.name)
+        self.device = resolve_device(cfg.trainer.device, backend)
+        if self.device.type != "cpu":  # fp32 (master) weights multiply on tensor cores, in TF32
             torch.set_float32_matmul_precision("high")
         sharded = is_distributed()
         compute_dtype = model_dtype(cfg.model)
@@ -40,31 +41,23 @@ class TrainWorker(ModelWorker):
         self.model_dir, self.tokenizer, policy = load_policy(
             cfg.model, self.device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
         )
+        spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
         reference = None
-        if cfg.algorithm.kl_placement != "none":
+        if spec.needs_reference:
             reference = shard(copy.deepcopy(policy).eval().requires_grad_(False))  # forward-only
         self.policy = shard(policy)
         self.reference = reference
-        horizon = cfg.rollout.max_tokens
-        self.actor = Actor(
-            self.policy, cfg.algorithm, cfg.trainer, max_response_len=horizon, temperature=scoring_temperature(cfg.rollout)
-        )
+        self.actor = Actor(self.policy, cfg.algorithm, cfg.trainer, spec, temperature=scoring_temperature(cfg.rollout))
         self.critic = None
-        if cfg.algorithm.adv_estimator == "gae":  # PPO: a value head on the policy's backbone
+        if spec.needs_critic:  # PPO: a value head on the policy's backbone
             dtype = torch.float32 if sharded else compute_dtype
             self.critic = Critic.from_pretrained(
-                self.model_dir, dtype, self.device, cfg.algorithm, cfg.trainer, horizon, wrap=shard
+                self.model_dir, dtype, self.device, cfg.algorithm, cfg.trainer, spec.horizon, wrap=shard
             )
         if sharded:  # ranks sample differently from here on
             torch.manual_seed(cfg.trainer.seed + torch.distributed.get_rank())
-        pm = get_plugin_manager()
-        backend = cfg.backend.name
-        self.engine = pm.hook.tandem_make_rollout_engine(backend=backend, cfg=cfg, model_dir=self.model_dir)
-        if self.engine is None:
-            raise TandemError(f"backend '{backend}' provides no rollout engine")
-        self.sharding = pm.hook.tandem_make_sharding_manager(
-            backend=backend, cfg=cfg, engine=self.engine, trainer_model=self.policy
-        )
+        self.engine = backend.make_rollout_engine(cfg, self.model_dir)
+        self.sharding = backend.make_sharding_manager(cfg, self.engine, self.policy)
 
     def _shard_fn(self, compute_dtype: torch.dtype):
         mesh = device_mesh(self.device)

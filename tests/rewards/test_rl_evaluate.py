@@ -8,7 +8,7 @@ from core.data.rl_dataset import RLDataset
 from core.models.tokenizer import build_byte_tokenizer
 from core.rewards.builtin import by_data_source
 from core.rewards.scoring import RewardScorer
-from core.rewards.validation import validate
+from core.rl.evaluate import validate
 from core.rollout.base import RolloutOutput, SamplingParams, pad_responses
 
 

@@ -16,7 +16,8 @@ from core.rewards.scoring import BatchScorer, reward_inputs
 from core.rollout.base import SamplingParams
 from sft.dataset import SFTExample
 from sft.engine import ValidationEngine
-from sft.trainer import SFTTrainer, world
+from core.distributed.collectives import world
+from sft.trainer import SFTTrainer
 
 log = logging.getLogger("tandem")
 

@@ -17,11 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.algorithms.advantages import compute_advantages
 from core.algorithms.kl import apply_kl_in_reward, make_kl_controller
-from core.algorithms.validation import validate_algorithm_config
-from core.plugins.manager import get_plugin_manager
+from core.algorithms.spec import AlgorithmSpec
+from core.plugins.manager import get_plugin_manager, load_backend
 from core.report import write_report
 from core.rewards.build import build_reward_scorer
-from core.rewards.validation import validate
+from core.rl.evaluate import validate
 from core.rollout.base import SamplingParams
 from core.tracking.run_dir import CONFIG_FILE, claim_run_dir
 from core.tracking.tracker import Tracker
@@ -30,19 +30,19 @@ from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
 from core.trainer.health import CollapseWatch, NonFiniteGuard
 from core.trainer.preemption import Preemption
-from core.trainer.rollout import collect_experience
+from core.rl.experience import collect_experience
 from core.trainer.setup import load_tokenizer, make_prompt_source, resolve_device
-from core.workers.group import make_worker_group
+from core.workers.launch import make_worker_group
 
 log = logging.getLogger("tandem")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run `cfg.trainer.total_steps` RL steps; returns the summary (first/last reward...)."""
-    validate_algorithm_config(cfg.algorithm)
+    spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
     pm = get_plugin_manager()
     torch.manual_seed(cfg.trainer.seed)
-    device = resolve_device(cfg.trainer.device)
+    device = resolve_device(cfg.trainer.device, load_backend(cfg.backend.name))
     _, tokenizer = load_tokenizer(cfg.model)
     prompts_source, val_dataset = make_prompt_source(cfg.data, tokenizer)
     scorer = build_reward_scorer(pm, device=str(device), **cfg.reward)
@@ -104,7 +104,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with _timed(timings, "step"), _named_step(step):
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
                 with _timed(timings, "gen", progress), workers.rollout():
-                    experience = collect_experience(workers, prompts_source, scorer, tokenizer, params, cfg)
+                    experience = collect_experience(workers, prompts_source, scorer, tokenizer, params, cfg, spec)
                 timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
                 batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
                 batch.scores = experience.scores
@@ -113,12 +113,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 # 2. behaviour and reference log-probs (and values) under the trainer's own numerics
                 with _timed(timings, "logprob", progress):
                     batch.old_logprobs, entropy = workers.compute_logprobs(batch)
-                    if cfg.algorithm.kl_placement != "none":
+                    if spec.needs_reference:
                         batch.ref_logprobs = workers.compute_ref_logprobs(batch)
-                    if cfg.algorithm.adv_estimator == "gae":
+                    if spec.needs_critic:
                         batch.values = workers.compute_values(batch)
                 kl_metrics = {}
-                if cfg.algorithm.kl_placement == "reward":
+                if spec.kl_in_reward:
                     penalized = apply_kl_in_reward(
                         batch.token_rewards, batch.old_logprobs, batch.ref_logprobs, batch.response_mask,
                         kl_controller, cfg.algorithm.kl_estimator,

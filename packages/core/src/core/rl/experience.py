@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from core.algorithms.spec import AlgorithmSpec
 from core.algorithms.dapo import DynamicSamplingAccumulator, overlong_penalty
 from core.data.base import PromptItem
 from core.rewards.scoring import reward_inputs
@@ -24,13 +25,14 @@ class Experience:
     metrics: dict[str, float]
 
 
-def collect_experience(engine: RolloutEngine, source, scorer, tokenizer, params: SamplingParams, cfg) -> Experience:
+def collect_experience(engine: RolloutEngine, source, scorer, tokenizer, params: SamplingParams, cfg,
+                       spec: AlgorithmSpec) -> Experience:
     """Sample `data.prompt_batch_size` groups (with DAPO: informative ones only) and score them."""
     algo, batch_size = cfg.algorithm, cfg.data.prompt_batch_size
     if not algo.dynamic_sampling:
         items = source.next_batch(batch_size)
         output, scores, metrics = _sample_and_score(engine, items, scorer, tokenizer, params, cfg)
-        baseline = _greedy_baseline(engine, items, scorer, tokenizer, params, cfg, output.group_ids)
+        baseline = _greedy_baseline(engine, items, scorer, tokenizer, params, spec, output.group_ids)
         return Experience(output, scores, baseline, metrics)
 
     accumulator = DynamicSamplingAccumulator(target_groups=batch_size, max_tries=algo.max_sampling_tries)
@@ -70,9 +72,9 @@ def _sample_and_score(engine, items: list[PromptItem], scorer, tokenizer, params
     return output, scores, metrics
 
 
-def _greedy_baseline(engine, items, scorer, tokenizer, params, cfg, group_ids) -> torch.Tensor | None:
+def _greedy_baseline(engine, items, scorer, tokenizer, params, spec, group_ids) -> torch.Tensor | None:
     """ReMax: each prompt's greedy response score, the baseline of that prompt's sampled rows."""
-    if cfg.algorithm.adv_estimator != "remax":
+    if not spec.needs_greedy_baseline:
         return None
     greedy = engine.generate([item.prompt_ids for item in items], replace(params, n=1, temperature=0.0))
     return scorer.score(reward_inputs(items, greedy, tokenizer)).scores[group_ids]

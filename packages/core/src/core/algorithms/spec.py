@@ -1,7 +1,12 @@
-"""Check an `algorithm:` config section up front, so a typo fails before any model is loaded."""
+"""An `algorithm:` config section checked once and turned into the facts the rest of Tandem asks.
+
+The loop, the worker and the rollout ask the spec ("does this run need a reference model?")
+instead of testing algorithm strings of their own; a typo fails here, before any model is loaded.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from core.algorithms.advantages import ADVANTAGE_ESTIMATORS
@@ -13,12 +18,36 @@ from core.errors import TandemError
 KL_PLACEMENTS = ("none", "loss", "reward")
 
 
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """What an algorithm config implies for the run."""
+
+    needs_reference: bool  # a frozen reference policy for the KL term (kl_placement loss or reward)
+    kl_in_loss: bool  # the KL term is added to the policy loss
+    kl_in_reward: bool  # the KL term is subtracted from the token rewards before the advantages
+    needs_critic: bool  # a value model (GAE)
+    needs_greedy_baseline: bool  # a greedy response per prompt whose score is the baseline (ReMax)
+    horizon: int  # the longest response, in tokens: the constant of seq-mean-token-sum-norm (Dr. GRPO)
+
+    @classmethod
+    def from_config(cls, algorithm: Any, max_response_tokens: int) -> "AlgorithmSpec":
+        check_algorithm_config(algorithm)
+        return cls(
+            needs_reference=algorithm.kl_placement != "none",
+            kl_in_loss=algorithm.kl_placement == "loss",
+            kl_in_reward=algorithm.kl_placement == "reward",
+            needs_critic=algorithm.adv_estimator == "gae",
+            needs_greedy_baseline=algorithm.adv_estimator == "remax",
+            horizon=int(max_response_tokens),
+        )
+
+
 def _one_of(key: str, value: str, valid) -> None:
     if value not in valid:
         raise TandemError(f"algorithm.{key}={value!r} is unknown; valid: {', '.join(valid)}")
 
 
-def validate_algorithm_config(algorithm: Any) -> None:
+def check_algorithm_config(algorithm: Any) -> None:
     """Raise TandemError naming the first bad key of an AlgorithmConfig (or any object with its fields)."""
     _one_of("adv_estimator", algorithm.adv_estimator, ADVANTAGE_ESTIMATORS)
     _one_of("policy_loss", algorithm.policy_loss, POLICY_LOSSES)

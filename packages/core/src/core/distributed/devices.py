@@ -1,0 +1,40 @@
+"""Device-type-neutral helpers: torch's per-device module (torch.cuda, torch.xpu...) for any device.
+
+Core asks a device, never a vendor: a backend names its device type (`Backend.device_type`) and
+everything below follows from it.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+import torch.distributed as dist
+
+
+def device_module(device: torch.device | str) -> ModuleType | None:
+    """torch.cuda for a "cuda" device, torch.xpu for "xpu"...; None for the CPU."""
+    device = torch.device(device)
+    return None if device.type == "cpu" else torch.get_device_module(device.type)
+
+
+def empty_cache(device: torch.device | str) -> None:
+    """Give the caching allocator's free blocks back to the device (a no-op on CPU)."""
+    module = device_module(device)
+    if module is not None:
+        module.empty_cache()
+
+
+def default_accelerator() -> str:
+    """The device type torch sees here ("cuda", "xpu", ...), or "cpu"."""
+    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    return accelerator.type if accelerator is not None else "cpu"
+
+
+def collective_device(group: dist.ProcessGroup | None = None) -> torch.device:
+    """Where tensors of a collective on `group` (None: the default one) must live: the CPU for gloo,
+    else this rank's current accelerator (nccl, xccl and their kin reduce device memory only)."""
+    if dist.get_backend(group) == dist.Backend.GLOO:
+        return torch.device("cpu")
+    kind = default_accelerator()
+    return torch.device(kind, torch.get_device_module(kind).current_device())
