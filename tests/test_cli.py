@@ -37,6 +37,12 @@ def test_backend_not_usable_here_says_why(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing half-written
 
 
+def test_a_misspelt_backend_setting_is_named_even_where_the_backend_cannot_run(tmp_path):
+    result = run_main("+backend=rocm", "+backend.settings.sleep_falback=rebuild", cwd=tmp_path)
+    assert_clean_failure(result, "backend.settings.sleep_falback: not a setting of backend rocm", "sleep_fallback")
+    assert result.returncode == 2
+
+
 def test_bad_config_key_names_it(tmp_path):
     assert_clean_failure(run_main("trainer.no_such_key=1", cwd=tmp_path), "no_such_key")
 

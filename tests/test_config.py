@@ -13,8 +13,15 @@ GROUPS = ("model", "data", "rollout", "algorithm", "trainer", "backend")
 
 
 def options(group: str) -> list[str]:
-    folder = importlib.resources.files("core.conf") / group
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    """A group's options: core's files, and for `backend` every installed backend's own too."""
+    packages = ["core.conf"]
+    if group == "backend":
+        from core.plugins.manager import installed_backends
+
+        packages += [b.config_searchpath.removeprefix("pkg://") for b in installed_backends() if b.config_searchpath]
+    folders = [importlib.resources.files(package) / group for package in packages]
+    return sorted(p.name.removesuffix(".yaml") for folder in folders if folder.is_dir()
+                  for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def test_every_group_has_options():

@@ -22,9 +22,25 @@ def test_core_wheel_ships_configs_and_searchpath_plugin(tmp_path):
     )
     (wheel,) = tmp_path.glob("tandem_core-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for config in ("config.yaml", "backend/cpu.yaml", "backend/cuda.yaml", "backend/rocm.yaml", "algorithm/grpo.yaml"):
+    for config in ("config.yaml", "backend/cpu.yaml", "algorithm/grpo.yaml"):
         assert f"core/conf/{config}" in names, config
     assert "hydra_plugins/tandem_searchpath/__init__.py" in names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["cuda", "rocm"])
+def test_backend_wheels_ship_their_config_and_entry_point(tmp_path, backend):
+    package = ROOT / "packages" / f"backend-{backend}"
+    source = shutil.copytree(package, tmp_path / backend, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(source)],
+        check=True, capture_output=True, timeout=240,
+    )
+    (wheel,) = tmp_path.glob(f"tandem_backend_{backend}-*.whl")
+    archive = zipfile.ZipFile(wheel)
+    assert f"backend_{backend}/conf/backend/{backend}.yaml" in archive.namelist()
+    (entry_points,) = [n for n in archive.namelist() if n.endswith("entry_points.txt")]
+    assert f"[tandem.backends]\n{backend} = backend_{backend}.backend" in archive.read(entry_points).decode()
 
 
 def test_top_level_conf_is_the_packaged_one():

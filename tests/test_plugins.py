@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from core.backends.base import Availability, BaseBackend
+from core.backends.base import Availability, Backend, BaseBackend
 from core.errors import TandemError
 from core.plugins import manager
 from core.plugins.hookspecs import hookimpl
@@ -97,3 +97,26 @@ def test_third_party_backend_config_found_through_its_searchpath(fake_backend, t
     monkeypatch.setattr(sys, "argv", ["core.main", "+backend=turbo"])  # what core.main hands Hydra
     cfg = compose_config("+backend=turbo")
     assert cfg.backend.name == "turbo" and cfg.backend.settings.warp == 9
+
+
+def test_every_installed_backend_keeps_the_protocol():
+    for backend in installed_backends():
+        assert isinstance(backend, Backend), backend.name
+
+
+@pytest.mark.parametrize("backend, override, message", [
+    ("rocm", "+backend.settings.sleep_falback=rebuild", "backend.settings.sleep_falback: not a setting of backend rocm"),
+    ("rocm", "backend.settings.verify_sleep_cycle=maybe", "backend.settings.verify_sleep_cycle: Value 'maybe'"),
+    ("cuda", "backend.settings.weight_bucket_mb=abc", "backend.settings.weight_bucket_mb: Value 'abc'"),
+    ("cpu", "+backend.settings.weight_bucket_mb=64", None),
+])
+def test_backend_settings_are_checked_against_the_backends_schema(compose_config, backend, override, message):
+    from core.config.backend_settings import check_backend_settings
+
+    cfg = compose_config(f"+backend={backend}", override)
+    if message is None:
+        check_backend_settings(cfg, load_backend(backend))
+        assert cfg.backend.settings.weight_bucket_mb == 64
+        return
+    with pytest.raises(TandemError, match=message.replace("(", r"\(")):
+        check_backend_settings(cfg, load_backend(backend))

@@ -18,6 +18,7 @@ class CudaBackend(BaseBackend):
     device_type = "cuda"
     dist_backend = "nccl"
     ray_resource = "GPU"
+    config_searchpath = "pkg://backend_cuda.conf"  # backend/cuda.yaml
 
     def probe(self) -> Availability:
         import torch

@@ -42,6 +42,7 @@ class RocmBackend(BaseBackend):
     device_type = "cuda"  # HIP
     dist_backend = "nccl"  # RCCL behind torch's nccl name
     ray_resource = "GPU"
+    config_searchpath = "pkg://backend_rocm.conf"  # backend/rocm.yaml
     settings_schema = RocmSettings
 
     def probe(self) -> Availability:

@@ -7,7 +7,7 @@ From verl's "performance tuning for AMD (ROCm kernel)" notes:
 - `disable_custom_all_reduce=True` (RCCL's all-reduce instead of vLLM's custom kernel),
   `enable_prefix_caching=True` (core's default, left to `rollout.enable_prefix_caching`),
   `skip_tokenizer_init=False`, and `disable_mm_preprocessor_cache=True` for multimodal models.
-The values live in conf/backend/rocm.yaml (`backend.settings`); core merges what this returns
+The values live in backend_rocm/conf/backend/rocm.yaml (`backend.settings`); core merges what this returns
 after its own `cfg.rollout` arguments and before the user's `backend.engine_args`.
 """
 

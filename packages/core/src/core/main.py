@@ -64,8 +64,8 @@ def prepare_backend(cfg: DictConfig) -> Backend:
     from core.config.ranges import check_ranges
 
     check_ranges(cfg)
+    check_backend_settings(cfg, load_backend(cfg.backend.name))  # a typo is named even where it cannot run
     backend, availability = require_backend(cfg.backend.name)
-    check_backend_settings(cfg, backend)
     log.info("backend %s: %s", backend.name, availability.reason)
     return backend
 
