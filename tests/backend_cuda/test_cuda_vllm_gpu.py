@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from core.patches import vllm_version
+from core.rollout.base import EngineTarget
 
 pytestmark = [
     pytest.mark.gpu,
@@ -33,7 +34,7 @@ def setup():
     cfg.rollout.sleep_level = 2
     cfg.rollout.check_weight_sync = True
     trainer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).cuda()
-    engine = load_backend("cuda").make_rollout_engine(cfg, model_dir)
+    engine = load_backend("cuda").make_rollout_engine(cfg, EngineTarget.from_config(cfg, model_dir))
     manager = load_backend("cuda").make_sharding_manager(cfg, engine, trainer)
     yield engine, manager, trainer
     engine.close()

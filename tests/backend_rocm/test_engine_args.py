@@ -13,6 +13,7 @@ from backend_rocm.engine_args import plan_sleep
 from backend_rocm.rebuild_engine import RebuildPerRolloutEngine
 from core.errors import TandemError
 from core.plugins.manager import load_backend
+from core.rollout.base import EngineTarget
 from core.rollout.vllm_args import engine_args_from_config
 
 NOTES_CAPTURE_SIZES = [1, 2, 4, 8, 16, 32, 64]
@@ -32,7 +33,7 @@ def rocm_args(compose_config, fake_vllm, sleep_support, tmp_path):
         sleep_support(sleep, "this vLLM build has no cumem_allocator extension")
         (tmp_path / "config.json").write_text(json.dumps(model_config or {"model_type": "qwen2"}))
         cfg = compose_config("+backend=rocm", *overrides)
-        return cfg, engine_args_from_config(cfg, str(tmp_path), load_backend("rocm"))
+        return cfg, engine_args_from_config(cfg, EngineTarget.from_config(cfg, str(tmp_path)), load_backend("rocm"))
 
     return _args
 
@@ -132,9 +133,9 @@ def test_rebuild_fallback_starts_an_engine_per_rollout(rocm_args, monkeypatch):
 
     events: list = []
     monkeypatch.setattr(core.rollout.vllm_engine, "engine_from_config",
-                        lambda cfg, model_dir, backend: events.append("build") or FakeEngine(events))
+                        lambda cfg, target, backend: events.append("build") or FakeEngine(events))
     cfg, _ = rocm_args("backend.settings.sleep_fallback=rebuild", sleep=False)
-    engine = load_backend("rocm").make_rollout_engine(cfg, "unused")
+    engine = load_backend("rocm").make_rollout_engine(cfg, EngineTarget.from_config(cfg, "unused"))
     assert isinstance(engine, RebuildPerRolloutEngine)
     manager = load_backend("rocm").make_sharding_manager(cfg, engine, torch.nn.Linear(2, 2))
     for _ in range(2):

@@ -39,12 +39,12 @@ def test_hybrid_round_trip_with_the_notes_settings(rocm_available, compose_confi
 
     from core.models.builtin import resolve_model_path
     from core.plugins.manager import load_backend
-    from core.rollout.base import SamplingParams
+    from core.rollout.base import EngineTarget, SamplingParams
 
     model_dir = resolve_model_path("builtin:tiny-qwen2")
     cfg = compose_config("+backend=rocm", "rollout.gpu_memory_utilization=0.3", "rollout.check_weight_sync=true")
     trainer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).cuda()
-    engine = load_backend("rocm").make_rollout_engine(cfg, model_dir)
+    engine = load_backend("rocm").make_rollout_engine(cfg, EngineTarget.from_config(cfg, model_dir))
     manager = load_backend("rocm").make_sharding_manager(cfg, engine, trainer)
     try:
         for _ in range(2):

@@ -7,6 +7,7 @@ import torch
 
 from core.errors import TandemError
 from core.plugins.manager import load_backend
+from core.rollout.base import EngineTarget
 from core.rollout.hf_engine import HFRolloutEngine
 from core.sharding.hf import HFShardingManager
 from core.sharding.vllm import VllmShardingManager
@@ -19,7 +20,7 @@ def fake_vllm_start(monkeypatch):
 
     starts = []
 
-    def start(cfg, model_dir, backend):
+    def start(cfg, target, backend):
         starts.append((backend.name, bool(cfg.rollout.multiprocess)))
         return object()  # any non-HF engine gets the hybrid manager
 
@@ -28,7 +29,7 @@ def fake_vllm_start(monkeypatch):
 
 
 def build(cfg, backend, model_dir="unused"):
-    engine = load_backend(backend).make_rollout_engine(cfg, model_dir)
+    engine = load_backend(backend).make_rollout_engine(cfg, EngineTarget.from_config(cfg, model_dir))
     manager = load_backend(backend).make_sharding_manager(cfg, engine, torch.nn.Linear(2, 2))
     return engine, manager
 

@@ -8,13 +8,18 @@ import pytest
 
 from core.errors import TandemError
 from core.plugins.manager import load_backend
+from core.rollout.base import EngineTarget
 from core.rollout.vllm_args import WORKER_EXTENSION, engine_args_from_config
+
+
+def args_for(cfg, backend, model_dir="/m"):
+    return engine_args_from_config(cfg, EngineTarget.from_config(cfg, model_dir), backend)
 
 
 @pytest.fixture
 def cuda_args(compose_config):
     """cuda_args(*overrides) -> the LLM kwargs for +backend=cuda."""
-    return lambda *overrides: engine_args_from_config(compose_config("+backend=cuda", *overrides), "/m", load_backend("cuda"))
+    return lambda *overrides: args_for(compose_config("+backend=cuda", *overrides), load_backend("cuda"))
 
 
 @pytest.fixture
@@ -27,13 +32,12 @@ def rocm_args(compose_config, monkeypatch, tmp_path):
     monkeypatch.setattr(core.patches, "vllm_version", lambda: "0.11.1+rocm700")
     monkeypatch.setattr(sleep_mode, "sleep_support", lambda verify_cycle: SleepSupport(True, "faked"))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-    return lambda *overrides: engine_args_from_config(
-        compose_config("+backend=rocm", *overrides), str(tmp_path), load_backend("rocm"))
+    return lambda *overrides: args_for(compose_config("+backend=rocm", *overrides), load_backend("rocm"), str(tmp_path))
 
 
 def test_cuda_defaults_follow_the_rollout_config(compose_config):
     cfg = compose_config("+backend=cuda")
-    args = engine_args_from_config(cfg, "/m", load_backend("cuda"))
+    args = args_for(cfg, load_backend("cuda"))
     max_model_len = cfg.data.max_prompt_length + cfg.rollout.max_tokens  # rollout.max_model_len unset
     assert args == dict(
         model="/m", load_format="dummy", dtype="bfloat16", seed=0, gpu_memory_utilization=0.5,
@@ -93,16 +97,23 @@ def test_backend_contribution_sits_between_core_and_the_user(compose_config):
             return {"max_num_seqs": 2, "swap_space": 2, "compilation_config": {"mode": 3}}
 
     cfg = compose_config("+backend=cuda", "rollout.cudagraph_capture_sizes=[1,8]")
-    args = engine_args_from_config(cfg, "/m", Tuned())
+    args = args_for(cfg, Tuned())
     assert args["max_num_seqs"] == 2 and args["swap_space"] == 2  # the backend beats core
     assert args["compilation_config"] == {"cudagraph_capture_sizes": [1, 8], "mode": 3}  # merged key by key
     user = compose_config("+backend=cuda", "+backend.engine_args.max_num_seqs=5")
-    assert engine_args_from_config(user, "/m", Tuned())["max_num_seqs"] == 5  # and the user beats both
+    assert args_for(user, Tuned())["max_num_seqs"] == 5  # and the user beats both
 
 
 def test_cpu_backend_runs_vllm_eagerly_with_a_bounded_kv_cache(compose_config):
     from core.backends.cpu import CPU_KV_CACHE_BYTES
 
-    args = engine_args_from_config(compose_config("+backend=cpu", "backend.engine=vllm"), "/m", load_backend("cpu"))
+    args = args_for(compose_config("+backend=cpu", "backend.engine=vllm"), load_backend("cpu"))
     assert args["enforce_eager"] is True and args["kv_cache_memory_bytes"] == CPU_KV_CACHE_BYTES
     assert "enable_sleep_mode" not in args  # vLLM's default (off): the CPU build cannot sleep
+
+
+def test_the_caller_s_target_sizes_and_seeds_the_engine_not_the_rl_data_keys(compose_config):
+    # SFT passes its own prompt length and seed: max_model_len = 10 + rollout.max_tokens, whatever data.* says
+    cfg = compose_config("+backend=cuda", "rollout.max_tokens=6")
+    args = engine_args_from_config(cfg, EngineTarget("/sft", max_prompt_length=10, seed=7), load_backend("cuda"))
+    assert (args["model"], args["max_model_len"], args["seed"]) == ("/sft", 16, 7)

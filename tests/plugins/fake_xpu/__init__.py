@@ -31,9 +31,9 @@ class FakeXpuBackend(BaseBackend):
     def probe(self) -> Availability:
         return Availability(True, "fake XPU with 2 tiles")
 
-    def make_rollout_engine(self, cfg, model_dir):
+    def make_rollout_engine(self, cfg, target):
         log.info("fake_xpu engine: tiles=%d", cfg.backend.settings.tiles)
-        return super().make_rollout_engine(cfg, model_dir)
+        return super().make_rollout_engine(cfg, target)
 
 
 @hookimpl

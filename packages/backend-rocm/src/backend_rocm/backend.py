@@ -79,15 +79,15 @@ class RocmBackend(BaseBackend):
 
         return sleep_plan_for(cfg).frees_memory_between_rollouts
 
-    def start_vllm(self, cfg, model_dir: str):
+    def start_vllm(self, cfg, target):
         """vLLM as the sleep plan says: one engine that sleeps or stays resident, or a new one per rollout."""
         from backend_rocm.sleep_mode import sleep_plan_for
 
         if sleep_plan_for(cfg).mode == "rebuild":
             from backend_rocm.rebuild_engine import RebuildPerRolloutEngine
 
-            return RebuildPerRolloutEngine(lambda: BaseBackend.start_vllm(self, cfg, model_dir))
-        return super().start_vllm(cfg, model_dir)
+            return RebuildPerRolloutEngine(lambda: BaseBackend.start_vllm(self, cfg, target))
+        return super().start_vllm(cfg, target)
 
 
 @hookimpl

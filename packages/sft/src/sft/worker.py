@@ -17,6 +17,7 @@ import torch
 from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
 from core.plugins.manager import get_plugin_manager, load_backend
+from core.rollout.base import EngineTarget
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
 from core.trainer.setup import load_policy, resolve_device
 from core.workers.base import ModelWorker
@@ -42,8 +43,10 @@ class SFTWorker(ModelWorker):
         self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, compute_dtype=cfg.model.dtype)
         pm = get_plugin_manager()
         self.scorer = RewardScorer(resolve_reward_fn(cfg.data.reward_fn, pm), workers=1) if cfg.data.reward_fn else None
+        # validation prompts are left-truncated to data.max_prompt_length (dataset.py): that sizes the engine
+        target = EngineTarget(self.model_dir, int(cfg.data.max_prompt_length), int(cfg.trainer.seed))
         self.engine = ValidationEngine(
-            backend_engine_factory(backend, cfg, self.model_dir, self.policy),
+            backend_engine_factory(backend, cfg, target, self.policy),
             hf_engine_factory(self.model_dir, self.policy) if cfg.validation.engine_fallback else None,
             sleep_between=backend.frees_memory_between_rollouts(cfg),
         )

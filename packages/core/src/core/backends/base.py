@@ -21,7 +21,7 @@ from core.patches import VersionedPatch
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from core.rollout.base import RolloutEngine
+    from core.rollout.base import EngineTarget, RolloutEngine
     from core.sharding.base import ShardingManager
 
 ENGINES = ("hf", "vllm")
@@ -80,8 +80,8 @@ class Backend(Protocol):
     def frees_memory_between_rollouts(self, cfg: "DictConfig") -> bool:
         """Whether the engine sleeps between rollouts (the sharding manager's and SFT validation's answer)."""
 
-    def make_rollout_engine(self, cfg: "DictConfig", model_dir: str) -> "RolloutEngine":
-        """The engine `cfg.backend.engine` names, for the model in `model_dir`."""
+    def make_rollout_engine(self, cfg: "DictConfig", target: "EngineTarget") -> "RolloutEngine":
+        """The engine `cfg.backend.engine` names, for `target.model_dir` (`EngineTarget`: sizes and seed)."""
 
     def make_sharding_manager(self, cfg: "DictConfig", engine: "RolloutEngine",
                               trainer_model: torch.nn.Module) -> "ShardingManager":
@@ -123,7 +123,7 @@ class BaseBackend:
     def frees_memory_between_rollouts(self, cfg: "DictConfig") -> bool:
         return bool(cfg.rollout.free_cache_engine)
 
-    def make_rollout_engine(self, cfg: "DictConfig", model_dir: str) -> "RolloutEngine":
+    def make_rollout_engine(self, cfg: "DictConfig", target: "EngineTarget") -> "RolloutEngine":
         from core.errors import TandemError
 
         engine = cfg.backend.engine
@@ -132,14 +132,14 @@ class BaseBackend:
         if engine == "hf":
             from core.rollout.hf_engine import HFRolloutEngine
 
-            return HFRolloutEngine.from_pretrained(model_dir, device=str(self.device()), dtype=self.hf_dtype)
-        return self.start_vllm(cfg, model_dir)
+            return HFRolloutEngine.from_pretrained(target.model_dir, device=str(self.device()), dtype=self.hf_dtype)
+        return self.start_vllm(cfg, target)
 
-    def start_vllm(self, cfg: "DictConfig", model_dir: str) -> "RolloutEngine":
+    def start_vllm(self, cfg: "DictConfig", target: "EngineTarget") -> "RolloutEngine":
         """This backend's patches and engine args, then one engine (ROCm may start one per rollout)."""
         from core.rollout.vllm_engine import engine_from_config
 
-        return engine_from_config(cfg, model_dir, self)
+        return engine_from_config(cfg, target, self)
 
     def make_sharding_manager(self, cfg: "DictConfig", engine: "RolloutEngine",
                               trainer_model: torch.nn.Module) -> "ShardingManager":

@@ -26,6 +26,22 @@ class SamplingParams:
     logprobs: bool = True  # return the sampled tokens' logprobs; RL recomputes them, so it turns this off
 
 
+@dataclass(frozen=True)
+class EngineTarget:
+    """What an engine is started for, besides `cfg.rollout` / `cfg.backend`: each caller says where these come from.
+
+    RL takes them from `data.max_prompt_length` and `trainer.seed`; SFT from its own keys of the same names.
+    """
+
+    model_dir: str  # HF folder the engine loads (or only reads the shape from, with dummy load)
+    max_prompt_length: int  # tokens; with `rollout.max_tokens` it sizes `max_model_len` when that is unset
+    seed: int  # the engine's sampling seed
+
+    @classmethod
+    def from_config(cls, cfg, model_dir: str) -> "EngineTarget":
+        return cls(model_dir, int(cfg.data.max_prompt_length), int(cfg.trainer.seed))
+
+
 @dataclass
 class RolloutOutput:
     """Sampled responses, right-padded with `pad_token_id`, one row per sample.

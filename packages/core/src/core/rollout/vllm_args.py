@@ -13,9 +13,12 @@ a backend's default (ROCm: `backend.settings.cudagraph_capture_sizes`) only when
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol
 
 from core.errors import TandemError
+
+if TYPE_CHECKING:
+    from core.rollout.base import EngineTarget
 
 
 class EngineArgsContributor(Protocol):
@@ -76,11 +79,14 @@ def user_engine_args(backend: Mapping[str, Any]) -> dict[str, Any]:
     return user
 
 
-def engine_args_from_config(cfg: Any, model_dir: str, backend: EngineArgsContributor) -> dict[str, Any]:
-    """Core's args from `cfg.rollout`, then `backend`'s contribution, then the user's `backend.*` keys."""
+def engine_args_from_config(cfg: Any, target: "EngineTarget", backend: EngineArgsContributor) -> dict[str, Any]:
+    """Core's args from `cfg.rollout` and `target`, then `backend`'s contribution, then the user's `backend.*` keys.
+
+    Of `cfg` only `rollout` and `backend` are read here (the backend's own hook may read more of it).
+    """
     from omegaconf import OmegaConf
 
     rollout = OmegaConf.to_container(cfg.rollout, resolve=True)
-    base = core_engine_args(rollout, model_dir, int(cfg.data.max_prompt_length), int(cfg.trainer.seed))
+    base = core_engine_args(rollout, target.model_dir, target.max_prompt_length, target.seed)
     user = user_engine_args(OmegaConf.to_container(cfg.backend, resolve=True))
     return merge_engine_args(base, [backend.vllm_engine_args(cfg, dict(base)), user])

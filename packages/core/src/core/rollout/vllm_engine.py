@@ -17,7 +17,7 @@ import torch
 from core.config.schema import RolloutConfig
 from core.distributed.devices import empty_cache
 from core.errors import TandemError
-from core.rollout.base import RolloutOutput, SamplingParams, pad_responses
+from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams, pad_responses
 from core.rollout.vllm_worker import encode_bucket, encode_oversized, share_buffer
 from core.rollout.weight_buckets import iter_buckets, iter_tensor_chunks
 
@@ -218,13 +218,13 @@ def _pad_token_id(llm: Any) -> int:
     return 0
 
 
-def engine_from_config(cfg: Any, model_dir: str, backend: Any) -> VllmRolloutEngine:
+def engine_from_config(cfg: Any, target: EngineTarget, backend: Any) -> VllmRolloutEngine:
     """Apply `backend`'s patches, assemble the engine args and start the engine (any vLLM backend)."""
     from core.patches import apply_patches
     from core.rollout.vllm_args import engine_args_from_config
 
     apply_patches(backend.patches())
-    engine_args = engine_args_from_config(cfg, model_dir, backend)
+    engine_args = engine_args_from_config(cfg, target, backend)
     log.info("starting vLLM: %s", engine_args)
     llm = build_llm(engine_args, multiprocess=bool(cfg.rollout.multiprocess))
     settings = cfg.backend.get("settings") or {}

@@ -17,7 +17,7 @@ from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
 from core.plugins.manager import load_backend
-from core.rollout.base import RolloutOutput, SamplingParams
+from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams
 from core.trainer.actor import Actor, scoring_temperature
 from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
@@ -56,7 +56,7 @@ class TrainWorker(ModelWorker):
             )
         if sharded:  # ranks sample differently from here on
             torch.manual_seed(cfg.trainer.seed + torch.distributed.get_rank())
-        self.engine = backend.make_rollout_engine(cfg, self.model_dir)
+        self.engine = backend.make_rollout_engine(cfg, EngineTarget.from_config(cfg, self.model_dir))
         self.sharding = backend.make_sharding_manager(cfg, self.engine, self.policy)
 
     def _shard_fn(self, compute_dtype: torch.dtype):
