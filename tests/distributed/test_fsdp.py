@@ -41,7 +41,7 @@ def _step(model, batch, trainer_cfg):
         return step(*args, **kwargs)
 
     actor.optimizer.step = snapshot_then_step
-    metrics = actor._optimizer_step(batch)
+    metrics, _ = actor._optimizer_step(batch)
     return metrics, grads
 
 

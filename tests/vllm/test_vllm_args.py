@@ -117,3 +117,17 @@ def test_the_caller_s_target_sizes_and_seeds_the_engine_not_the_rl_data_keys(com
     cfg = compose_config("+backend=cuda", "rollout.max_tokens=6")
     args = engine_args_from_config(cfg, EngineTarget("/sft", max_prompt_length=10, seed=7), load_backend("cuda"))
     assert (args["model"], args["max_model_len"], args["seed"]) == ("/sft", 16, 7)
+
+
+def test_a_kv_pool_of_n_tokens_is_n_times_the_model_s_kv_bytes_per_token(compose_config, tmp_path):
+    # 24 layers x 2 (K, V) x 2 KV heads x head_dim 896 / 14 = 64 x 2 bytes = 12,288 bytes a token (Qwen2.5-0.5B)
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "hidden_size": 896}))
+    cfg = compose_config("+backend=cuda", "rollout.kv_cache_tokens=1000")
+    assert args_for(cfg, load_backend("cuda"), str(tmp_path))["kv_cache_memory_bytes"] == 1000 * 12_288
+    assert "kv_cache_memory_bytes" not in args_for(compose_config("+backend=cuda"), load_backend("cuda"), str(tmp_path))
+
+
+def test_a_kv_pool_without_the_model_s_config_names_the_key(compose_config, tmp_path):
+    with pytest.raises(TandemError, match="rollout.kv_cache_tokens needs the model's config.json"):
+        args_for(compose_config("+backend=cuda", "rollout.kv_cache_tokens=8"), load_backend("cuda"), str(tmp_path))

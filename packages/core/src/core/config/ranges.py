@@ -25,6 +25,7 @@ RULES: list[Rule] = [
     ("rollout.temperature", *NON_NEGATIVE),
     ("rollout.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("rollout.top_k", lambda v: v == -1 or v >= 1, "-1 (off) or an integer >= 1"),
+    ("rollout.kv_cache_tokens", lambda v: v is None or v >= 1, "null (vLLM sizes it) or an integer >= 1"),
     ("data.prompt_batch_size", *POSITIVE_INT),
     ("data.max_prompt_length", *POSITIVE_INT),
     ("data.val_size", *POSITIVE_INT),

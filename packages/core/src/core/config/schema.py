@@ -69,6 +69,9 @@ class RolloutConfig:
     expand_prompts: bool = False  # send each prompt n times with n=1 instead of SamplingParams.n
     # engine memory and scheduling (vLLM; the HF engine ignores them)
     gpu_memory_utilization: float = 0.5
+    # None: vLLM fills gpu_memory_utilization with KV cache; N: a pool of exactly N tokens (e.g. rows x
+    # max_model_len of a step). A pool sized to the batch wakes faster and leaves the rest to the trainer.
+    kv_cache_tokens: Optional[int] = None
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     max_model_len: Optional[int] = None  # None: prompt + response budget
@@ -120,6 +123,9 @@ class TrainerConfig:
     grad_clip: float = 1.0
     ppo_epochs: int = 1
     mini_batches: int = 1  # optimizer steps per rollout batch (per epoch)
+    # one epoch of one mini-batch is on-policy: the update's forward gives the behaviour log-probs
+    # (exactly: old = new.detach()), sparing the separate log-prob pass; false: always recompute
+    reuse_on_policy_logprobs: bool = True
     micro_batch_size: int = 64  # rows per forward/backward
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda

@@ -26,6 +26,7 @@ from core.rollout.base import SamplingParams
 from core.tracking.run_dir import CONFIG_FILE, claim_run_dir
 from core.tracking.tracker import Tracker
 from core.checkpoint.manager import resolve_resume
+from core.trainer.actor import behaviour_logprobs_from_update
 from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
 from core.trainer.health import CollapseWatch, NonFiniteGuard
@@ -40,6 +41,7 @@ log = logging.getLogger("tandem")
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run `cfg.trainer.total_steps` RL steps; returns the summary (first/last reward...)."""
     spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
+    on_policy = behaviour_logprobs_from_update(cfg.trainer, spec)
     pm = get_plugin_manager()
     torch.manual_seed(cfg.trainer.seed)
     device = resolve_device(cfg.trainer.device, load_backend(cfg.backend.name))
@@ -110,9 +112,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 batch.scores = experience.scores
                 batch.token_rewards = last_token_rewards(experience.scores, batch.response_mask)
 
-                # 2. behaviour and reference log-probs (and values) under the trainer's own numerics
+                # 2. behaviour and reference log-probs (and values) under the trainer's own numerics;
+                # an on-policy update scores the batch itself (old = new, detached): no pass of its own
                 with _timed(timings, "logprob", progress):
-                    batch.old_logprobs, entropy = workers.compute_logprobs(batch)
+                    if not on_policy:
+                        batch.old_logprobs, entropy = workers.compute_logprobs(batch)
                     if spec.needs_reference:
                         batch.ref_logprobs = workers.compute_ref_logprobs(batch)
                     if spec.needs_critic:
@@ -133,7 +137,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     baseline_rewards=experience.baseline_scores, gamma=cfg.algorithm.gamma, lam=cfg.algorithm.lam,
                 )
                 with _timed(timings, "update", progress):
-                    update_metrics = workers.update(batch)
+                    update = workers.update(batch)
+                update_metrics = update.metrics
+                if on_policy:
+                    batch.old_logprobs, entropy = update.logprobs, update.entropy
 
             metrics = _step_metrics(
                 batch, entropy, timings, experience.metrics, kl_metrics, update_metrics, workers.memory_stats()

@@ -53,10 +53,27 @@ def core_engine_args(rollout: Mapping[str, Any], model_dir: str, max_prompt_leng
         tensor_parallel_size=rollout["tensor_parallel_size"],
         worker_extension_cls=WORKER_EXTENSION,
     )
+    if rollout.get("kv_cache_tokens"):
+        args["kv_cache_memory_bytes"] = int(rollout["kv_cache_tokens"]) * kv_bytes_per_token(model_dir)
     sizes = rollout.get("cudagraph_capture_sizes")
     if sizes and not rollout["enforce_eager"]:
         args["compilation_config"] = {"cudagraph_capture_sizes": sorted(int(s) for s in sizes)}
     return args
+
+
+def kv_bytes_per_token(model_dir: str, dtype_bytes: int = 2) -> int:
+    """KV-cache bytes one token takes in the model of `model_dir`: K and V in every layer (bf16)."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise TandemError(f"rollout.kv_cache_tokens needs the model's config.json in {model_dir}: {exc}") from None
+    config = config.get("text_config", config)
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    return 2 * config["num_hidden_layers"] * config.get("num_key_value_heads", heads) * head_dim * dtype_bytes
 
 
 def merge_engine_args(base: Mapping[str, Any], overrides: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:

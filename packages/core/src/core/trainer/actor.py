@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -15,7 +16,7 @@ from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
 from core.distributed.fsdp import clip_grad_norm
 from core.distributed.packing import packed_response_logprobs
-from core.trainer.batch import TrainingBatch, micro_batch_plan, minibatches, scatter_rows
+from core.trainer.batch import TrainingBatch, in_batch_order, micro_batch_plan, minibatches, scatter_rows
 from core.trainer.schedule import lr_scheduler
 
 
@@ -40,6 +41,25 @@ def forward_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy:
     """Response log-probs (and entropies) by the packed, padding-free forward or the padded one,
     under the sampling temperature (the distribution the rollout drew the tokens from)."""
     return (packed_response_logprobs if packed else response_logprobs)(model, batch, with_entropy, temperature)
+
+
+def behaviour_logprobs_from_update(trainer_cfg, spec: AlgorithmSpec) -> bool:
+    """Whether the update's own forward can supply the behaviour log-probs, sparing a forward pass.
+
+    With one epoch of one mini-batch the policy is still the one that sampled when the update scores
+    the batch, so old = new.detach() exactly (ratio 1, the same loss and gradient). A KL penalty in
+    the reward needs the behaviour log-probs before the advantages, so it keeps the separate pass.
+    """
+    return (bool(trainer_cfg.reuse_on_policy_logprobs) and trainer_cfg.ppo_epochs == 1
+            and trainer_cfg.mini_batches == 1 and not spec.kl_in_reward)
+
+
+@dataclass
+class UpdateResult:
+    metrics: dict[str, float] = field(default_factory=dict)  # means over the optimizer steps
+    # on-policy updates of a batch without old_logprobs: the update's log-probs and entropies, detached
+    logprobs: torch.Tensor | None = None  # [rows, response_len] in batch order
+    entropy: torch.Tensor | None = None  # [rows, response_len]
 
 
 def scoring_temperature(rollout_cfg) -> float:
@@ -84,18 +104,31 @@ class Actor:
         logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)
         return logprobs, scatter_rows(plan, [p[1].cpu() for p in parts], batch.rows)
 
-    def update(self, batch: TrainingBatch) -> dict[str, float]:
-        """ppo_epochs x mini_batches optimizer steps over the batch; returns mean metrics."""
+    def update(self, batch: TrainingBatch) -> UpdateResult:
+        """ppo_epochs x mini_batches optimizer steps over the batch; mean metrics.
+
+        A batch without `old_logprobs` is updated on-policy (see `behaviour_logprobs_from_update`):
+        one optimizer step whose forward also yields the log-probs and entropies the loop logs.
+        """
         self.model.train()
+        on_policy = batch.old_logprobs is None
+        if on_policy and (self.cfg.ppo_epochs, self.cfg.mini_batches) != (1, 1):
+            raise ValueError("a batch without old_logprobs needs trainer.ppo_epochs=1 and trainer.mini_batches=1")
         totals: dict[str, float] = {}
         n_updates = 0
-        for mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
-            for key, value in self._optimizer_step(mini).items():
+        scored = None
+        for rows, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
+            metrics, scored = self._optimizer_step(mini, keep_scores=on_policy)
+            for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value
             n_updates += 1
-        return {key: value / n_updates for key, value in totals.items()}
+        result = UpdateResult({key: value / n_updates for key, value in totals.items()})
+        if on_policy:  # the one mini-batch is the whole batch, shuffled by `rows`
+            result.logprobs, result.entropy = (in_batch_order([rows], [part], batch.rows) for part in scored)
+        return result
 
-    def _optimizer_step(self, mini: TrainingBatch) -> dict[str, float]:
+    def _optimizer_step(self, mini: TrainingBatch, keep_scores: bool = False):
+        """One optimizer step; with keep_scores also the detached log-probs and entropies in `mini`'s order."""
         counts = global_loss_counts(mini.response_mask)
         algo = self.algo
         agg = dict(
@@ -106,14 +139,21 @@ class Actor:
         )
         self.optimizer.zero_grad(set_to_none=True)
         metrics: dict[str, float] = {}
-        for plan_item in micro_batch_plan(mini, self.cfg):
+        plan = micro_batch_plan(mini, self.cfg)
+        kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for plan_item in plan:
             micro = mini.select(plan_item.rows).to(self.device)
             need_entropy = algo.entropy_coef != 0
-            logprobs, entropy = forward_logprobs(self.model, micro, need_entropy, self.cfg.remove_padding, self.temperature)
+            logprobs, entropy = forward_logprobs(
+                self.model, micro, need_entropy or keep_scores, self.cfg.remove_padding, self.temperature
+            )
+            old_logprobs = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
+            if keep_scores:
+                kept.append((logprobs.detach().cpu(), entropy.detach().cpu()))
             loss, pg_metrics = compute_policy_loss(
                 algo.policy_loss,
                 logprobs=logprobs,
-                old_logprobs=micro.old_logprobs,
+                old_logprobs=old_logprobs,
                 advantages=micro.advantages,
                 response_mask=micro.response_mask,
                 clip_ratio_low=algo.clip_ratio_low,
@@ -144,7 +184,10 @@ class Actor:
         self.scheduler.step()
         metrics["grad_norm"] = grad_norm
         metrics["lr"] = self.scheduler.get_last_lr()[0]
-        return {f"actor/{key}": value for key, value in metrics.items()}
+        scores = None
+        if keep_scores:
+            scores = tuple(scatter_rows(plan, [part[i] for part in kept], mini.rows) for i in (0, 1))
+        return {f"actor/{key}": value for key, value in metrics.items()}, scores
 
 
 def allocate_adam_state(optimizer: torch.optim.Optimizer) -> None:

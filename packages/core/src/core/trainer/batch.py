@@ -76,14 +76,14 @@ def in_batch_order(indices: list[torch.Tensor], parts: list[torch.Tensor], rows:
 
 
 def minibatches(batch: "TrainingBatch", epochs: int, count: int):
-    """`epochs` shuffled passes over `batch`, each split into `count` optimizer steps.
+    """`epochs` shuffled passes over `batch`, each split into `count` optimizer steps: (rows, sub-batch).
 
     `tensor_split` always yields `count` parts, so every data-parallel rank (holding the same
     number of rows) takes the same number of optimizer steps.
     """
     for _ in range(epochs):
         for rows in torch.tensor_split(torch.randperm(batch.rows), count):
-            yield batch.select(rows)
+            yield rows, batch.select(rows)
 
 
 def batch_from_rollout(out: RolloutOutput, pad_token_id: int) -> TrainingBatch:

@@ -50,7 +50,7 @@ class Critic:
     def update(self, batch: TrainingBatch) -> dict[str, float]:
         self.model.train()
         losses, clip_fracs, steps = [], [], 0
-        for mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
+        for _, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
             counts = global_loss_counts(mini.response_mask)
             self.optimizer.zero_grad(set_to_none=True)
             for plan_item in micro_batch_plan(mini, self.cfg, padded=True):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from core.distributed.batching import balance_rows, row_lengths
 from core.errors import TandemError
 from core.rollout.base import RolloutOutput, SamplingParams
+from core.trainer.actor import UpdateResult
 from core.trainer.batch import TrainingBatch, in_batch_order
 from core.workers.base import import_worker
 
@@ -69,9 +70,16 @@ class WorkerGroup:
     def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
         return self._dispatch_rows("compute_values", batch)
 
-    def update(self, batch: TrainingBatch) -> dict[str, float]:
-        """Every rank reports the same (all-reduced) metrics; rank 0's are returned."""
-        return self._run("update", [(batch.select(rows),) for rows in self._shares(batch)])[0]
+    def update(self, batch: TrainingBatch) -> UpdateResult:
+        """Every rank reports the same (all-reduced) metrics: rank 0's are returned, with the on-policy
+        log-probs and entropies of all ranks in batch order (when the update produced them)."""
+        shares = self._shares(batch)
+        results = self._run("update", [(batch.select(rows),) for rows in shares])
+        merged = UpdateResult(results[0].metrics)
+        if results[0].logprobs is not None:
+            merged.logprobs = in_batch_order(shares, [r.logprobs for r in results], batch.rows)
+            merged.entropy = in_batch_order(shares, [r.entropy for r in results], batch.rows)
+        return merged
 
     def memory_stats(self) -> dict[str, float]:
         """Each `memory/*` figure at its highest over the ranks (the rank that runs out first)."""

@@ -18,7 +18,7 @@ from core.distributed.collectives import is_distributed
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
 from core.plugins.manager import load_backend
 from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams
-from core.trainer.actor import Actor, scoring_temperature
+from core.trainer.actor import Actor, UpdateResult, scoring_temperature
 from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
@@ -89,11 +89,11 @@ class TrainWorker(ModelWorker):
     def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
         return self.critic.compute_values(batch)
 
-    def update(self, batch: TrainingBatch) -> dict[str, float]:
-        metrics = self.actor.update(batch)
+    def update(self, batch: TrainingBatch) -> UpdateResult:
+        result = self.actor.update(batch)
         if self.critic is not None:
-            metrics.update(self.critic.update(batch))
-        return metrics
+            result.metrics.update(self.critic.update(batch))
+        return result
 
     # checkpoints and the HF export: ModelWorker's, over these parts
     def _parts(self) -> dict[str, Trainable]:
