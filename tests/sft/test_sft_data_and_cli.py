@@ -65,3 +65,18 @@ def test_cli_unknown_key_and_unknown_backend_fail_in_one_line(tmp_path):
     assert result.returncode == 2 and "unknown backend 'tpu'" in result.stderr and "Traceback" not in result.stderr
     result = run_sft("+backend=cpu", "validation.no_such_key=1", cwd=tmp_path)
     assert result.returncode != 0 and "no_such_key" in result.stderr
+
+
+def test_a_reasoning_gym_task_becomes_question_answer_chats_with_rl_s_prompts_and_reward(tmp_path, fake_backend):
+    pytest.importorskip("reasoning_gym")
+    from core.data.reasoning_gym import train_and_validation_rows
+
+    run = tiny_run(tmp_path / "run", "data.task=reasoning_gym", "+data.reasoning_gym.datasets={spell_backward: {}}",
+                   "data.reasoning_gym.train_size=16", "data.val_size=4", "data.reward_fn=reasoning_gym",
+                   "data.max_length=512", "data.max_prompt_length=448")  # byte tokens: a character each
+    summary = train(run)
+    assert summary["validations"] == 3 and 0.0 <= summary["val/reward_end"] <= 1.0
+    _, rl_val = train_and_validation_rows(run.data.reasoning_gym, 4, run.data.seed)
+    records = [json.loads(line) for line in (tmp_path / "run/validation/step_000004.jsonl").read_text().splitlines()]
+    assert [r["reference"] for r in records] == [row["reward_model"]["ground_truth"] for row in rl_val]
+    assert all(row["prompt"][0]["content"] in r["prompt"] for r, row in zip(records, rl_val))

@@ -56,3 +56,21 @@ def test_errors_name_the_file(tmp_path):
 
 def test_empty_summary():
     assert summary({}, []) == "no metrics recorded"
+
+
+def test_an_sft_run_gets_sft_panels_with_every_one_recorded(tmp_path):
+    from core.report import SFT_PANELS, _expand, panels_for
+
+    lines = [{"step": 0, "val/loss": 5.8, "val/reward": 0.0, "val/exact_match": 0.0, "val/response_length": 7.9,
+              "timing/val": 0.3}]
+    lines += [{"step": s, "train/loss": 5.0 / s, "train/lr": 1e-3, "perf/tokens_per_s": 1e4, "timing/step": 0.1}
+              for s in range(1, 5)]
+    lines.append({"step": 4, "train/loss": 1.25, "train/lr": 1e-3, "perf/tokens_per_s": 1e4, "timing/step": 0.1,
+                  "val/loss": 0.1, "val/reward": 0.97, "val/exact_match": 0.9, "val/response_length": 4.0, "timing/val": 0.3})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    series, _ = read_metrics(tmp_path / "metrics.jsonl")
+    assert panels_for(series) is SFT_PANELS
+    assert all(_expand(patterns, series) for _, patterns in SFT_PANELS)  # no "not recorded" panel
+    text = write_report(tmp_path)
+    assert "val/exact_match: first 0, last 0.9, best 0.9 (step 4)" in text
+    assert "val/loss: first 5.8, last 0.1, best 0.1 (step 4)" in text  # a loss's best is its lowest

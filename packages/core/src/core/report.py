@@ -18,7 +18,7 @@ from core.errors import TandemError, exit_on_user_error
 Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)] in step order
 
 # (panel title, metrics drawn in it); "val/*" and "timing/*" are expanded from what was recorded
-PANELS = (
+RL_PANELS = (
     ("Reward (train)", ("reward/mean",)),
     ("Validation reward", ("val/*",)),
     ("Response length (tokens)", ("response_length/mean",)),
@@ -26,6 +26,19 @@ PANELS = (
     ("Entropy", ("actor/entropy",)),
     ("Seconds per phase", ("timing/*",)),
 )
+SFT_PANELS = (  # an SFT run (`python -m sft.main`) logs train/loss instead of rewards
+    ("Loss (train, validation)", ("train/loss", "val/loss")),
+    ("Validation reward", ("val/reward", "val/exact_match")),
+    ("Learning rate", ("train/lr",)),
+    ("Training tokens/s", ("perf/tokens_per_s",)),
+    ("Validation response length (tokens)", ("val/response_length",)),
+    ("Seconds (train step, validation)", ("timing/step", "timing/val")),
+)
+SUMMARISED = ("reward/mean", "val/reward", "val/exact_match", "train/loss", "val/loss")  # first, last, best
+
+
+def panels_for(series: Series) -> tuple:
+    return SFT_PANELS if "train/loss" in series and "reward/mean" not in series else RL_PANELS
 
 
 def read_metrics(path: Path) -> tuple[Series, list[float]]:
@@ -60,10 +73,10 @@ def summary(series: Series, times: list[float]) -> str:
     lines = [f"steps: {len(steps)} ({steps[0]}..{steps[-1]})"]
     if len(times) > 1:
         lines.append(f"wall time: {_duration(max(times) - min(times))}")
-    for name in ("reward/mean", "val/reward"):
+    for name in SUMMARISED:
         points = series.get(name)
         if points:
-            best_step, best = max(points, key=lambda p: p[1])
+            best_step, best = (min if name.endswith("loss") else max)(points, key=lambda p: p[1])
             lines.append(
                 f"{name}: first {points[0][1]:.4g}, last {points[-1][1]:.4g}, best {best:.4g} (step {best_step})"
             )
@@ -80,7 +93,7 @@ def plot(series: Series, out_path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
-    for ax, (panel_title, patterns) in zip(axes.flat, PANELS):
+    for ax, (panel_title, patterns) in zip(axes.flat, panels_for(series)):
         names = _expand(patterns, series)
         ax.set_title(panel_title)
         ax.set_xlabel("step")

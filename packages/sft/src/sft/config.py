@@ -11,12 +11,12 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from core.config.schema import BackendConfig, ModelConfig, RolloutConfig
+from core.config.schema import BackendConfig, ModelConfig, ReasoningGymConfig, RolloutConfig
 
 
 @dataclass
 class SFTDataConfig:
-    task: str = "reverse_letters"  # built-in synthetic chat task, or "file" to read train/val files
+    task: str = "reverse_letters"  # built-in synthetic chat task, "reasoning_gym" (generated), or "file"
     train_files: List[str] = field(default_factory=list)  # parquet/jsonl, used when task=file
     val_files: List[str] = field(default_factory=list)
     messages_key: str = "messages"  # column of chat messages [{"role", "content"}, ...]
@@ -28,6 +28,10 @@ class SFTDataConfig:
     reward_fn: Optional[str] = None  # a registered reward name or "module:function"; None: no score
     num_train: int = 2000  # synthetic task only: conversations to train on
     num_val: int = 64  # synthetic task only: validation conversations
+    # task=reasoning_gym: the question as the user turn, its reference answer as the assistant's; the
+    # same prompts (and reward) as an RL run with data.task=reasoning_gym, so RL can continue from here
+    reasoning_gym: ReasoningGymConfig = field(default_factory=ReasoningGymConfig)
+    val_size: int = 200  # task=reasoning_gym: validation questions per dataset
     seed: int = 0
 
 
@@ -49,6 +53,7 @@ class SFTTrainerConfig:
     loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])
     log_every: int = 10  # console table row every N steps (JSONL gets every step)
     save_model: bool = True  # write the final model as an HF directory under output_dir/final
+    report: bool = True  # write report.png (losses, validation reward, LR, tokens/s) and its summary at the end
     save_freq: int = 0  # sharded checkpoint (core.checkpoint) every N steps under output_dir/checkpoints; 0: never
     keep_last: int = 2  # checkpoints kept
     resume: str = "auto"  # auto: the latest checkpoint under output_dir/checkpoints | never | a checkpoint path

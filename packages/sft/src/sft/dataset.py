@@ -117,15 +117,33 @@ def reverse_letters_examples(tokenizer, data_cfg, count: int, seed: int) -> list
     ]
 
 
+def reasoning_gym_examples(tokenizer, data_cfg) -> tuple[list[SFTExample], list[SFTExample]]:
+    """reasoning-gym questions answered by their reference answers (core's generator and split)."""
+    from core.data.reasoning_gym import train_and_validation_rows
+
+    def examples(rows: list[dict], part: str) -> list[SFTExample]:
+        return [
+            make_example(tokenizer, [*row["prompt"], {"role": "assistant", "content": row["reward_model"]["ground_truth"]}],
+                         data_cfg, f"reasoning-gym {part} row {i}", ground_truth=row["reward_model"]["ground_truth"],
+                         data_source=row["data_source"], extra_info=row["extra_info"])
+            for i, row in enumerate(rows)
+        ]
+
+    train, val = train_and_validation_rows(data_cfg.reasoning_gym, data_cfg.val_size, data_cfg.seed)
+    return examples(train, "train"), examples(val, "validation")
+
+
 def load_data(cfg, tokenizer) -> tuple[list[SFTExample], list[SFTExample]]:
     """(train, validation) examples of `data.task`: the built-in task or the configured files."""
     data = cfg.data
     if data.task == "reverse_letters":
         train = reverse_letters_examples(tokenizer, data, data.num_train, seed=data.seed)
         val = reverse_letters_examples(tokenizer, data, data.num_val, seed=data.seed + 1_000_003)
+    elif data.task == "reasoning_gym":
+        train, val = reasoning_gym_examples(tokenizer, data)
     elif data.task == "file":
         train = load_sft_examples(list(data.train_files), tokenizer, data)
         val = load_sft_examples(list(data.val_files), tokenizer, data, limit=data.max_val_samples)
     else:
-        raise TandemError(f"data.task={data.task!r} is unknown; use 'file' or the built-in 'reverse_letters'")
+        raise TandemError(f"data.task={data.task!r} is unknown; use 'file', 'reasoning_gym' or the built-in 'reverse_letters'")
     return train, val[: data.max_val_samples]

@@ -92,6 +92,8 @@ class Validator:
             "val/fallback_engine": float(self.engine.fallback_reason is not None),
             **timings,
         }
+        # the generation is the reference answer, exactly (what a scored task's reward may only approximate)
+        metrics["val/exact_match"] = sum(r.generation.strip() == r.reference.strip() for r in records) / max(len(records), 1)
         if self.scorer is not None:
             metrics["val/reward"] = sum(r.score for r in records) / max(len(records), 1)
         if world()[0] == 0:
@@ -104,6 +106,7 @@ class Validator:
             for record in records:
                 f.write(json.dumps(asdict(record)) + "\n")
         score = f", reward {metrics['val/reward']:.3f}" if "val/reward" in metrics else ""
+        score += f", exact match {metrics['val/exact_match']:.3f}"
         log.info("validation @ step %d: loss %.4f%s (%d prompts, generated in %.2f s after a %.3f s weight push)",
                  step, metrics["val/loss"], score, len(records), metrics["timing/val_generate"],
                  metrics["timing/val_weight_sync"])

@@ -25,6 +25,7 @@ from core.data.rl_dataset import EpochSampler
 from core.distributed.collectives import world
 from core.errors import RunDied, TandemError
 from core.plugins.manager import load_backend
+from core.report import write_report
 from core.trainer.setup import process_group_backend, resolve_device
 from core.trainer.health import NonFiniteGuard
 from core.trainer.preemption import Preemption
@@ -62,7 +63,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run `trainer.total_steps` SFT steps; returns a summary (validation reward/loss first and last)."""
     owns_group = init_distributed(cfg)
     try:
-        return _train(cfg)
+        summary = _train(cfg)
+        if world()[0] == 0 and cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
+            summary["report"] = write_report(cfg.trainer.output_dir)  # the text summary; the plot is report.png
+        return summary
     finally:
         if owns_group:
             dist.destroy_process_group()
@@ -96,7 +100,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         guard = NonFiniteGuard("stop", skippable=False)  # SFT stops at the first NaN/inf loss or gradient norm
 
         def validate(step: int) -> None:
+            started = time.perf_counter()
             metrics = workers.run_all("validate", step)[0]
+            metrics["timing/val"] = time.perf_counter() - started  # weight push, generation, scoring, loss
             history.append({"step": step, **metrics})
             if tracker is not None:
                 tracker.log(metrics, step)
@@ -110,6 +116,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             step_start = time.perf_counter()
             metrics = workers.run_all("train_step", sampler.next_indices(cfg.trainer.batch_size))[0]
             metrics["timing/step"] = time.perf_counter() - step_start
+            metrics["perf/tokens_per_s"] = metrics["train/input_tokens"] / max(metrics["timing/step"], 1e-9)
             died = guard.check({("update", "loss"): metrics.get("train/loss"),
                                 ("update", "gradient norm"): metrics.get("train/grad_norm")})
             if tracker is not None:
@@ -148,7 +155,7 @@ def resume(setting: str, checkpoints: Path, workers: WorkerGroup, sampler: Epoch
 
 def _summary(history: list[dict[str, float]], steps: int, wall_s: float) -> dict[str, float]:
     summary: dict[str, float] = {"steps": steps, "wall_s": wall_s, "validations": len(history)}
-    for key in ("val/loss", "val/reward"):
+    for key in ("val/loss", "val/reward", "val/exact_match"):
         if history and key in history[0]:
             summary[f"{key}_start"], summary[f"{key}_end"] = history[0][key], history[-1][key]
     return summary

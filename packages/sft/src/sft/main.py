@@ -28,12 +28,16 @@ def run(cfg: DictConfig) -> dict:
     summary = train(cfg)
     reward = (f"; validation reward {summary['val/reward_start']:.3f} -> {summary['val/reward_end']:.3f}"
               if "val/reward_start" in summary else "")
+    if "val/exact_match_start" in summary:
+        reward += f", exact match {summary['val/exact_match_start']:.3f} -> {summary['val/exact_match_end']:.3f}"
     log.info(
         "done: %d steps in %.1f s; validation loss %.3f -> %.3f%s%s",
         summary["steps"], summary["wall_s"], summary.get("val/loss_start", float("nan")),
         summary.get("val/loss_end", float("nan")), reward,
         f"; final model: {summary['final_model']}" if "final_model" in summary else "",
     )
+    if "report" in summary:
+        log.info("report: %s/report.png\n%s", cfg.trainer.output_dir, summary["report"])
     return summary
 
 

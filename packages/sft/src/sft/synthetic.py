@@ -3,8 +3,9 @@
     user: "reverse: cab"    assistant: "bac"
 
 It needs no download, has an exact reward (position-wise match with the reversed letters, the
-same rule as core's repeat-letters task), and the 0.12M-parameter builtin model goes from ~0.0 to
-~0.7 validation score in 1500 SFT steps (under a minute on a CPU). This module is also sft's
+same rule as core's repeat-letters task). The 0.8M-parameter `builtin:small-qwen2` goes from 0.0 to
+~1.0 exact match in 200-300 steps (about a minute on 2 CPU cores); the 0.12M tiny model cannot learn
+it: with 2 layers and 1 head it plateaus at ~0.2 (validation loss ~1.2), whatever the schedule. This module is also sft's
 plugin: it registers the reward under the name `reverse_letters` through `tandem_reward_functions`.
 """
 

@@ -87,7 +87,8 @@ class SFTTrainer:
         """One optimizer step over the step's batch `examples` (all ranks pass the same list)."""
         self.model.train()
         batches = self._micro_batches(examples)
-        (total_tokens,) = all_reduce_sum([sum(b.num_loss_tokens for b in batches)], self.device)
+        real_tokens = sum(int(b.attention_mask.sum()) for b in batches if b.weight)
+        total_tokens, input_tokens = all_reduce_sum([sum(b.num_loss_tokens for b in batches), real_tokens], self.device)
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for micro in batches:
@@ -104,7 +105,8 @@ class SFTTrainer:
             "train/loss": loss_total / max(total_tokens, 1),
             "train/grad_norm": grad_norm,
             "train/lr": lr,
-            "train/tokens": total_tokens,
+            "train/tokens": total_tokens,  # assistant (loss) tokens
+            "train/input_tokens": input_tokens,  # every real token the forward ran on (MFU counts these)
             "train/micro_batches": len(batches),
         }
 

@@ -23,6 +23,10 @@ BUILTIN_SHAPES: dict[str, dict] = {
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1,
         num_key_value_heads=1, head_dim=64, vocab_size=320, max_position_embeddings=512,
     ),
+    "small-qwen2": dict(  # ~0.8M parameters: the SFT demo (the tiny one cannot learn to reverse letters)
+        hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=2, head_dim=64, vocab_size=320, max_position_embeddings=512,
+    ),
     "qwen2.5-0.5b-shape": dict(
         hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
         num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
