@@ -107,3 +107,12 @@ def test_smollm2_experiment_selects_the_real_model_and_task(compose_config):
     assert cfg.model.path == "packaged:smollm2-135m-instruct"
     assert cfg.data.task == "reasoning_gym" and cfg.reward.reward_fn == "reasoning_gym"
     assert cfg.rollout.max_tokens == 48 and cfg.trainer.test_freq == 10
+
+
+@pytest.mark.parametrize("group", ["algorithm", "model", "rollout", "trainer", "data"])
+def test_an_unknown_option_lists_only_real_options(group, compose_config):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException) as err:
+        compose_config(f"{group}=no_such_option")
+    assert "_schema" not in str(err.value)

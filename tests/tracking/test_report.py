@@ -22,8 +22,9 @@ def test_report_png_and_summary(run_dir):
     png = (run_dir / "report.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
     assert "steps: 40 (1..40)" in text
-    assert "reward/mean: first 0.1047, last 0.5922, best 0.7148 (step 35)" in text
-    assert "val/reward: first 0.1822, last 0.6153, best 0.6153 (step 40)" in text
+    # 40 steps: the means of steps 1-4 and 37-40, the definition the final "done" line uses too
+    assert "reward/mean: 0.1888 -> 0.6475 (mean of first -> last 4 points), best 0.7148 (step 35)" in text
+    assert "val/reward: 0.1822 -> 0.6153 (first -> last), best 0.6153 (step 40)" in text
     assert "wall time: 2m21s" in text
 
 
@@ -72,5 +73,23 @@ def test_an_sft_run_gets_sft_panels_with_every_one_recorded(tmp_path):
     assert panels_for(series) is SFT_PANELS
     assert all(_expand(patterns, series) for _, patterns in SFT_PANELS)  # no "not recorded" panel
     text = write_report(tmp_path)
-    assert "val/exact_match: first 0, last 0.9, best 0.9 (step 4)" in text
-    assert "val/loss: first 5.8, last 0.1, best 0.1 (step 4)" in text  # a loss's best is its lowest
+    assert "val/exact_match: 0 -> 0.9 (first -> last), best 0.9 (step 4)" in text
+    assert "val/loss: 5.8 -> 0.1 (first -> last), best 0.1 (step 4)" in text  # a loss's best is its lowest
+
+
+def test_the_done_line_and_the_report_agree_on_start_and_end(run_dir):
+    from core.rl.loop import _summary
+
+    series, _ = read_metrics(run_dir / "metrics.jsonl")
+    history = [{"reward/mean": value, "timing/step": 1.0} for _, value in series["reward/mean"]]
+    summary = _summary(history)
+    assert f"reward/mean: {summary['reward_start']:.4g} -> {summary['reward_end']:.4g}" in write_report(run_dir)
+
+
+def test_a_folder_of_runs_lists_them(tmp_path):
+    for name in ("2026-12-01_10-00-00", "sft-2026-12-02_09-00-00"):
+        (tmp_path / name).mkdir()
+        shutil.copy(RECORDED, tmp_path / name / "metrics.jsonl")
+    with pytest.raises(TandemError, match="is a folder of 2 runs") as err:
+        write_report(tmp_path)
+    assert "2026-12-01_10-00-00" in str(err.value) and "sft-2026-12-02_09-00-00" in str(err.value)

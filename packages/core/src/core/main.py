@@ -77,11 +77,18 @@ def run(cfg: DictConfig) -> dict:
     prepare_backend(cfg)
     summary = train(cfg)
     log.info(
-        "done: %d steps in %.1f s; reward %.3f -> %.3f%s",
+        "done: %d steps in %.1f s; reward %.3f -> %.3f (mean of the first -> last tenth of the steps)",
         summary["steps"], summary["wall_s"], summary["reward_start"], summary["reward_end"],
-        f"; final model: {summary['final_model']}" if "final_model" in summary else "",
     )
+    log_locations(summary)
     return summary
+
+
+def log_locations(summary: dict) -> None:
+    """Where the run's files went: metrics, trackers, report, final model (one line each)."""
+    places = [*summary.get("locations", []), *([f"final model: {summary['final_model']}"] if "final_model" in summary else [])]
+    if places:
+        log.info("written:\n  %s", "\n  ".join(places))
 
 
 def main() -> None:

@@ -34,7 +34,19 @@ SFT_PANELS = (  # an SFT run (`python -m sft.main`) logs train/loss instead of r
     ("Validation response length (tokens)", ("val/response_length",)),
     ("Seconds (train step, validation)", ("timing/step", "timing/val")),
 )
+# panels of quantities that are never negative: drawn from zero, so noise in a flat curve stays small
+FROM_ZERO = ("Seconds", "Response length", "Validation response length", "Training tokens/s", "Learning rate")
 SUMMARISED = ("reward/mean", "val/reward", "val/exact_match", "train/loss", "val/loss")  # first, last, best
+
+
+def start_and_end(values: list[float]) -> tuple[float, float]:
+    """The means of the first and of the last tenth of `values` (at least one value each).
+
+    The one definition of "from X to Y" that the final log line and the report both print: a tenth
+    smooths per-step sampling noise, and a few validation points reduce to the first and last.
+    """
+    window = max(1, len(values) // 10)
+    return sum(values[:window]) / window, sum(values[-window:]) / window
 
 
 def panels_for(series: Series) -> tuple:
@@ -77,9 +89,9 @@ def summary(series: Series, times: list[float]) -> str:
         points = series.get(name)
         if points:
             best_step, best = (min if name.endswith("loss") else max)(points, key=lambda p: p[1])
-            lines.append(
-                f"{name}: first {points[0][1]:.4g}, last {points[-1][1]:.4g}, best {best:.4g} (step {best_step})"
-            )
+            start, end = start_and_end([value for _, value in points])
+            span = "first -> last" if len(points) < 20 else f"mean of first -> last {max(1, len(points) // 10)} points"
+            lines.append(f"{name}: {start:.4g} -> {end:.4g} ({span}), best {best:.4g} (step {best_step})")
     if "timing/step" in series:
         values = [v for _, v in series["timing/step"]]
         lines.append(f"seconds per step: {sum(values) / len(values):.3g} mean")
@@ -108,17 +120,28 @@ def plot(series: Series, out_path: Path, title: str) -> None:
                 ax.plot(steps, _moving_average(values), color=line.get_color(), label=f"{name} (moving avg)")
             else:
                 ax.plot(steps, values, marker="o" if len(values) < 30 else None, markersize=3, label=name)
-        if panel_title.startswith("Seconds"):
-            ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # from zero, with room for the legend
+        if panel_title.startswith(FROM_ZERO):
+            ax.set_ylim(0, max(ax.get_ylim()[1], 1e-9) * 1.25)  # from zero, with room for the legend
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
 
 
+def runs_under(folder: Path) -> list[Path]:
+    """The run directories (holding a metrics.jsonl) below `folder`, newest first."""
+    found = [path.parent for path in folder.glob("**/metrics.jsonl")]
+    return sorted(found, key=lambda run: (run / "metrics.jsonl").stat().st_mtime, reverse=True)
+
+
 def write_report(run_dir: str | Path) -> str:
     """Write RUN_DIR/report.png and return the text summary."""
     run_dir = Path(run_dir)
+    if not (run_dir / "metrics.jsonl").is_file() and run_dir.is_dir() and runs_under(run_dir):
+        runs = runs_under(run_dir)
+        listing = "\n".join(f"  {run}" for run in runs[:20]) + (f"\n  ... and {len(runs) - 20} more" if len(runs) > 20 else "")
+        raise TandemError(f"{run_dir} is a folder of {len(runs)} runs, not one run; report one of them "
+                          f"(newest first):\n{listing}")
     series, times = read_metrics(run_dir / "metrics.jsonl")
     plot(series, run_dir / "report.png", title=run_dir.name)
     return summary(series, times)

@@ -66,6 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         summary = _train(cfg)
         if world()[0] == 0 and cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
             summary["report"] = write_report(cfg.trainer.output_dir)  # the text summary; the plot is report.png
+            summary.setdefault("locations", []).append(f"report: {Path(cfg.trainer.output_dir) / 'report.png'}")
         return summary
     finally:
         if owns_group:
@@ -94,6 +95,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
                                               cfg.trainer.resume_force))
             tracker = Tracker(list(cfg.trainer.loggers), run_dir, OmegaConf.to_container(cfg, resolve=True),
                               console_every=cfg.trainer.log_every)
+            log.info("run directory: %s", run_dir.resolve())
             if cfg.trainer.resume != "never":  # the steps after the checkpoint (all, without one) are logged again
                 tracker.rewind(first_step - 1 if first_step > 1 else -1)
         history: list[dict[str, float]] = []
@@ -128,9 +130,13 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             saved, stopping = None, preemption.agreed()  # torchrun: every rank stops after the same step
             if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or step == total or stopping):
                 saved = workers.save_checkpoint(str(checkpoints), step, {"sampler": sampler.state_dict()})
+                if rank == 0:
+                    log.info("saved step %d -> %s", step, saved)
             if stopping:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
                 raise preemption.stop(step, saved)
         summary = _summary(history, total, time.perf_counter() - start)
+        if tracker is not None:
+            summary["locations"] = tracker.locations()
         if cfg.trainer.save_model:
             workers.save_model(str(run_dir / "final"))
             summary["final_model"] = str(run_dir / "final")

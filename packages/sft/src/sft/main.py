@@ -13,7 +13,7 @@ import logging
 from omegaconf import DictConfig
 
 from core.errors import exit_on_user_error
-from core.main import launch, prepare_backend
+from core.main import launch, log_locations, prepare_backend
 from sft.config import register_sft_schemas
 
 log = logging.getLogger("tandem")
@@ -31,13 +31,13 @@ def run(cfg: DictConfig) -> dict:
     if "val/exact_match_start" in summary:
         reward += f", exact match {summary['val/exact_match_start']:.3f} -> {summary['val/exact_match_end']:.3f}"
     log.info(
-        "done: %d steps in %.1f s; validation loss %.3f -> %.3f%s%s",
+        "done: %d steps in %.1f s; validation loss %.3f -> %.3f%s (first -> last validation)",
         summary["steps"], summary["wall_s"], summary.get("val/loss_start", float("nan")),
         summary.get("val/loss_end", float("nan")), reward,
-        f"; final model: {summary['final_model']}" if "final_model" in summary else "",
     )
     if "report" in summary:
-        log.info("report: %s/report.png\n%s", cfg.trainer.output_dir, summary["report"])
+        log.info("%s", summary["report"])
+    log_locations(summary)
     return summary
 
 

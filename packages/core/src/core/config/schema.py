@@ -178,15 +178,6 @@ class TandemConfig:
 
 def register_schemas() -> None:
     """Make the schemas known to Hydra (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="tandem_schema", node=TandemConfig)
-    for group, node in [
-        ("model", ModelConfig),
-        ("data", DataConfig),
-        ("reward", RewardConfig),
-        ("rollout", RolloutConfig),
-        ("algorithm", AlgorithmConfig),
-        ("trainer", TrainerConfig),
-        ("backend", BackendConfig),
-    ]:
-        cs.store(group=group, name=f"{group}_schema", node=node)
+    # only the root schema: it types every group's values, and a schema stored inside a group would be
+    # listed among that group's options (`algorithm=foo` offering "algorithm_schema")
+    ConfigStore.instance().store(name="tandem_schema", node=TandemConfig)

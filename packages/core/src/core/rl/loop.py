@@ -19,7 +19,7 @@ from core.algorithms.advantages import compute_advantages
 from core.algorithms.kl import apply_kl_in_reward, make_kl_controller
 from core.algorithms.spec import AlgorithmSpec
 from core.plugins.manager import get_plugin_manager, load_backend
-from core.report import write_report
+from core.report import start_and_end, write_report
 from core.rewards.build import build_reward_scorer
 from core.rl.evaluate import validate
 from core.rollout.base import SamplingParams
@@ -70,6 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             cleanup.push(lambda exc_type, *_: _discard_unused_run_dir(run_dir, exc_type))
         config = OmegaConf.to_container(cfg, resolve=True)
         cleanup.enter_context(claim_run_dir(run_dir, cfg.trainer.resume, config, cfg.trainer.resume_force))
+        log.info("run directory: %s", run_dir.resolve())
         tracker = Tracker(
             list(cfg.trainer.loggers), run_dir, config,
             project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
@@ -165,15 +166,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or stopping):
                 loop_state = {"prompts": prompts_source.state_dict(), "kl_coef": kl_controller.value}
                 saved = workers.save_checkpoint(str(checkpoints), step, loop_state)
+                log.info("saved step %d -> %s", step, saved)
             if stopping:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
                 raise preemption.stop(step, saved)
         summary = _summary(history)
+        summary["locations"] = tracker.locations()
         if cfg.trainer.save_model:
             final_dir = run_dir / "final"
             workers.save_model(str(final_dir))
             summary["final_model"] = str(final_dir)
     if cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
         summary["report"] = write_report(run_dir)
+        summary["locations"].append(f"report: {run_dir / 'report.png'}")
     return summary
 
 
@@ -228,12 +232,12 @@ def _step_metrics(batch, entropy, timings, *parts: dict[str, float]) -> dict[str
 
 
 def _summary(history: list[dict[str, float]]) -> dict:
-    """Reward at the start and end, each averaged over a tenth of the run to smooth sampling noise."""
-    window = max(1, len(history) // 10)
+    """Reward at the start and end (`start_and_end`: the report's definition too)."""
+    reward_start, reward_end = start_and_end([m["reward/mean"] for m in history])
     summary = {
         "steps": len(history),
-        "reward_start": sum(m["reward/mean"] for m in history[:window]) / window,
-        "reward_end": sum(m["reward/mean"] for m in history[-window:]) / window,
+        "reward_start": reward_start,
+        "reward_end": reward_end,
         "wall_s": sum(m["timing/step"] for m in history),
     }
     validations = [m["val/reward"] for m in history if "val/reward" in m]

@@ -85,6 +85,7 @@ class JsonlLogger:
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / "metrics.jsonl"
+        self.where = f"metrics: {self.path}"
         self._file = self.path.open("a")
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -123,6 +124,7 @@ class TensorBoardLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.where = f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}"
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         for name, value in metrics.items():
@@ -139,6 +141,8 @@ class WandbLogger:
     def __init__(self, run_dir: Path, config: dict[str, Any], project: str, name: str):
         self.wandb = _require("wandb", "wandb", "wandb")
         self.run = self.wandb.init(project=project, name=name, dir=str(run_dir), config=config, reinit="create_new")
+        url = getattr(self.run, "url", None)  # None offline: then the local run folder is the place to look
+        self.where = f"W&B: {url}" if url else f"W&B (offline): {self.run.dir} (wandb sync to upload)"
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.run.log(metrics, step=step)
@@ -167,6 +171,7 @@ class MlflowLogger:
         experiment = self.client.get_experiment_by_name(project)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(project)
         self.run_id = self.client.create_run(experiment_id, run_name=name).info.run_id
+        self.where = f"MLflow: run {self.run_id} in {uri} (mlflow ui --backend-store-uri {uri})"
         params = [Param(key, str(value)[:6000]) for key, value in flatten(config).items()]
         for start in range(0, len(params), self.PARAMS_PER_CALL):
             self.client.log_batch(self.run_id, params=params[start : start + self.PARAMS_PER_CALL])

@@ -52,6 +52,10 @@ class Tracker:
         for logger in self.loggers:
             logger.log(values, step)
 
+    def locations(self) -> list[str]:
+        """Where each logger writes, one line each ("metrics: RUN/metrics.jsonl", "TensorBoard: ...")."""
+        return [logger.where for logger in self.loggers if getattr(logger, "where", None)]
+
     def rewind(self, step: int) -> None:
         """A resumed run restarts after `step`: loggers that keep a file drop what came later."""
         for logger in self.loggers:
