@@ -56,8 +56,12 @@ class Preemption:
         return self
 
     def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        if self.signum is not None:  # stopping: until the process is gone, another signal still means "now"
+            for sig in SIGNALS:
+                signal.signal(sig, lambda signum, frame: os._exit(128 + signum))
+        else:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
