@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,7 @@ def main() -> None:
         rows, cfg = run_case(shape, int(response_tokens), args.steps, Path(prompts), args.overrides)
         print(RESULT + json.dumps(summarise(shape, int(response_tokens), rows, cfg, float(peak))), flush=True)
         return
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # `timeout`: clean up the child
     peak = bf16_peak_tflops()
     prompts = Path(tempfile.mkdtemp(prefix="tandem-step-data-")) / "prompts.jsonl"
     write_prompts(prompts)
@@ -159,11 +161,19 @@ def main() -> None:
     for shape in args.shapes.split(","):
         for response_tokens in args.responses.split(","):
             case = f"{shape}:{response_tokens}:{peak}:{prompts}"
-            child = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--case", case, "--", *args.overrides],
-                                   stdout=subprocess.PIPE, text=True)
-            lines = [line for line in child.stdout.splitlines() if line.startswith(RESULT)]
+            # the child's output streams through (engine start, steps); only its RESULT line is kept
+            child = subprocess.Popen([sys.executable, __file__, "--steps", str(args.steps), "--case", case, "--",
+                                      *args.overrides], stdout=subprocess.PIPE, text=True, bufsize=1)
+            lines = []
+            try:
+                for line in child.stdout:
+                    (lines.append(line) if line.startswith(RESULT) else print(line, end="", flush=True))
+                child.wait()
+            finally:  # a timeout or Ctrl-C ends the case's process too, not only this one
+                if child.poll() is None:
+                    child.kill()
             if child.returncode or not lines:
-                print(f"case {shape} x {response_tokens} failed (exit {child.returncode}); its output:\n{child.stdout[-3000:]}")
+                print(f"case {shape} x {response_tokens} failed (exit {child.returncode})")
                 continue
             results.append(json.loads(lines[-1][len(RESULT):]))
             print_table(results, peak)  # after every case: a killed run still shows what it measured
