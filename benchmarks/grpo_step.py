@@ -67,7 +67,8 @@ def write_prompts(path: Path, count: int = 4 * PROMPTS) -> None:
         for _ in range(count):
             words: list[str] = []
             while len(tokenizer.apply_chat_template([{"role": "user", "content": " ".join(words)}],
-                                                    add_generation_prompt=True, tokenize=True)) < PROMPT_TOKENS:
+                                                    add_generation_prompt=True, tokenize=True,
+                                                    return_dict=False)) < PROMPT_TOKENS:  # ids, not a BatchEncoding
                 words.append("".join(rng.choice(letters) for _ in range(rng.randint(2, 7))))
             f.write(json.dumps({"prompt": [{"role": "user", "content": " ".join(words)}], "data_source": "bench",
                                 "reward_model": {"style": "rule", "ground_truth": ""}}) + "\n")
