@@ -84,3 +84,18 @@ def test_logprobs_can_be_skipped(engine):
     assert out.response_logprobs is None
     with_logprobs = engine.generate(PROMPTS, SamplingParams(n=2, max_tokens=4, seed=3))
     assert torch.equal(out.response_ids, with_logprobs.response_ids)  # same samples either way
+
+
+def test_generation_progress_ticks_once_per_decode_step(engine, monkeypatch):
+    import core.rollout.hf_engine as hf_engine
+    from core.tracking.progress import DecodeSteps
+
+    seen: list[DecodeSteps] = []
+
+    def recorded(max_new_tokens):
+        seen.append(DecodeSteps(max_new_tokens))
+        return seen[-1]
+
+    monkeypatch.setattr(hf_engine, "DecodeSteps", recorded)
+    out = engine.generate(PROMPTS, SamplingParams(n=2, max_tokens=6, seed=0))
+    assert len(seen) == 1 and seen[0].steps == out.response_ids.shape[1]  # the prompt itself is no step

@@ -101,3 +101,5 @@ def test_collapse_watch_warns_once_per_kind(caplog):
         assert len(warned) == 2 and "uniform maximum" in warned[0] and "exactly 0 for 2 steps" in warned[1]
         assert watch.check(4, uniform, 0.0) == []  # said once
     assert caplog.text.count("uniform maximum") == 1
+    untrained = CollapseWatch(vocab_size=100)
+    assert untrained.check(1, uniform, 0.5) == [] and untrained.check(2, uniform, 0.5) == []  # random weights

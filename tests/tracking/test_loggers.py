@@ -39,9 +39,10 @@ def test_console_table_is_compact_and_aligned():
     for step in range(1, 5):
         logger.log({"reward/mean": step / 10, "actor/kl": 0.001, "other/metric": 9.0}, step)
     lines = [line for line in console.export_text().splitlines() if line.strip()]
-    assert len(lines) == 3  # header once, then steps 2 and 4 only
+    assert len(lines) == 4  # header once, then step 1 (the first numbers at once), 2 and 4 only
     assert lines[0].split() == ["step", "reward", "kl"]  # short labels; other/metric goes to files only
-    assert lines[1].split() == ["2", "0.2", "0.001"] and lines[2].split() == ["4", "0.4", "0.001"]
+    assert lines[1].split() == ["1", "0.1", "0.001"]
+    assert lines[2].split() == ["2", "0.2", "0.001"] and lines[3].split() == ["4", "0.4", "0.001"]
     assert len({len(line.rstrip()) for line in lines[1:]}) == 1
 
 

@@ -39,11 +39,10 @@ def choose_backend(argv: list[str]) -> list[str]:
 def setup_logging() -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
-    import transformers
+    from core.tracking.verbosity import quiet_libraries
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    quiet_libraries()  # vLLM/Ray/transformers INFO detail only with TANDEM_VERBOSE=1
 
 
 def launch(config_path: str, config_name: str, run: Callable[[DictConfig], object]) -> None:

@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 
 from core.checkpoint.manager import Trainable
+from core.distributed.devices import use_cpu_threads
 from core.distributed.collectives import is_distributed
 from core.plugins.manager import get_plugin_manager, load_backend
 from core.rollout.base import EngineTarget
@@ -35,6 +36,7 @@ class SFTWorker(ModelWorker):
         backend = load_backend(cfg.backend.name)
         # under torchrun each rank has its own device; under Ray each actor sees exactly one
         device = resolve_device(cfg.trainer.device, backend, int(os.environ.get("LOCAL_RANK", "0")) if sharded else 0)
+        use_cpu_threads(device)
         # under FSDP the parameters are fp32 masters and model.dtype is the forward's
         self.model_dir, self.tokenizer, self.policy = load_policy(
             cfg.model, device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding

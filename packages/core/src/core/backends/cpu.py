@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from core.backends.base import Availability, BaseBackend
+from core.distributed.devices import cpu_threads
 from core.plugins.hookspecs import hookimpl
 
 # vLLM on CPU sizes its KV cache as gpu_memory_utilization x host RAM unless told a size; CPU-scale
@@ -25,7 +26,7 @@ class CpuBackend(BaseBackend):
     hf_dtype = torch.float32
 
     def probe(self) -> Availability:
-        return Availability(True, f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        return Availability(True, f"torch {torch.__version__}, {cpu_threads()} thread(s) per process (OMP_NUM_THREADS)")
 
     def vllm_engine_args(self, cfg, engine_args: dict[str, Any]) -> dict[str, Any]:
         # no CUDA graphs on CPU, and compiling the model costs more than it saves at CPU scale

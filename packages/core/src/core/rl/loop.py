@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from core.algorithms.advantages import compute_advantages
 from core.algorithms.kl import apply_kl_in_reward, make_kl_controller
 from core.algorithms.spec import AlgorithmSpec
+from core.distributed.devices import use_cpu_threads
 from core.plugins.manager import get_plugin_manager, load_backend
 from core.report import start_and_end, write_report
 from core.rewards.build import build_reward_scorer
@@ -32,7 +33,7 @@ from core.errors import RunDied
 from core.trainer.health import CollapseWatch, NonFiniteGuard
 from core.trainer.preemption import Preemption
 from core.rl.experience import collect_experience
-from core.trainer.setup import load_tokenizer, make_prompt_source, resolve_device
+from core.trainer.setup import load_tokenizer, logits_width, make_prompt_source, resolve_device
 from core.workers.launch import make_worker_group
 
 log = logging.getLogger("tandem")
@@ -45,7 +46,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pm = get_plugin_manager()
     torch.manual_seed(cfg.trainer.seed)
     device = resolve_device(cfg.trainer.device, load_backend(cfg.backend.name))
-    _, tokenizer = load_tokenizer(cfg.model)
+    use_cpu_threads(device)
+    model_dir, tokenizer = load_tokenizer(cfg.model)
     prompts_source, val_dataset = make_prompt_source(cfg.data, tokenizer)
     scorer = build_reward_scorer(pm, device=str(device), **cfg.reward)
     kl_controller = make_kl_controller(cfg.algorithm.kl_coef, cfg.algorithm.kl_target, cfg.algorithm.kl_horizon)
@@ -59,7 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
 
     guard = NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.max_nonfinite_steps)
-    collapse = CollapseWatch(len(tokenizer))
+    collapse = CollapseWatch(logits_width(model_dir))
     run_dir = Path(cfg.trainer.output_dir)
     checkpoints = run_dir / "checkpoints"
     with ExitStack() as cleanup:  # closed in reverse order, on success and on any error

@@ -17,6 +17,7 @@ from core.distributed.devices import empty_cache
 from core.errors import RunDied
 
 from core.rollout.base import RolloutOutput, SamplingParams
+from core.tracking.progress import DecodeSteps
 
 
 class HFRolloutEngine:
@@ -61,6 +62,7 @@ class HFRolloutEngine:
                 pad_token_id=self.pad_token_id,
                 output_logits=params.logprobs,
                 return_dict_in_generate=True,
+                streamer=DecodeSteps(params.max_tokens),
             )
         response_ids = out.sequences[:, input_ids.shape[1]:].cpu()  # [batch * n, generated]
         response_mask, finished = _mask_through_first_stop(response_ids, stop_ids)

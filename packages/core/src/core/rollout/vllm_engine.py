@@ -20,6 +20,7 @@ from core.errors import TandemError
 from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams, pad_responses
 from core.rollout.vllm_worker import encode_bucket, encode_oversized, share_buffer
 from core.rollout.weight_buckets import iter_buckets, iter_tensor_chunks
+from core.tracking.progress import vllm_progress
 
 log = logging.getLogger("tandem.vllm")
 
@@ -114,7 +115,7 @@ class VllmRolloutEngine:
         else:
             requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
             sampling = vllm_sampling_params(params, params.n, params.seed)
-        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        outputs = self.llm.generate(requests, sampling, use_tqdm=vllm_progress())
         completions = [c for out in outputs for c in sorted(out.outputs, key=lambda c: c.index)]
         responses = [list(c.token_ids) for c in completions]
         logprobs = [sampled_logprobs(r, c.logprobs) for r, c in zip(responses, completions)] if params.logprobs else None

@@ -53,7 +53,8 @@ def _require(package: str, logger: str, pip_name: str):
 
 
 class ConsoleLogger:
-    """A compact table: one row per `every` steps, fixed-width columns, the header repeated now and then."""
+    """A compact table: step 1 (so a slow run shows its numbers at once), then one row per `every` steps;
+    fixed-width columns, the header repeated now and then."""
 
     def __init__(self, every: int = 1, console: Console | None = None):
         self.every = max(1, every)
@@ -64,7 +65,7 @@ class ConsoleLogger:
         self._rows_since_header = 0
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        if step % self.every:
+        if step % self.every and step != 1:
             return
         columns = [name for name in CONSOLE_COLUMNS if name in metrics]
         show_header = columns != self._columns or self._rows_since_header >= _HEADER_EVERY

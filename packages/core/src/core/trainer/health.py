@@ -56,11 +56,14 @@ class NonFiniteGuard:
 
 
 class CollapseWatch:
-    """Warns (once each) when the policy looks collapsed: its entropy at the uniform maximum (it says
-    nothing any more), or a gradient norm of exactly 0 for `patience` steps (nothing is learned)."""
+    """Warns (once each) when the policy looks collapsed: its entropy risen to the uniform maximum (it
+    says nothing any more), or a gradient norm of exactly 0 for `patience` steps (nothing is learned).
+    `vocab_size` is the model's (the logits' width), not the tokenizer's. A policy that starts at the
+    maximum (random weights: the demo's builtin models, a step benchmark) has not collapsed: no warning."""
 
     def __init__(self, vocab_size: int, patience: int = 3):
         self.max_entropy = math.log(max(vocab_size, 2))
+        self.started_uniform: bool | None = None
         self.patience = patience
         self.zero_grad_steps = 0
         self.warned: set[str] = set()
@@ -68,7 +71,10 @@ class CollapseWatch:
     def check(self, step: int, entropy: float, grad_norm: float | None) -> list[str]:
         """The warnings this step raises for the first time (also logged)."""
         found = []
-        if entropy >= 0.98 * self.max_entropy:
+        uniform = entropy >= 0.98 * self.max_entropy
+        if self.started_uniform is None:
+            self.started_uniform = uniform
+        if uniform and not self.started_uniform:
             found.append(("uniform", f"step {step}: the policy's entropy {entropy:.2f} is at the uniform maximum "
                           f"{self.max_entropy:.2f}: it no longer prefers any token (lr too high?)"))
         self.zero_grad_steps = self.zero_grad_steps + 1 if grad_norm == 0 else 0

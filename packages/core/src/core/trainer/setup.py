@@ -31,6 +31,14 @@ def process_group_backend(backend: "Backend", device: torch.device) -> str:
     return "gloo" if device.type == "cpu" else backend.dist_backend
 
 
+def logits_width(model_dir: str) -> int:
+    """The model's vocabulary (the logits' last dimension), often wider than its tokenizer's."""
+    from transformers import AutoConfig
+
+    with unreadable_model_named(model_dir, "config"):
+        return AutoConfig.from_pretrained(model_dir).get_text_config().vocab_size
+
+
 def load_tokenizer(model_cfg):
     """(model_dir, tokenizer) for `model.path` (builtin models are built on first use)."""
     from transformers import AutoTokenizer

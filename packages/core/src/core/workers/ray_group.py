@@ -27,6 +27,7 @@ from core.backends.base import Backend
 from core.errors import TandemError
 from core.plugins.manager import load_backend
 from core.trainer.preemption import FROM_WORKER, SIGNALS, hold_in_worker, release_worker
+from core.tracking.verbosity import library_env, quiet_libraries, ray_log_level
 from core.trainer.setup import load_tokenizer, process_group_backend, resolve_device
 from core.workers.base import import_worker
 from core.workers.group import TRAIN_WORKER, WorkerGroup
@@ -45,6 +46,7 @@ class _WorkerActor:
     def __init__(self, cfg: dict, rank: int, world_size: int, worker: str, worker_args: tuple,
                  controller: tuple[int, str]):
         hold_in_worker(*controller)
+        quiet_libraries()
         self.cfg = OmegaConf.create(cfg)
         self.rank, self.world_size = rank, world_size
         self.worker_path, self.worker_args = worker, worker_args
@@ -96,7 +98,7 @@ class RayWorkerGroup(WorkerGroup):
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
             handlers = {sig: signal.getsignal(sig) for sig in SIGNALS}
-            ray.init(address=trainer.ray_address, include_dashboard=False,
+            ray.init(address=trainer.ray_address, include_dashboard=False, logging_level=ray_log_level(),
                      runtime_env={"env_vars": {k: v for k, v in env.items() if v is not None}})
             if _main_thread():
                 for sig, handler in handlers.items():  # ray.init sets its own SIGTERM exit; the run's stays in charge
@@ -189,6 +191,7 @@ def _reservation(resource: str | None) -> dict[str, Any]:
 def _worker_env(backend: Backend) -> dict[str, str | None]:
     """The backend's worker environment, also applied here so workers inherit it."""
     env: dict[str, str | None] = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env.update({key: os.environ.get(key, value) for key, value in library_env().items()})  # the user's wins
     env.update(backend.worker_env())
     for key, value in env.items():
         if value is None:
