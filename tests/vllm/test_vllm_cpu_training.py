@@ -69,3 +69,27 @@ def test_sft_validation_generates_with_vllm(tmp_path, started_engines):
         rows = read_jsonl(tmp_path / "validation" / f"step_{step:06d}.jsonl")
         assert len(rows) == 4 and all("generation" in row for row in rows)
     assert "val/loss_end" in summary
+
+
+@pytest.mark.timeout(400)
+def test_the_cli_hides_vllm_info_lines_unless_verbose(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    def run(name: str, verbose: str) -> str:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TANDEM_VERBOSE": verbose}
+        env.pop("VLLM_LOGGING_LEVEL", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "core.main", "+backend=cpu", "backend.engine=vllm", "trainer.total_steps=2",
+             "trainer.report=false", "trainer.save_model=false", f"trainer.output_dir={tmp_path / name}"],
+            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    vllm_info = re.compile(r"^INFO \d\d-\d\d ", re.MULTILINE)  # vLLM's own format: "INFO 12-03 12:32:31 [file.py:N]"
+    quiet = run("quiet", "0")
+    assert "done: 2 steps" in quiet and not vllm_info.search(quiet), quiet[-3000:]
+    assert vllm_info.search(run("verbose", "1"))
