@@ -9,8 +9,8 @@ import pytest
 
 from core.rl.loop import train
 
-ALGORITHMS = ["grpo", "ppo", "rloo", "reinforce_pp", "remax", "dapo", "dr_grpo", "gspo"]
 FIXTURES = Path(__file__).parent / "fixtures"
+ALGORITHMS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "algorithm").glob("*.yaml"))  # all options
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -113,7 +113,7 @@ def test_masked_positions_never_matter():
     values = torch.rand_like(rewards)
     garbage_rewards = torch.where(mask.bool(), rewards, torch.full_like(rewards, 1e6))
     garbage_values = torch.where(mask.bool(), values, torch.full_like(values, -1e6))
-    for name in ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "remax", "gae"):
+    for name in ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "remax", "opo", "gpg", "gae"):
         kwargs = dict(response_mask=mask, group_ids=groups, baseline_rewards=torch.ones(6), gamma=0.9, lam=0.8)
         clean = compute_advantages(name, token_rewards=rewards, values=values, **kwargs)
         dirty = compute_advantages(name, token_rewards=garbage_rewards, values=garbage_values, **kwargs)
@@ -130,3 +130,21 @@ def test_unknown_estimator_and_missing_inputs_are_user_errors():
         compute_advantages("gae", token_rewards=rewards, response_mask=mask)
     with pytest.raises(TandemError, match="grpo needs group_ids"):
         compute_advantages("grpo", token_rewards=rewards, response_mask=mask)
+
+
+def test_opo_hand_numbers():
+    rewards, mask, groups = _grpo_batch()
+    adv, returns = compute_advantages("opo", token_rewards=rewards, response_mask=mask, group_ids=groups)
+    # g0: scores 1, 0, 2 with lengths 3, 2, 3 -> baseline (3*1 + 2*0 + 3*2) / 8 = 9/8
+    #     -> 1 - 9/8 = -1/8, 0 - 9/8 = -9/8, 2 - 9/8 = 7/8
+    # g7 (one member): baseline 0 -> 3;  g2: scores 1, 1 with lengths 3, 1 -> baseline 1 -> 0, 0
+    assert _per_row(adv, mask).tolist() == pytest.approx([-1 / 8, -9 / 8, 7 / 8, 3.0, 0.0, 0.0])
+    assert torch.equal(adv, returns)
+
+
+def test_gpg_hand_numbers():
+    rewards, mask, groups = _grpo_batch()
+    adv, _ = compute_advantages("gpg", token_rewards=rewards, response_mask=mask, group_ids=groups)
+    # scores 1, 0, 2, 3, 1, 1: 5 of 6 non-zero -> alpha = 6/5; no std division
+    # g0 mean 1 -> 0, -1, 1;  g7 alone (mean 0) -> 3;  g2 mean 1 -> 0, 0;  times 6/5
+    assert _per_row(adv, mask).tolist() == pytest.approx([0.0, -1.2, 1.2, 3.6, 0.0, 0.0])

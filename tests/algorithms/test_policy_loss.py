@@ -60,7 +60,7 @@ def test_gspo_sequence_ratio_and_token_gradient():
     logprobs = torch.tensor([[0.2, 0.4, 9.0]], dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([[1, 1, 0]], dtype=torch.float64)
     kwargs = dict(logprobs=logprobs, old_logprobs=old, response_mask=mask, loss_agg_mode="seq-mean-token-mean",
-                  global_token_count=2, global_seq_count=1)
+                  global_token_count=2, global_seq_count=1, clip_ratio_low=0.2, clip_ratio_high=0.2)
     # A = +1: max(-e^0.3, -1.2) = -1.2 on both tokens (clipped, no gradient)
     loss, metrics = compute_policy_loss("gspo", advantages=torch.ones(1, 3, dtype=torch.float64), **kwargs)
     assert loss.item() == pytest.approx(-1.2) and metrics["clip_frac"] == 1.0
@@ -88,7 +88,7 @@ def test_reinforce_loss_and_gradient():
 def test_unknown_policy_loss_and_mode_are_user_errors():
     x = torch.zeros(1, 1)
     kwargs = dict(logprobs=x, old_logprobs=x, advantages=x, response_mask=x, global_token_count=1, global_seq_count=1)
-    with pytest.raises(TandemError, match="valid: ppo_clip, gspo, reinforce"):
+    with pytest.raises(TandemError, match="valid: ppo_clip, gspo, cispo, clip_cov, kl_cov, reinforce, gpg"):
         compute_policy_loss("dpo", loss_agg_mode="token-mean", **kwargs)
     with pytest.raises(TandemError, match="loss_agg_mode='mean' is unknown"):
         compute_policy_loss("ppo_clip", loss_agg_mode="mean", **kwargs)
@@ -148,3 +148,82 @@ def test_algorithm_config_validation_names_the_bad_key():
     for key, change in bad.items():
         with pytest.raises(TandemError, match=key.replace("(", r"\(")):
             check_algorithm_config(replace(AlgorithmConfig(), **change))
+
+
+def test_token_sum_has_no_normaliser():
+    logprobs, old, adv, mask = _ppo_tokens()
+    loss, _ = compute_policy_loss(
+        "ppo_clip", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
+        loss_agg_mode="token-sum", global_token_count=5, global_seq_count=1, clip_ratio_high=0.28,
+    )
+    assert loss.item() == pytest.approx(3.52)  # the token-mean test's sum, not divided by 5
+
+
+def test_cispo_weights_every_token_with_the_clipped_ratio():
+    logprobs, old, adv, mask = _ppo_tokens()
+    loss, metrics = compute_policy_loss(
+        "cispo", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
+        loss_agg_mode="token-mean", global_token_count=5, global_seq_count=1, clip_ratio_high=0.6,
+    )
+    # ratios 1.5, 0.5, 1.5, 5, 0.5 -> weights clip(r, 0.8, 1.6) = 1.5, 0.8, 1.5, 1.6, 0.8 (3 of 5 clipped)
+    # terms -w A log pi: tokens 1/3 and 2/5 have equal log pi and w, opposite A: they cancel; token 4
+    # leaves -1.6 * (-1) * (-2 + ln 5)
+    assert loss.item() == pytest.approx(1.6 * (math.log(5) - 2) / 5)
+    assert metrics["clip_frac"] == pytest.approx(3 / 5)
+    loss.backward()
+    # d/d log pi = -w A / 5 on every unmasked token: clipping never zeroes a gradient
+    assert torch.allclose(logprobs.grad, torch.tensor([[-1.5, -0.8, 1.5, 1.6, 0.8, 0]], dtype=torch.float64) / 5)
+
+
+def _covariance_tokens():
+    # A = 3, -3, 1, 1 (mean 0.5 -> deviations 2.5, -3.5, 0.5, 0.5); log pi = -1, -3, -2, -2 (mean -2 ->
+    # deviations 1, -1, 0, 0): covariance terms 2.5, 3.5, 0, 0
+    adv = torch.tensor([[3.0, -3.0, 1.0, 1.0]], dtype=torch.float64)
+    logprobs = torch.tensor([[-1.0, -3.0, -2.0, -2.0]], dtype=torch.float64, requires_grad=True)
+    return logprobs, adv, torch.ones(1, 4, dtype=torch.float64)
+
+
+def test_clip_cov_cuts_the_gradient_of_high_covariance_tokens():
+    logprobs, adv, mask = _covariance_tokens()
+    old = logprobs.detach().clone()  # ratio 1: PPO clips nothing
+    loss, metrics = compute_policy_loss(
+        "clip_cov", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
+        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1, clip_cov_ratio=0.5,
+    )
+    # max(1, int(0.5 * 4)) = 2 tokens to cut; candidates: covariance in (1, 5) -> tokens 1 and 2, both cut
+    # kept tokens 3, 4: -A r = -1 each -> (-1 - 1) / 4
+    assert loss.item() == pytest.approx(-0.5) and metrics["clip_frac"] == pytest.approx(0.5)
+    loss.backward()
+    assert torch.allclose(logprobs.grad, torch.tensor([[0, 0, -0.25, -0.25]], dtype=torch.float64))
+    # one token to cut among the two candidates: exactly one is cut, at random
+    loss, metrics = compute_policy_loss(
+        "clip_cov", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
+        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1, clip_cov_ratio=0.25,
+    )
+    # token 1 cut: (3 - 1 - 1) / 4 = 0.25; token 2 cut: (-3 - 1 - 1) / 4 = -1.25
+    assert metrics["clip_frac"] == pytest.approx(0.25) and round(loss.item(), 6) in (0.25, -1.25)
+
+
+def test_kl_cov_penalises_the_top_covariance_tokens():
+    logprobs, adv, mask = _covariance_tokens()
+    old = logprobs.detach() - torch.tensor([[0.1, -0.2, 0.0, 0.0]], dtype=torch.float64)  # log r = 0.1, -0.2, 0, 0
+    loss, metrics = compute_policy_loss(
+        "kl_cov", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
+        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1, kl_cov_ratio=0.25, kl_cov_coef=2.0,
+    )
+    # max(1, int(4 * 0.25)) = 1 token: the largest covariance, token 2 (3.5), gets + 2 |log r| = 0.4
+    # -A r: -3 e^0.1, 3 e^-0.2 (+ 0.4), -1, -1
+    expected = (-3 * math.exp(0.1) + 3 * math.exp(-0.2) + 0.4 - 2) / 4
+    assert loss.item() == pytest.approx(expected)
+    assert metrics["abs_log_ratio"] == pytest.approx(0.3 / 4)
+    loss.backward()
+    # token 2: d/d log pi (3 e^(log r) + 2 |log r|) = 3 e^-0.2 - 2 (log r < 0)
+    grad = torch.tensor([[-3 * math.exp(0.1), 3 * math.exp(-0.2) - 2, -1, -1]], dtype=torch.float64) / 4
+    assert torch.allclose(logprobs.grad, grad)
+
+
+def test_gpg_loss_is_reinforce():
+    logprobs, old, adv, mask = _ppo_tokens()
+    common = dict(logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask, loss_agg_mode="token-mean",
+                  global_token_count=5, global_seq_count=1)
+    assert compute_policy_loss("gpg", **common)[0].item() == compute_policy_loss("reinforce", **common)[0].item()

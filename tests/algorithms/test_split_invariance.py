@@ -110,8 +110,13 @@ def _assert_same(split, whole, label):
         assert torch.allclose(a, b, atol=1e-12), label
 
 
+# Clip-Cov and KL-Cov pick their tokens by statistics of the micro-batch they see (as verl's do), so a
+# different split treats different tokens apart: not split-invariant by definition.
+MICRO_BATCH_STATISTICS = ("clip_cov", "kl_cov")
+
+
 def _combinations():
-    return [(name, mode) for name in POLICY_LOSSES for mode in LOSS_AGG_MODES]
+    return [(name, mode) for name in POLICY_LOSSES if name not in MICRO_BATCH_STATISTICS for mode in LOSS_AGG_MODES]
 
 
 def test_micro_batches_in_one_process_match_whole_batch():

@@ -12,7 +12,9 @@ from core.algorithms.advantages import (
     compute_advantages,
     discounted_returns,
     gae_advantages,
+    gpg_advantages,
     grpo_advantages,
+    opo_advantages,
     reinforce_pp_advantages,
     reinforce_pp_baseline_advantages,
     remax_advantages,
@@ -20,6 +22,7 @@ from core.algorithms.advantages import (
     sequence_scores,
 )
 from core.algorithms.aggregation import LOSS_AGG_MODES, LossCounts, aggregate_loss, check_loss_agg_mode, loss_counts
+from core.algorithms.covariance_losses import clip_cov_token_losses, kl_cov_token_losses
 from core.algorithms.dapo import DynamicSamplingAccumulator, informative_rows, overlong_penalty
 from core.algorithms.entropy import entropy_from_logits
 from core.algorithms.kl import (
@@ -37,6 +40,7 @@ from core.algorithms.logprobs import logprobs_from_logits
 from core.algorithms.masked import masked_mean, masked_whiten
 from core.algorithms.policy_loss import (
     POLICY_LOSSES,
+    cispo_token_losses,
     compute_policy_loss,
     gspo_token_losses,
     ppo_clip_token_losses,
@@ -60,6 +64,8 @@ __all__ = [
     "aggregate_loss",
     "apply_kl_in_reward",
     "check_algorithm_config",
+    "cispo_token_losses",
+    "clip_cov_token_losses",
     "check_kl_estimator",
     "check_loss_agg_mode",
     "compute_advantages",
@@ -67,9 +73,11 @@ __all__ = [
     "discounted_returns",
     "entropy_from_logits",
     "gae_advantages",
+    "gpg_advantages",
     "grpo_advantages",
     "gspo_token_losses",
     "informative_rows",
+    "kl_cov_token_losses",
     "kl_estimate",
     "kl_penalized_rewards",
     "logprobs_from_logits",
@@ -77,6 +85,7 @@ __all__ = [
     "make_kl_controller",
     "masked_mean",
     "masked_whiten",
+    "opo_advantages",
     "overlong_penalty",
     "ppo_clip_token_losses",
     "reinforce_pp_advantages",

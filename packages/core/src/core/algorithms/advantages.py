@@ -1,4 +1,4 @@
-"""Advantage estimators: GAE, GRPO, Dr.GRPO, RLOO, REINFORCE++ (and its group baseline), ReMax.
+"""Advantage estimators: GAE, GRPO, Dr.GRPO, RLOO, OPO, GPG, REINFORCE++ (and its group baseline), ReMax.
 
 Shapes: token_rewards, response_mask, values: [batch, response_len]; group_ids: [batch] (responses
 to the same prompt share an id); baseline_rewards: [batch]. Each estimator returns
@@ -13,7 +13,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from core.algorithms.masked import group_mean_std, masked_whiten
+from core.algorithms.masked import group_index, group_mean_std, masked_whiten
 from core.errors import TandemError
 
 GROUP_STD_EPS = 1e-6
@@ -83,6 +83,36 @@ def rloo_advantages(
     # mean of the others = (n * mean - score) / (n - 1)  =>  score - that = n / (n - 1) * (score - mean)
     leave_one_out = torch.where(size > 1, size / (size - 1).clamp(min=1) * (scores - mean), scores)
     return _broadcast(leave_one_out, response_mask)
+
+
+@torch.no_grad()
+def opo_advantages(
+    token_rewards: torch.Tensor, response_mask: torch.Tensor, group_ids: torch.Tensor
+) -> AdvantagesAndReturns:
+    """OPO: score minus its group's length-weighted mean score, sum_j |y_j| s_j / sum_j |y_j| (the
+    baseline that minimises the gradient variance under on-policy sampling); a group of one keeps
+    its score, as in verl."""
+    scores = sequence_scores(token_rewards, response_mask)
+    lengths = response_mask.to(scores.dtype).sum(-1)
+    dense, num_groups = group_index(group_ids)
+    dense = dense.to(scores.device)
+    weighted = torch.zeros(num_groups, dtype=scores.dtype, device=scores.device).index_add_(0, dense, lengths * scores)
+    total_length = torch.zeros_like(weighted).index_add_(0, dense, lengths)
+    size = torch.zeros_like(weighted).index_add_(0, dense, torch.ones_like(scores))[dense]
+    baseline = torch.where(size > 1, weighted[dense] / total_length[dense].clamp(min=1), torch.zeros_like(scores))
+    return _broadcast(scores - baseline, response_mask)
+
+
+@torch.no_grad()
+def gpg_advantages(
+    token_rewards: torch.Tensor, response_mask: torch.Tensor, group_ids: torch.Tensor, f_norm: float = 1.0
+) -> AdvantagesAndReturns:
+    """GPG: alpha * (score - group mean) / f_norm, alpha = rows / rows with a non-zero score (clamped
+    to >= 1 row), which scales up the signal when most responses score 0; no std division."""
+    scores = sequence_scores(token_rewards, response_mask)
+    mean, _, _ = group_mean_std(scores, group_ids)
+    alpha = scores.numel() / max(int(torch.count_nonzero(scores)), 1)
+    return _broadcast(alpha * (scores - mean) / f_norm, response_mask)
 
 
 def discounted_returns(token_rewards: torch.Tensor, response_mask: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -158,6 +188,8 @@ _ESTIMATORS: Dict[str, Callable[[_EstimatorInputs], AdvantagesAndReturns]] = {
         x.token_rewards, x.response_mask, x.need("group_ids")
     ),
     "remax": lambda x: remax_advantages(x.token_rewards, x.response_mask, x.need("baseline_rewards"), x.gamma),
+    "opo": lambda x: opo_advantages(x.token_rewards, x.response_mask, x.need("group_ids")),
+    "gpg": lambda x: gpg_advantages(x.token_rewards, x.response_mask, x.need("group_ids")),
     "gae": lambda x: gae_advantages(x.token_rewards, x.need("values"), x.response_mask, x.gamma, x.lam),
 }
 

@@ -8,6 +8,7 @@ The sum of the micro-batch losses is then exactly the loss of the whole batch.
 
 Modes (L: per-token loss [batch, response_len], m: mask, T_i = sum_t m_it, S: sequences with T_i > 0):
   token-mean               sum_it m_it L_it / sum_i T_i
+  token-sum                sum_it m_it L_it                                     (no normaliser; verl's token-sum)
   seq-mean-token-sum       sum_{i in S} (sum_t m_it L_it) / |S|
   seq-mean-token-mean      sum_{i in S} (sum_t m_it L_it / T_i) / |S|
   seq-mean-token-sum-norm  sum_{i in S} (sum_t m_it L_it) / (|S| * horizon)   (Dr.GRPO; horizon constant)
@@ -27,7 +28,7 @@ from core.distributed.devices import collective_device
 from core.algorithms.masked import masked_sum
 from core.errors import TandemError
 
-LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ def aggregate_loss(
     check_loss_agg_mode(mode)
     if mode == "token-mean":
         return masked_sum(token_losses, response_mask) / max(global_token_count, 1)
+    if mode == "token-sum":  # each micro-batch's sum is its share already: the shares add up to the total
+        return masked_sum(token_losses, response_mask)
     seq_sums = masked_sum(token_losses, response_mask, dim=-1)
     if mode == "seq-mean-token-mean":
         seq_sums = seq_sums / response_mask.sum(-1).clamp(min=1).to(seq_sums.dtype)

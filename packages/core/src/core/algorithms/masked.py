@@ -6,11 +6,14 @@ change a result, whatever they hold (garbage rewards or NaN-free padding).
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 import torch
 
 WHITEN_EPS = 1e-8
+LOG_RATIO_CLAMP = 20.0  # log-ratios are clamped before exp in the losses: exp(20) is large, not inf
+
+TokenLossesAndMetrics = Tuple[torch.Tensor, Dict[str, float]]  # per-token losses [batch, len], metrics
 
 
 def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
@@ -61,3 +64,8 @@ def group_mean_std(scores: torch.Tensor, group_ids: torch.Tensor) -> Tuple[torch
     row_mean = torch.where(singleton, torch.zeros_like(scores), means[dense])
     row_std = torch.where(singleton, torch.ones_like(scores), stds[dense])
     return row_mean, row_std, row_size
+
+
+def approx_kl(log_ratio: torch.Tensor, response_mask: torch.Tensor) -> float:
+    """k1 estimate of KL(old || new): mean of log(old / new) over the sampled tokens."""
+    return float(masked_mean(-log_ratio.detach(), response_mask))

@@ -1,4 +1,5 @@
-"""Policy-gradient losses: clipped PPO (clip-higher, dual clip), GSPO, plain REINFORCE.
+"""Policy-gradient losses: clipped PPO (clip-higher, dual clip), GSPO, CISPO, plain REINFORCE (= GPG's
+loss); Clip-Cov and KL-Cov live in covariance_losses.py.
 
 Shapes: logprobs, old_logprobs, advantages, response_mask: [batch, response_len]. Each loss builds
 per-token terms and aggregates them with `aggregate_loss` (so the result is this micro-batch's
@@ -7,22 +8,16 @@ share of the step loss, see aggregation.py). Metrics are masked means over this 
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+import inspect
+from typing import Callable, Dict, Optional
 
 import torch
 
 from core.algorithms.aggregation import aggregate_loss, check_loss_agg_mode
+from core.algorithms.covariance_losses import clip_cov_token_losses, kl_cov_token_losses
+from core.algorithms.masked import LOG_RATIO_CLAMP, TokenLossesAndMetrics, approx_kl as _approx_kl
 from core.algorithms.masked import masked_mean, masked_sum
 from core.errors import TandemError
-
-LOG_RATIO_CLAMP = 20.0
-
-TokenLossesAndMetrics = Tuple[torch.Tensor, Dict[str, float]]
-
-
-def _approx_kl(log_ratio: torch.Tensor, response_mask: torch.Tensor) -> float:
-    # k1 estimate of KL(old || new): mean of log(old / new) over the sampled tokens
-    return float(masked_mean(-log_ratio.detach(), response_mask))
 
 
 def ppo_clip_token_losses(
@@ -82,20 +77,60 @@ def gspo_token_losses(
     return losses, metrics
 
 
+def cispo_token_losses(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    clip_ratio_low: float = 0.2,
+    clip_ratio_high: float = 0.2,
+) -> TokenLossesAndMetrics:
+    """CISPO (MiniMax-M1): -sg[clip(r, 1-low, 1+high)] * A * log pi.
+
+    The clipped ratio is a constant weight, so unlike PPO no token loses its gradient to clipping:
+    d/d log pi_t = -w_t A_t. r = exp(clamp(logprobs - old_logprobs, -20, 20)), as in verl.
+    """
+    log_ratio = torch.clamp(logprobs - old_logprobs, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    ratio = torch.exp(log_ratio.detach())
+    weight = torch.clamp(ratio, 1.0 - clip_ratio_low, 1.0 + clip_ratio_high)
+    metrics = {
+        "clip_frac": float(masked_mean((weight != ratio).float(), response_mask)),
+        "approx_kl": _approx_kl(log_ratio, response_mask),
+    }
+    return -weight * advantages * logprobs, metrics
+
+
 def reinforce_token_losses(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
 ) -> TokenLossesAndMetrics:
-    """Plain REINFORCE: -A * log pi (on-policy; old_logprobs only feed the approx-KL metric)."""
+    """Plain REINFORCE: -A * log pi (on-policy; old_logprobs only feed the approx-KL metric). GPG's
+    loss is this one (its difference is the estimator, `adv_estimator=gpg`)."""
     return -advantages * logprobs, {"approx_kl": _approx_kl(logprobs - old_logprobs, response_mask)}
 
 
+def _takes(loss: Callable[..., TokenLossesAndMetrics], options: Dict[str, float]) -> Dict[str, float]:
+    """The options (algorithm keys) that `loss` declares; the others belong to other losses."""
+    return {k: v for k, v in options.items() if k in inspect.signature(loss).parameters}
+
+
 _LOSSES: Dict[str, Callable[..., TokenLossesAndMetrics]] = {
-    "ppo_clip": lambda lp, old, adv, m, low, high, c: ppo_clip_token_losses(lp, old, adv, m, low, high, c),
-    "gspo": lambda lp, old, adv, m, low, high, c: gspo_token_losses(lp, old, adv, m, low, high),
-    "reinforce": lambda lp, old, adv, m, low, high, c: reinforce_token_losses(lp, old, adv, m),
+    "ppo_clip": ppo_clip_token_losses,
+    "gspo": gspo_token_losses,
+    "cispo": cispo_token_losses,
+    "clip_cov": clip_cov_token_losses,
+    "kl_cov": kl_cov_token_losses,
+    "reinforce": reinforce_token_losses,
+    "gpg": reinforce_token_losses,
 }
 
 POLICY_LOSSES = tuple(_LOSSES)
+OPTION_KEYS = ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "clip_cov_ratio", "clip_cov_lb", "clip_cov_ub",
+               "kl_cov_ratio", "kl_cov_coef")
+
+
+def policy_loss_options(algorithm) -> Dict[str, float]:
+    """The `algorithm` config keys the losses read, for `compute_policy_loss(**options)`."""
+    return {key: getattr(algorithm, key) for key in OPTION_KEYS}
 
 
 def compute_policy_loss(
@@ -109,17 +144,18 @@ def compute_policy_loss(
     global_token_count: int,
     global_seq_count: int,
     horizon: Optional[int] = None,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float = 0.2,
-    clip_ratio_c: float = 3.0,
+    **options: float,
 ) -> TokenLossesAndMetrics:
-    """The policy loss named by `algorithm.policy_loss`, aggregated; returns (loss, metrics)."""
+    """The policy loss named by `algorithm.policy_loss`, aggregated; returns (loss, metrics).
+
+    `options` are algorithm keys (clip_ratio_low, clip_ratio_high, clip_ratio_c, clip_cov_ratio, ...);
+    each loss takes those it declares, at its own defaults for the rest.
+    """
     if name not in _LOSSES:
         raise TandemError(f"algorithm.policy_loss={name!r} is unknown; valid: {', '.join(POLICY_LOSSES)}")
     check_loss_agg_mode(loss_agg_mode)
-    token_losses, metrics = _LOSSES[name](
-        logprobs, old_logprobs, advantages, response_mask, clip_ratio_low, clip_ratio_high, clip_ratio_c
-    )
+    loss_fn = _LOSSES[name]
+    token_losses, metrics = loss_fn(logprobs, old_logprobs, advantages, response_mask, **_takes(loss_fn, options))
     loss = aggregate_loss(
         token_losses, response_mask, loss_agg_mode, global_token_count, global_seq_count, horizon
     )

@@ -49,6 +49,9 @@ RULES: list[Rule] = [
     ("reward.stop_if_failed_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("algorithm.kl_coef", *NON_NEGATIVE),
     ("algorithm.entropy_coef", lambda v: math.isfinite(v), "a finite number"),
+    ("algorithm.clip_cov_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("algorithm.kl_cov_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("algorithm.kl_cov_coef", *NON_NEGATIVE),
 ]
 
 

@@ -92,12 +92,19 @@ class RolloutConfig:
 @dataclass
 class AlgorithmConfig:
     name: str = "grpo"
-    adv_estimator: str = "grpo"  # grpo | dr_grpo | rloo | reinforce_pp | reinforce_pp_baseline | remax | gae
-    policy_loss: str = "ppo_clip"  # ppo_clip | gspo | reinforce
-    loss_agg_mode: str = "token-mean"  # token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm
+    adv_estimator: str = "grpo"  # grpo | dr_grpo | rloo | opo | gpg | reinforce_pp | reinforce_pp_baseline | remax | gae
+    policy_loss: str = "ppo_clip"  # ppo_clip | gspo | cispo | clip_cov | kl_cov | reinforce | gpg
+    # token-mean | token-sum | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm
+    loss_agg_mode: str = "token-mean"
     clip_ratio_low: float = 0.2
     clip_ratio_high: float = 0.2
     clip_ratio_c: float = 3.0  # dual-clip bound for negative advantages
+    # Clip-Cov / KL-Cov: the share of tokens (by advantage x log-prob covariance) treated apart
+    clip_cov_ratio: float = 2e-4  # clip_cov: share whose gradient is cut, drawn among covariances in (lb, ub)
+    clip_cov_lb: float = 1.0
+    clip_cov_ub: float = 5.0
+    kl_cov_ratio: float = 2e-4  # kl_cov: share of largest covariance that gets the |log-ratio| penalty
+    kl_cov_coef: float = 1.0  # verl's ppo_kl_coef
     gamma: float = 1.0
     lam: float = 1.0
     kl_placement: str = "none"  # none | loss | reward

@@ -11,7 +11,7 @@ from core.algorithms.aggregation import aggregate_loss
 from core.algorithms.entropy import entropy_from_logits
 from core.algorithms.kl import kl_estimate
 from core.algorithms.logprobs import logprobs_from_logits
-from core.algorithms.policy_loss import compute_policy_loss
+from core.algorithms.policy_loss import compute_policy_loss, policy_loss_options
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
 from core.distributed.fsdp import clip_grad_norm
@@ -156,9 +156,7 @@ class Actor:
                 old_logprobs=old_logprobs,
                 advantages=micro.advantages,
                 response_mask=micro.response_mask,
-                clip_ratio_low=algo.clip_ratio_low,
-                clip_ratio_high=algo.clip_ratio_high,
-                clip_ratio_c=algo.clip_ratio_c,
+                **policy_loss_options(algo),
                 loss_agg_mode=agg["mode"],
                 global_token_count=counts.tokens,
                 global_seq_count=counts.sequences,
