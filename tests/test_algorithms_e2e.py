@@ -43,3 +43,21 @@ def test_gsm8k_format_dataset_with_gsm8k_reward(compose_config, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert "val/openai/gsm8k/reward" in lines[-1]
     assert (tmp_path / "report.png").is_file()
+
+
+@pytest.mark.parametrize("overrides", [
+    ("algorithm.rollout_correction=token_tis",),
+    ("algorithm=dapo", "rollout.logprobs=true"),  # dynamic sampling keeps the engine's log-probs of the kept rows
+])
+def test_the_engines_logprobs_measure_and_correct_the_mismatch(overrides, compose_config, tmp_path):
+    cfg = compose_config(
+        *overrides, "+backend=cpu", f"trainer.output_dir={tmp_path}", "trainer.total_steps=2",
+        "trainer.loggers=[jsonl]", "trainer.save_model=false", "trainer.report=false",
+    )
+    train(cfg)
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    # the HF engine and the trainer hold the same fp32 weights: the two scorings agree closely
+    assert 1.0 <= last["mismatch/token_mult_prob_error"] < 1.001
+    assert last["mismatch/abs_logprob_diff_max"] < 1e-3
+    if "algorithm.rollout_correction=token_tis" in overrides:
+        assert last["actor/correction_weight_mean"] == pytest.approx(1.0, abs=1e-3)

@@ -11,15 +11,15 @@ import torch
 from omegaconf import OmegaConf
 
 from core.algorithms.spec import AlgorithmSpec
+from core.config.schema import AlgorithmConfig
 from core.trainer.actor import Actor, behaviour_logprobs_from_update
 
 sys.path.insert(0, str(Path(__file__).parent / "distributed"))
 from dist_utils import random_batch  # noqa: E402
 
-ALGO = OmegaConf.create(dict(
+ALGO = OmegaConf.merge(OmegaConf.structured(AlgorithmConfig), dict(  # the schema's defaults for the rest
     policy_loss="ppo_clip", loss_agg_mode="token-mean", clip_ratio_low=0.2, clip_ratio_high=0.28,
-    clip_ratio_c=3.0, kl_placement="none", kl_estimator="k3", kl_coef=0.0, entropy_coef=0.0,
-    adv_estimator="grpo", kl_target=None,
+    kl_placement="none", kl_coef=0.0, entropy_coef=0.0,
 ))
 TRAINER = OmegaConf.create(dict(
     lr=1e-2, weight_decay=0.0, warmup_steps=0, grad_clip=1e9, ppo_epochs=1, mini_batches=1,

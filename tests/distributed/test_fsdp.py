@@ -11,16 +11,16 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 from core.algorithms.spec import AlgorithmSpec
+from core.config.schema import AlgorithmConfig
 from core.distributed.batching import balance_rows, row_lengths
 from core.trainer.actor import Actor
 from dist_utils import free_port, init_gloo, random_batch
 
 pytestmark = pytest.mark.timeout(180)
 
-ALGO = OmegaConf.create(dict(
+ALGO = OmegaConf.merge(OmegaConf.structured(AlgorithmConfig), dict(  # the schema's defaults for the rest
     policy_loss="ppo_clip", loss_agg_mode="token-mean", clip_ratio_low=0.2, clip_ratio_high=0.2,
-    clip_ratio_c=3.0, kl_placement="none", kl_estimator="k3", kl_coef=0.0, entropy_coef=0.01,
-    adv_estimator="grpo", kl_target=None,
+    kl_placement="none", kl_coef=0.0, entropy_coef=0.01,
 ))
 
 

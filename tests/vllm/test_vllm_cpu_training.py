@@ -38,7 +38,8 @@ def test_grpo_two_steps_with_vllm_rollout(compose_config, tmp_path, started_engi
     from core.rl.loop import train
 
     cfg = compose_config("+backend=cpu", "backend.engine=vllm", "trainer.total_steps=2",
-                         f"trainer.output_dir={tmp_path}", "trainer.loggers=[jsonl]")
+                         "algorithm.rollout_correction=token_tis", f"trainer.output_dir={tmp_path}",
+                         "trainer.loggers=[jsonl]")
     train(cfg)
     (engine,) = started_engines
     assert type(engine).__name__ == "VllmRolloutEngine" and not engine.multiprocess
@@ -46,6 +47,9 @@ def test_grpo_two_steps_with_vllm_rollout(compose_config, tmp_path, started_engi
     metrics = read_jsonl(tmp_path / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2]
     assert all(m["response_length/mean"] > 0 for m in metrics)
+    # vLLM's own log-probs of the sampled tokens came back (logprobs=0, flat) and were compared
+    assert all(1.0 <= m["mismatch/token_mult_prob_error"] < 1.5 for m in metrics), metrics
+    assert all(0 < m["actor/correction_weight_mean"] <= 2.0 for m in metrics)
 
 
 def test_sft_validation_generates_with_vllm(tmp_path, started_engines):

@@ -144,18 +144,22 @@ def compute_policy_loss(
     global_token_count: int,
     global_seq_count: int,
     horizon: Optional[int] = None,
+    token_weights: Optional[torch.Tensor] = None,
     **options: float,
 ) -> TokenLossesAndMetrics:
     """The policy loss named by `algorithm.policy_loss`, aggregated; returns (loss, metrics).
 
     `options` are algorithm keys (clip_ratio_low, clip_ratio_high, clip_ratio_c, clip_cov_ratio, ...);
-    each loss takes those it declares, at its own defaults for the rest.
+    each loss takes those it declares, at its own defaults for the rest. `token_weights` [batch,
+    response_len], detached, scale the per-token losses before aggregation (rollout correction).
     """
     if name not in _LOSSES:
         raise TandemError(f"algorithm.policy_loss={name!r} is unknown; valid: {', '.join(POLICY_LOSSES)}")
     check_loss_agg_mode(loss_agg_mode)
     loss_fn = _LOSSES[name]
     token_losses, metrics = loss_fn(logprobs, old_logprobs, advantages, response_mask, **_takes(loss_fn, options))
+    if token_weights is not None:
+        token_losses = token_losses * token_weights
     loss = aggregate_loss(
         token_losses, response_mask, loss_agg_mode, global_token_count, global_seq_count, horizon
     )

@@ -13,6 +13,7 @@ from core.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from core.algorithms.aggregation import check_loss_agg_mode
 from core.algorithms.kl import check_kl_estimator
 from core.algorithms.policy_loss import POLICY_LOSSES
+from core.algorithms.rollout_correction import ROLLOUT_CORRECTIONS
 from core.errors import TandemError
 
 KL_PLACEMENTS = ("none", "loss", "reward")
@@ -28,6 +29,7 @@ class AlgorithmSpec:
     needs_critic: bool  # a value model (GAE)
     needs_greedy_baseline: bool  # a greedy response per prompt whose score is the baseline (ReMax)
     horizon: int  # the longest response, in tokens: the constant of seq-mean-token-sum-norm (Dr. GRPO)
+    needs_rollout_logprobs: bool  # the loss corrects for the rollout/trainer mismatch with the engine's log-probs
 
     @classmethod
     def from_config(cls, algorithm: Any, max_response_tokens: int) -> "AlgorithmSpec":
@@ -39,6 +41,7 @@ class AlgorithmSpec:
             needs_critic=algorithm.adv_estimator == "gae",
             needs_greedy_baseline=algorithm.adv_estimator == "remax",
             horizon=int(max_response_tokens),
+            needs_rollout_logprobs=algorithm.rollout_correction != "none",
         )
 
 
@@ -54,6 +57,9 @@ def check_algorithm_config(algorithm: Any) -> None:
     check_loss_agg_mode(algorithm.loss_agg_mode)
     _one_of("kl_placement", algorithm.kl_placement, KL_PLACEMENTS)
     check_kl_estimator(algorithm.kl_estimator)
+    _one_of("rollout_correction", algorithm.rollout_correction, ROLLOUT_CORRECTIONS)
+    if algorithm.rollout_correction_cap <= 1:
+        raise TandemError(f"algorithm.rollout_correction_cap must be > 1, got {algorithm.rollout_correction_cap}")
     if algorithm.kl_target is not None and algorithm.kl_placement != "reward":
         raise TandemError("algorithm.kl_target (adaptive KL) only applies with algorithm.kl_placement=reward")
     if not 0 <= algorithm.clip_ratio_low < 1 or algorithm.clip_ratio_high < 0:

@@ -87,6 +87,9 @@ class RolloutConfig:
     multiprocess: bool = False  # True: vLLM's engine core in its own process (measured slower here)
     tensor_parallel_size: int = 1
     check_weight_sync: bool = False  # debug: compare engine prompt logprobs with the trainer's
+    # the engine returns the sampled tokens' log-probs: mismatch/* metrics every step (vLLM: logprobs=0,
+    # flat, the cheapest path); on by itself whenever algorithm.rollout_correction is set
+    logprobs: bool = False
 
 
 @dataclass
@@ -105,6 +108,10 @@ class AlgorithmConfig:
     clip_cov_ub: float = 5.0
     kl_cov_ratio: float = 2e-4  # kl_cov: share of largest covariance that gets the |log-ratio| penalty
     kl_cov_coef: float = 1.0  # verl's ppo_kl_coef
+    # rollout/trainer mismatch correction of the policy loss: none | token_tis | seq_tis | token_mask | seq_mask
+    # (see core/algorithms/rollout_correction.py); any but none makes the engine return its log-probs
+    rollout_correction: str = "none"
+    rollout_correction_cap: float = 2.0  # C: TIS truncates weights at C; the masks keep ratios in [1/C, C]
     gamma: float = 1.0
     lam: float = 1.0
     kl_placement: str = "none"  # none | loss | reward

@@ -46,9 +46,11 @@ def collect_experience(engine: RolloutEngine, source, scorer, tokenizer, params:
             "finished": output.finished,
             "scores": scores,
         }
+        if output.response_logprobs is not None:  # kept for the mismatch metrics and correction
+            rows["logprobs"] = [lp[m].tolist() for lp, m in zip(output.response_logprobs, output.response_mask)]
         accumulator.add(rows, scores=scores, group_ids=output.group_ids)
     kept, group_ids = accumulator.result()
-    ids, logprobs, mask = pad_responses(kept["responses"], None, tokenizer.pad_token_id)
+    ids, logprobs, mask = pad_responses(kept["responses"], kept.get("logprobs"), tokenizer.pad_token_id)
     output = RolloutOutput(kept["prompt_ids"], ids, logprobs, mask, group_ids, kept["finished"])
     metrics.update({"dapo/sampling_tries": float(accumulator.tries), "dapo/kept_groups": float(accumulator.kept_groups)})
     return Experience(output, kept["scores"], None, metrics)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.algorithms.advantages import compute_advantages
 from core.algorithms.kl import apply_kl_in_reward, make_kl_controller
+from core.algorithms.rollout_correction import mismatch_metrics
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.devices import use_cpu_threads
 from core.plugins.manager import get_plugin_manager, load_backend
@@ -54,7 +55,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     params = SamplingParams(
         n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k, max_tokens=cfg.rollout.max_tokens,
-        logprobs=False,  # old log-probs come from the trainer's own forward (step 2 below)
+        # old log-probs come from the trainer's own forward (step 2 below); the engine's only measure
+        # and correct the mismatch between the two
+        logprobs=cfg.rollout.logprobs or spec.needs_rollout_logprobs,
     )
     val_params = SamplingParams(
         n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens, logprobs=False
@@ -226,6 +229,8 @@ def _step_metrics(batch, entropy, timings, *parts: dict[str, float]) -> dict[str
         "perf/tokens": tokens,  # prompt + response tokens of the batch (benchmarks/update_mfu.py)
         "perf/tokens_per_s": tokens / max(timings["step"], 1e-9),
     }
+    if batch.rollout_logprobs is not None:
+        metrics.update(mismatch_metrics(batch.old_logprobs, batch.rollout_logprobs, mask))
     if batch.ref_logprobs is not None:  # k1 estimate of KL(policy || reference) on the sampled tokens
         metrics["actor/kl"] = ((batch.old_logprobs - batch.ref_logprobs) * mask).sum().item() / max(mask.sum().item(), 1)
     for part in parts:

@@ -12,6 +12,7 @@ from core.algorithms.entropy import entropy_from_logits
 from core.algorithms.kl import kl_estimate
 from core.algorithms.logprobs import logprobs_from_logits
 from core.algorithms.policy_loss import compute_policy_loss, policy_loss_options
+from core.algorithms.rollout_correction import rollout_correction_weights
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
 from core.distributed.fsdp import clip_grad_norm
@@ -150,6 +151,13 @@ class Actor:
             old_logprobs = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
             if keep_scores:
                 kept.append((logprobs.detach().cpu(), entropy.detach().cpu()))
+            token_weights = None
+            if algo.rollout_correction != "none":  # the sampler's log-probs are not the trainer's
+                token_weights, correction = rollout_correction_weights(
+                    old_logprobs, micro.rollout_logprobs, micro.response_mask, algo.rollout_correction,
+                    algo.rollout_correction_cap)
+                _accumulate(metrics, correction, 0.0 if plan_item.dummy else
+                            micro.response_mask.sum().item() / max(counts.tokens, 1))
             loss, pg_metrics = compute_policy_loss(
                 algo.policy_loss,
                 logprobs=logprobs,
@@ -161,6 +169,7 @@ class Actor:
                 global_token_count=counts.tokens,
                 global_seq_count=counts.sequences,
                 horizon=self.horizon,
+                token_weights=token_weights,
             )
             # share of this step's tokens; a dummy pass (rank padding) counts for nothing
             weight = 0.0 if plan_item.dummy else micro.response_mask.sum().item() / max(counts.tokens, 1)

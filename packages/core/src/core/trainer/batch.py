@@ -26,6 +26,7 @@ class TrainingBatch:
     token_rewards: Optional[torch.Tensor] = None  # [rows, response_len] score on the last token
     old_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] behaviour policy
     ref_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] reference policy
+    rollout_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] the engine's, when it returns them
     values: Optional[torch.Tensor] = None  # [rows, response_len] critic (PPO only)
     advantages: Optional[torch.Tensor] = None  # [rows, response_len]
     returns: Optional[torch.Tensor] = None  # [rows, response_len]
@@ -102,6 +103,7 @@ def batch_from_rollout(out: RolloutOutput, pad_token_id: int) -> TrainingBatch:
         response_mask=out.response_mask,
         group_ids=out.group_ids,
         prompt_len=prompt_len,
+        rollout_logprobs=out.response_logprobs,
     )
 
 

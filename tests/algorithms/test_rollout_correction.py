@@ -1,0 +1,55 @@
+"""Rollout/trainer mismatch metrics and corrections, against numbers derived by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from core.algorithms import compute_policy_loss
+from core.algorithms.rollout_correction import mismatch_metrics, rollout_correction_weights
+
+LN2 = math.log(2)
+
+
+def _rows():
+    # d = old - rollout: row 1: 0, ln 4, -ln 4; row 2: ln 2, ln 8 and a masked token (99)
+    old = torch.zeros(2, 3, dtype=torch.float64)
+    rollout = -torch.tensor([[0, 2 * LN2, -2 * LN2], [LN2, 3 * LN2, 99.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    return old, rollout, mask
+
+
+def test_mismatch_metrics_hand_numbers():
+    metrics = mismatch_metrics(*_rows())
+    # |d| = 0, 2 ln 2, 2 ln 2, ln 2, 3 ln 2 -> mean 8 ln 2 / 5, max 3 ln 2
+    assert metrics["mismatch/abs_logprob_diff_mean"] == pytest.approx(8 * LN2 / 5)
+    assert metrics["mismatch/abs_logprob_diff_max"] == pytest.approx(3 * LN2)
+    # NeMo-RL's token_mult_prob_error: mean of exp|d| = (1 + 4 + 4 + 2 + 8) / 5
+    assert metrics["mismatch/token_mult_prob_error"] == pytest.approx(19 / 5)
+
+
+@pytest.mark.parametrize("mode, expected, zeroed", [
+    ("token_tis", [[1, 2, 0.25], [2, 2, 0]], 0.0),      # min(e^d, 2): 4 -> 2, 8 -> 2
+    ("seq_tis", [[1, 1, 1], [2, 2, 0]], 0.0),           # row 1: e^0 = 1; row 2: e^(ln 16) = 16 -> 2
+    ("token_mask", [[1, 0, 0], [1, 0, 0]], 3 / 5),      # keep |d| <= ln 2
+    ("seq_mask", [[1, 1, 1], [0, 0, 0]], 2 / 5),        # row 2's mean d = ln 4 > ln 2: dropped
+])
+def test_correction_weights_hand_numbers(mode, expected, zeroed):
+    weights, metrics = rollout_correction_weights(*_rows(), mode, cap=2.0)
+    assert torch.allclose(weights, torch.tensor(expected, dtype=torch.float64))
+    assert metrics["correction_zeroed"] == pytest.approx(zeroed)
+    assert not weights.requires_grad
+
+
+def test_token_weights_scale_the_per_token_policy_losses():
+    logprobs = torch.tensor([[-1.0, -2.0]], dtype=torch.float64, requires_grad=True)
+    kwargs = dict(logprobs=logprobs, old_logprobs=logprobs.detach(), advantages=torch.ones(1, 2, dtype=torch.float64),
+                  response_mask=torch.ones(1, 2, dtype=torch.float64), loss_agg_mode="token-mean",
+                  global_token_count=2, global_seq_count=1)
+    # ratio 1, A = 1: per-token loss -1 each; weights 2 and 0.25 -> (-2 - 0.25) / 2
+    loss, _ = compute_policy_loss("ppo_clip", token_weights=torch.tensor([[2.0, 0.25]], dtype=torch.float64), **kwargs)
+    assert loss.item() == pytest.approx(-2.25 / 2)
+    loss.backward()
+    assert torch.allclose(logprobs.grad, torch.tensor([[-1.0, -0.125]], dtype=torch.float64))  # -w A r / 2
