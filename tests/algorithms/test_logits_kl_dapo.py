@@ -169,3 +169,23 @@ def test_overlong_penalty_ramp():
     # factor 0.5 scales it;  buffer 0: only beyond max is punished
     assert torch.allclose(overlong_penalty(torch.tensor([8]), 10, 4, 0.5), torch.tensor([-0.25]))
     assert torch.allclose(overlong_penalty(torch.tensor([10, 11]), 10, 0, 1.0), torch.tensor([0.0, -1.0]))
+
+
+@pytest.mark.parametrize("use", ["both", "logprobs_only", "entropy_only"])
+def test_fused_logprobs_and_entropy_equal_the_separate_functions(use):
+    from core.algorithms.entropy import logprobs_and_entropy_from_logits
+
+    logits, labels = _logits()
+    logits[0, 1, 3] = float("-inf")  # a banned token: p = 0 must not turn into NaN
+    labels[0, 1] = 2
+    w_lp, w_h = torch.randn(2, 5, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64)
+    fused_leaf, ref_leaf = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    lp, h = logprobs_and_entropy_from_logits(fused_leaf, labels, chunk_size=3, temperature=0.7)
+    ref_lp = logprobs_from_logits(ref_leaf, labels, chunk_size=3, temperature=0.7)
+    ref_h = entropy_from_logits(ref_leaf, chunk_size=3, temperature=0.7)
+    assert torch.allclose(lp, ref_lp, atol=1e-6) and torch.allclose(h, ref_h, atol=1e-6)
+    terms = {"both": lambda a, b: (a * w_lp).sum() + (b * w_h).sum(), "logprobs_only": lambda a, b: (a * w_lp).sum(),
+             "entropy_only": lambda a, b: (b * w_h).sum()}[use]
+    terms(lp, h).backward()
+    terms(ref_lp, ref_h).backward()
+    assert torch.isfinite(fused_leaf.grad).all() and torch.allclose(fused_leaf.grad, ref_leaf.grad, atol=1e-6)

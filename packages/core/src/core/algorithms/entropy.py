@@ -1,4 +1,5 @@
-"""Entropy of the token distributions given by logits, computed in chunks of tokens.
+"""Entropy of the token distributions given by logits, computed in chunks of tokens (alone, or fused
+with the label log-probs when both are wanted: one log-softmax per chunk instead of two).
 
 Same memory discipline as logprobs.py: only [chunk_size, vocab] floats exist at once, in forward
 and in backward. H = logsumexp(z) - sum_j p_j z_j, and dH/dz_k = -p_k (log p_k + H).
@@ -51,3 +52,54 @@ def entropy_from_logits(
 ) -> torch.Tensor:
     """Entropy (nats) of softmax(logits / temperature) per token: [..., vocab] -> [...], float32, differentiable."""
     return _ChunkedEntropy.apply(logits, chunk_size, _checked(temperature))
+
+
+class _ChunkedLogprobsAndEntropy(torch.autograd.Function):
+    """Both from one log-softmax per chunk: the separate functions would each walk the logits."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, chunk_size: int, temperature: float):
+        ctx.set_materialize_grads(False)  # an unused output (entropy with entropy_coef 0) costs no backward work
+        flat, lead_shape = flatten_tokens(logits)
+        flat_labels = labels.reshape(-1, 1)
+        logprobs = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
+        entropy, logsumexp = torch.empty_like(logprobs), torch.empty_like(logprobs)
+        for rows in token_chunks(flat.shape[0], chunk_size):
+            chunk = tempered_chunk(flat, rows, temperature)
+            logsumexp[rows] = torch.logsumexp(chunk, dim=-1)
+            log_probs = chunk - logsumexp[rows].unsqueeze(1)
+            logprobs[rows] = log_probs.gather(1, flat_labels[rows]).squeeze(1)
+            entropy[rows] = -_zero_where_impossible(torch.exp(log_probs), log_probs).sum(-1)
+        ctx.save_for_backward(logits, labels, logsumexp, entropy)
+        ctx.chunk_size, ctx.temperature = chunk_size, temperature
+        return logprobs.reshape(lead_shape), entropy.reshape(lead_shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_logprobs, grad_entropy):
+        logits, labels, logsumexp, entropy = ctx.saved_tensors
+        if grad_logprobs is None and grad_entropy is None:
+            return None, None, None, None
+        flat_labels = labels.reshape(-1, 1)
+        g_lp = None if grad_logprobs is None else grad_logprobs.reshape(-1, 1).float()
+        g_h = None if grad_entropy is None else grad_entropy.reshape(-1, 1).float()
+
+        def chunk_grad(rows: slice, log_probs: torch.Tensor) -> torch.Tensor:
+            probs = torch.exp(log_probs)
+            grad = torch.zeros_like(log_probs)
+            if g_lp is not None:  # d logp(y) / dz = onehot(y) - p
+                grad = (-g_lp[rows] * probs).scatter_add_(1, flat_labels[rows], g_lp[rows])
+            if g_h is not None:  # dH / dz = -p (log p + H)
+                grad = grad - g_h[rows] * _zero_where_impossible(probs, log_probs + entropy[rows].unsqueeze(1))
+            return grad
+
+        grad = chunked_logits_grad(logits, logsumexp, ctx.chunk_size, chunk_grad, ctx.temperature)
+        return grad, None, None, None
+
+
+def logprobs_and_entropy_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`logprobs_from_logits` and `entropy_from_logits` of the same logits in one chunked pass (and one
+    backward walk): equal to the two, each differentiable; float32, shaped like `labels`."""
+    return _ChunkedLogprobsAndEntropy.apply(logits, labels.long(), chunk_size, _checked(temperature))

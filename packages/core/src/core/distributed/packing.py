@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from core.algorithms.entropy import entropy_from_logits
+from core.algorithms.entropy import logprobs_and_entropy_from_logits
 from core.algorithms.logprobs import logprobs_from_logits
 
 IGNORE = -100  # label of a position whose prediction is not scored
@@ -41,9 +41,10 @@ def packed_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, atten
         use_cache=False,  # a KV cache turns off the packed-sequence detection
         logits_to_keep=packed_at[scored],  # packed positions of the scored tokens
     ).logits[0]  # [scored_tokens, vocab]
-    logprobs = _scatter_rows(logprobs_from_logits(picked, labels[scored], temperature=temperature), scored)
-    entropy = _scatter_rows(entropy_from_logits(picked, temperature=temperature), scored) if with_entropy else None
-    return logprobs, entropy
+    if with_entropy:
+        logprobs, entropy = logprobs_and_entropy_from_logits(picked, labels[scored], temperature=temperature)
+        return _scatter_rows(logprobs, scored), _scatter_rows(entropy, scored)
+    return _scatter_rows(logprobs_from_logits(picked, labels[scored], temperature=temperature), scored), None
 
 
 def packed_response_logprobs(model: torch.nn.Module, batch, with_entropy: bool = False, temperature: float = 1.0):

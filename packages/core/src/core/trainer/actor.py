@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from core.algorithms.aggregation import aggregate_loss
-from core.algorithms.entropy import entropy_from_logits
+from core.algorithms.entropy import logprobs_and_entropy_from_logits
 from core.algorithms.kl import kl_estimate
 from core.algorithms.logprobs import logprobs_from_logits
 from core.algorithms.policy_loss import compute_policy_loss, policy_loss_options
@@ -33,8 +33,9 @@ def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
         logits_to_keep=response_len + 1,
     ).logits[:, :-1]
-    token_logprobs = logprobs_from_logits(logits, batch.responses, temperature=temperature)
-    return token_logprobs, entropy_from_logits(logits, temperature=temperature) if with_entropy else None
+    if with_entropy:
+        return logprobs_and_entropy_from_logits(logits, batch.responses, temperature=temperature)
+    return logprobs_from_logits(logits, batch.responses, temperature=temperature), None
 
 
 def forward_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool, packed: bool,
