@@ -26,6 +26,16 @@ def test_ray_two_workers_run_the_demo(ray_cluster, compose_config, tmp_path):
     assert (tmp_path / "final" / "model.safetensors").is_file()
 
 
+def test_lora_on_two_fsdp_workers(ray_cluster, compose_config, tmp_path):
+    pytest.importorskip("peft")
+    cfg = compose_config(*RAY_DEMO, "model.lora.rank=8", f"trainer.output_dir={tmp_path}")
+    assert train(cfg)["steps"] == 3
+    # adapters on sharded layers: checkpoint (adapters only), merged final model and its adapter
+    assert (tmp_path / "checkpoints" / "global_step_2" / "hf" / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+    assert (tmp_path / "final" / "adapter" / "adapter_model.safetensors").is_file()
+
+
 def test_worker_failure_is_one_error_with_its_traceback(ray_cluster, compose_config, tmp_path):
     from core.workers.ray_group import RayWorkerGroup, WorkerFailure
 

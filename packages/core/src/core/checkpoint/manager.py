@@ -29,7 +29,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+from core.models.lora import ADAPTER, is_lora
 
 from core.distributed.collectives import is_distributed, world
 from core.distributed.devices import default_accelerator, device_module
@@ -111,6 +113,8 @@ def save_checkpoint(
     torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
         parts["actor"].model.config.save_pretrained(tmp / "hf")
+        if is_lora(parts["actor"].model):  # the export rebuilds base + adapters: peft's config names the base
+            parts["actor"].model.peft_config[ADAPTER].save_pretrained(tmp / "hf" / "adapter")
         tokenizer.save_pretrained(tmp / "hf")
         schedulers = {name: part.scheduler.state_dict() for name, part in parts.items() if part.scheduler}
         torch.save({"step": step, "schedulers": schedulers, "trainer": trainer_state}, tmp / STATE_FILE)
@@ -139,6 +143,7 @@ def load_checkpoint(path: Path, parts: dict[str, Trainable]) -> dict[str, Any]:
         set_state_dict(
             part.model, part.optimizer,
             model_state_dict=states[name]["model"], optim_state_dict=states[name]["optim"],
+            options=_state_options(part.model),
         )
     state = _load_plain(path / STATE_FILE)
     for name, part in parts.items():
@@ -153,9 +158,16 @@ def _sharded_states(parts: dict[str, Trainable]) -> dict[str, dict]:
     """{part: {"model": ..., "optim": ...}} in DCP's sharded form (DTensors under FSDP)."""
     states = {}
     for name, part in parts.items():
-        model_state, optim_state = get_state_dict(part.model, part.optimizer)
+        # a LoRA policy's frozen base is the model it started from: the checkpoint holds the adapters
+        model_state, optim_state = get_state_dict(part.model, part.optimizer, options=_state_options(part.model))
         states[name] = {"model": model_state, "optim": optim_state}
     return states
+
+
+def _state_options(model: torch.nn.Module) -> StateDictOptions:
+    """Frozen parameters (a LoRA policy's base) are neither saved nor expected back."""
+    frozen = any(not p.requires_grad for p in model.parameters())
+    return StateDictOptions(ignore_frozen_params=frozen, strict=not frozen)
 
 
 def _load_plain(path: Path) -> Any:

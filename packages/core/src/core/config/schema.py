@@ -13,6 +13,16 @@ from hydra.core.config_store import ConfigStore
 
 
 @dataclass
+class LoraConfig:
+    rank: int = 0  # 0: full fine-tuning; > 0: peft LoRA adapters of this rank, the base frozen
+    alpha: int = 16  # scale = alpha / rank
+    dropout: float = 0.0
+    target_modules: List[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
 class ModelConfig:
     # An HF model directory; "builtin:NAME" for a random-init model made locally (builtin:tiny-qwen2,
     # builtin:qwen2.5-0.5b-shape, builtin:qwen2.5-1.5b-shape); a .gguf file or "packaged:NAME" (real
@@ -20,6 +30,8 @@ class ModelConfig:
     path: str = "builtin:tiny-qwen2"
     dtype: str = "float32"  # trainer parameter dtype: float32 | bfloat16
     gradient_checkpointing: bool = False
+    # adapters on the policy; the reference is the base (adapters off), the engine gets merged weights
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass

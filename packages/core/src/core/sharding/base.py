@@ -14,6 +14,8 @@ from typing import Iterator, Protocol, runtime_checkable
 
 import torch
 
+from core.models.lora import is_lora, merged_parameters
+
 
 @runtime_checkable
 class ShardingManager(Protocol):
@@ -31,8 +33,10 @@ def iter_full_parameters(
     memory is one parameter, never a second copy of the model. Buffers that belong in a checkpoint
     (none for decoder LMs, but kept for generality) are not synced: engines build their own.
     """
-    for name, param in model.named_parameters():
-        tensor = param.detach()
+    named = merged_parameters(model) if is_lora(model) else (
+        (name, param.detach()) for name, param in model.named_parameters()
+    )
+    for name, tensor in named:  # a LoRA policy: merged weights under the base model's names
         if hasattr(tensor, "full_tensor"):  # DTensor from fully_shard
             tensor = tensor.full_tensor()
         if dtype is not None and tensor.dtype != dtype:

@@ -84,7 +84,8 @@ class Actor:
         self.cfg = trainer_cfg
         self.horizon = spec.horizon
         self.temperature = temperature  # old, new and reference log-probs all under the sampler's softmax(z / T)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
+        trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+        self.optimizer = torch.optim.AdamW(trainable, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
         allocate_adam_state(self.optimizer)
         # warm-up, then constant: one optimizer step per mini-batch, so the step count is not the run's
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, total_steps=0)

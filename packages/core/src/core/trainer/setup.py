@@ -9,6 +9,7 @@ import torch
 
 from core.errors import TandemError
 from core.models.builtin import resolve_model_path
+from core.models.lora import apply_lora
 
 if TYPE_CHECKING:
     from core.backends.base import Backend
@@ -66,6 +67,11 @@ def load_policy(model_cfg, device: torch.device, dtype: torch.dtype | None = Non
         ).to(device)
     if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    lora = getattr(model_cfg, "lora", None)
+    if lora is not None and lora.rank > 0:
+        if model_cfg.gradient_checkpointing:  # frozen embeddings: checkpointed blocks need a grad-carrying input
+            model.enable_input_require_grads()
+        model = apply_lora(model, lora)
     return model_dir, tokenizer, model
 
 

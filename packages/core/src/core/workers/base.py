@@ -17,6 +17,8 @@ from core.checkpoint.manager import Trainable, load_checkpoint, save_checkpoint
 from core.distributed.collectives import is_distributed
 from core.errors import TandemError
 from core.models.cache import write_dir_atomically
+from core.models.lora import full_tensor, is_lora
+from core.sharding.base import iter_full_parameters
 
 
 class ModelWorker:
@@ -41,7 +43,12 @@ class ModelWorker:
         """The policy as an HF directory (safetensors + tokenizer), gathered to rank 0 under FSDP.
 
         Written beside `out_dir` and renamed into place, so `final/` is whole or absent, never half
-        written (a previous `final/` is replaced only once the new one is complete)."""
+        written (a previous `final/` is replaced only once the new one is complete). A LoRA policy is
+        written merged (a plain HF model, what `model.path=<run>/final` needs), its adapter beside it in
+        `adapter/` (peft's format)."""
+        if is_lora(self.policy):
+            self._save_lora_model(Path(out_dir))
+            return
         full = None
         if is_distributed():
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -51,6 +58,23 @@ class ModelWorker:
                 return
         write_dir_atomically(Path(out_dir), replace=True, write=lambda staging: (
             self.policy.save_pretrained(staging, state_dict=full, safe_serialization=True),
+            self.tokenizer.save_pretrained(staging),
+        ))
+
+
+    def _save_lora_model(self, out_dir: Path) -> None:
+        from peft import get_peft_model_state_dict
+
+        # gathered on every rank (collectives under FSDP), written by rank 0
+        merged = {name: tensor.cpu() for name, tensor in iter_full_parameters(self.policy)}
+        adapter = {name: full_tensor(t).cpu() for name, t in get_peft_model_state_dict(
+            self.policy, save_embedding_layers=False).items()}
+        if is_distributed() and torch.distributed.get_rank() != 0:
+            return
+        write_dir_atomically(out_dir, replace=True, write=lambda staging: (
+            self.policy.get_base_model().save_pretrained(staging, state_dict=merged, safe_serialization=True),
+            self.policy.save_pretrained(staging / "adapter", state_dict=adapter, safe_serialization=True,
+                                        save_embedding_layers=False),  # the base has them
             self.tokenizer.save_pretrained(staging),
         ))
 

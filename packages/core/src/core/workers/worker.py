@@ -16,6 +16,7 @@ from core.algorithms.spec import AlgorithmSpec
 from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
+from core.models.lora import adapters_disabled, is_lora
 from core.plugins.manager import load_backend
 from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams
 from core.trainer.actor import Actor, UpdateResult, scoring_temperature
@@ -43,7 +44,7 @@ class TrainWorker(ModelWorker):
         )
         spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
         reference = None
-        if spec.needs_reference:
+        if spec.needs_reference and not is_lora(policy):  # LoRA: the policy with its adapters off
             reference = shard(copy.deepcopy(policy).eval().requires_grad_(False))  # forward-only
         self.policy = shard(policy)
         self.reference = reference
@@ -84,6 +85,9 @@ class TrainWorker(ModelWorker):
         return self.actor.compute_logprobs(batch)
 
     def compute_ref_logprobs(self, batch: TrainingBatch) -> torch.Tensor:
+        if self.reference is None:  # LoRA: no second copy of the weights
+            with adapters_disabled(self.policy):
+                return self.actor.compute_logprobs(batch)[0]
         return self.actor.compute_logprobs(batch, model=self.reference)[0]
 
     def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
