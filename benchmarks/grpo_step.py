@@ -56,11 +56,9 @@ def bf16_peak_tflops(size: int = 8192, repeats: int = 20) -> float:
 
 def write_prompts(path: Path, count: int = 4 * PROMPTS) -> None:
     """Chat prompts of random words, each grown until its templated form has PROMPT_TOKENS tokens."""
-    from transformers import AutoTokenizer
+    from core.models.tokenizer import build_byte_tokenizer
 
-    from core.models.builtin import resolve_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(SHAPES["0.5b"][1]))  # both shapes share it
+    tokenizer = build_byte_tokenizer()  # every builtin model's: no 0.5B model built in this process for it
     rng = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz"
     with path.open("w") as f:
