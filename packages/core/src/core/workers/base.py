@@ -61,7 +61,6 @@ class ModelWorker:
             self.tokenizer.save_pretrained(staging),
         ))
 
-
     def _save_lora_model(self, out_dir: Path) -> None:
         from peft import get_peft_model_state_dict
 
