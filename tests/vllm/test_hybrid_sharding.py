@@ -94,3 +94,26 @@ def test_sync_check_raises_when_the_engine_holds_another_model():
             pass
     mean_diff, max_diff = check_weight_sync(RecordingEngine(scorer=tiny_lm(0)), tiny_lm(0))
     assert mean_diff == max_diff == 0.0  # identical weights, identical logprobs
+
+
+def test_the_engine_wakes_only_what_sleeps():
+    from types import SimpleNamespace
+
+    from core.rollout.vllm_engine import VllmRolloutEngine
+
+    calls = []
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=1)
+    llm = SimpleNamespace(
+        llm_engine=SimpleNamespace(model_config=SimpleNamespace(dtype=torch.bfloat16, max_model_len=32)),
+        get_tokenizer=lambda: tokenizer, wake_up=lambda tags=None: calls.append(("wake", tags)),
+        sleep=lambda level: calls.append(("sleep", level)), reset_prefix_cache=lambda: True,
+    )
+    engine = VllmRolloutEngine(llm, multiprocess=False)
+    engine.wake_up(tags=["weights"])  # started awake: nothing to wake, no "Executor is not sleeping"
+    engine.wake_up(tags=["kv_cache"])
+    engine.sleep()
+    engine.wake_up(tags=["weights"])
+    engine.wake_up(tags=["kv_cache"])
+    engine.sleep()
+    engine.wake_up()
+    assert calls == [("sleep", 2), ("wake", ["weights"]), ("wake", ["kv_cache"]), ("sleep", 2), ("wake", None)]

@@ -181,8 +181,10 @@ class VllmRolloutEngine:
         self._asleep = {"weights", "kv_cache"}
 
     def wake_up(self, tags: list[str] | None = None) -> None:
-        self.llm.wake_up(tags=tags)
-        self._asleep = self._asleep - set(tags) if tags else set()
+        waking = set(self._asleep) if tags is None else self._asleep & set(tags)
+        if waking:  # waking an awake engine (before its first sleep) only makes vLLM warn "not sleeping"
+            self.llm.wake_up(tags=None if tags is None else [tag for tag in tags if tag in waking])
+        self._asleep -= waking
         self._reset_stale_prefix_cache()
 
     def reset_prefix_cache(self) -> None:
