@@ -153,13 +153,14 @@ class Actor:
             old_logprobs = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
             if keep_scores:
                 kept.append((logprobs.detach().cpu(), entropy.detach().cpu()))
+            # share of this step's tokens; a dummy pass (rank padding) counts for nothing
+            weight = 0.0 if plan_item.dummy else micro.response_mask.sum().item() / max(counts.tokens, 1)
             token_weights = None
             if algo.rollout_correction != "none":  # the sampler's log-probs are not the trainer's
                 token_weights, correction = rollout_correction_weights(
                     old_logprobs, micro.rollout_logprobs, micro.response_mask, algo.rollout_correction,
                     algo.rollout_correction_cap)
-                _accumulate(metrics, correction, 0.0 if plan_item.dummy else
-                            micro.response_mask.sum().item() / max(counts.tokens, 1))
+                _accumulate(metrics, correction, weight)
             loss, pg_metrics = compute_policy_loss(
                 algo.policy_loss,
                 logprobs=logprobs,
@@ -173,8 +174,6 @@ class Actor:
                 horizon=self.horizon,
                 token_weights=token_weights,
             )
-            # share of this step's tokens; a dummy pass (rank padding) counts for nothing
-            weight = 0.0 if plan_item.dummy else micro.response_mask.sum().item() / max(counts.tokens, 1)
             _accumulate(metrics, {"pg_loss": loss.item() / max(weight, 1e-12), **pg_metrics}, weight)
             if self.spec.kl_in_loss:
                 kl = aggregate_loss(kl_estimate(logprobs, micro.ref_logprobs, algo.kl_estimator), micro.response_mask, **agg)
