@@ -8,6 +8,7 @@ share of the step loss, see aggregation.py). Metrics are masked means over this 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Callable, Dict, Optional
 
@@ -108,9 +109,14 @@ def reinforce_token_losses(
     return -advantages * logprobs, {"approx_kl": _approx_kl(logprobs - old_logprobs, response_mask)}
 
 
+@functools.lru_cache(maxsize=None)
+def _declared(loss: Callable[..., TokenLossesAndMetrics]) -> frozenset:
+    return frozenset(inspect.signature(loss).parameters)  # once per loss, not once per micro-batch
+
+
 def _takes(loss: Callable[..., TokenLossesAndMetrics], options: Dict[str, float]) -> Dict[str, float]:
     """The options (algorithm keys) that `loss` declares; the others belong to other losses."""
-    return {k: v for k, v in options.items() if k in inspect.signature(loss).parameters}
+    return {k: v for k, v in options.items() if k in _declared(loss)}
 
 
 _LOSSES: Dict[str, Callable[..., TokenLossesAndMetrics]] = {
