@@ -40,7 +40,7 @@ class SFTTrainerConfig:
     total_steps: int = 300
     batch_size: int = 32  # conversations per optimizer step (over all data-parallel ranks)
     micro_batch_tokens: int = 4096  # token budget of one forward/backward: rows x padded length (real tokens if packed)
-    remove_padding: bool = False  # pack a micro-batch's rows into one sequence (varlen flash-attention on GPU)
+    remove_padding: Optional[bool] = None  # pack a micro-batch's rows into one sequence; null: where a varlen kernel runs (GPU)
     lr: float = 1e-4
     lr_schedule: str = "cosine"  # constant | cosine, after the linear warm-up
     warmup_steps: int = 10

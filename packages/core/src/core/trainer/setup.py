@@ -95,14 +95,26 @@ def model_dtype(model_cfg) -> torch.dtype:
     return DTYPES[model_cfg.dtype]
 
 
+def resolve_packing(setting: bool | None, device: torch.device) -> bool:
+    """`trainer.remove_padding`, with null meaning: packed where a varlen attention kernel runs on `device`
+    (measured on the H200: the 0.5B update 9% faster, SFT 1.7x; README), padded on CPU (the sdpa mask
+    costs more there than the padding saves)."""
+    return bool(setting) if setting is not None else attention_kernel(device, packed=True) is not None
+
+
 def attention_kernel(device: torch.device, packed: bool) -> str | None:
-    """flash_attention_2 for packed rows on an accelerator when flash-attn is importable; else transformers' default
-    (sdpa, which handles packed rows exactly with a block-diagonal mask)."""
+    """For packed rows on an accelerator: flash_attention_2 when flash-attn is importable, else torch's varlen
+    kernel (core/models/varlen_attention.py). Otherwise transformers' default (sdpa, which handles packed rows
+    exactly with a block-diagonal mask: the CPU path)."""
     import importlib.util
 
-    if packed and device.type != "cpu" and importlib.util.find_spec("flash_attn") is not None:
+    from core.models import varlen_attention
+
+    if not packed or device.type == "cpu":
+        return None
+    if importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
-    return None
+    return varlen_attention.register() if varlen_attention.varlen_kernel_available() else None
 
 
 def make_prompt_source(data_cfg, tokenizer):

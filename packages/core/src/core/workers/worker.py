@@ -23,7 +23,7 @@ from core.trainer.actor import Actor, UpdateResult, scoring_temperature
 from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
-from core.trainer.setup import load_policy, model_dtype, resolve_device
+from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
 from core.workers.base import ModelWorker
 
 
@@ -39,6 +39,7 @@ class TrainWorker(ModelWorker):
         compute_dtype = model_dtype(cfg.model)
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
         # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
+        cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, self.device)  # the actor reads it
         self.model_dir, self.tokenizer, policy = load_policy(
             cfg.model, self.device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
         )

@@ -1,0 +1,106 @@
+"""Padding-free attention for packed rows without flash-attn: torch's own varlen kernel.
+
+flash-attn is not installable everywhere (the project's GPU host has no compiler for it), but torch
+ships `torch.nn.attention.varlen.varlen_attn` (flash kernels, with backward, CUDA only). This module
+registers it with transformers as the attention implementation `tandem_varlen`:
+
+- packed rows ([1, tokens], position ids restarting at 0, no attention mask): one varlen call over
+  the rows' cumulative lengths, so no block-diagonal [tokens x tokens] mask is built;
+- anything else (a padded batch with a 2-D mask, generation with a KV cache): transformers' sdpa path,
+  so a model loaded with this kernel still generates and scores padded batches correctly.
+
+On CPU tensors the varlen call falls back to one causal sdpa per row: the same numbers, tested
+against sdpa's block-diagonal packed forward (tests/distributed/test_varlen_attention.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch
+import torch.nn.functional as F
+
+NAME = "tandem_varlen"
+
+
+def varlen_kernel_available() -> bool:
+    import importlib.util
+
+    return torch.cuda.is_available() and importlib.util.find_spec("torch.nn.attention.varlen") is not None
+
+
+@functools.cache
+def register() -> str:
+    """Register `tandem_varlen` with transformers (once); returns the name to load models with."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    def mask(*args, attention_mask=None, **kwargs):
+        # padding-free input needs no mask (the rows' bounds come from the position ids); a padded batch
+        # gets sdpa's mask, for the sdpa path below
+        return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+    AttentionInterface.register(NAME, attention)
+    AttentionMaskInterface.register(NAME, mask)
+    return NAME
+
+
+def row_bounds(position_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(cumulative row lengths [rows + 1] int32, longest row) of one packed sequence's position ids [1, tokens]."""
+    positions = position_ids.reshape(-1)
+    starts = torch.nonzero(positions == 0).reshape(-1)
+    ends = torch.cat([starts[1:], starts.new_tensor([positions.numel()])])
+    cumulative = torch.cat([starts.new_zeros(1), ends]).to(torch.int32)
+    return cumulative, int((ends - starts).max())
+
+
+def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers' attention signature: query [1, heads, tokens, dim], key/value [1, kv_heads, tokens, dim];
+    returns ([1, tokens, heads, dim], None)."""
+    position_ids = kwargs.get("position_ids")
+    packed = (attention_mask is None and position_ids is not None and query.shape[0] == 1
+              and query.shape[2] == key.shape[2])
+    if not packed:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    if dropout:
+        raise ValueError(f"{NAME} attention has no dropout; this model asks for {dropout}")
+    cumulative, longest = row_bounds(position_ids)
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, dim]
+    out = (varlen_causal if q.is_cuda else rowwise_causal)(q, k, v, cumulative, longest, scaling)
+    return out.unsqueeze(0), None
+
+
+def varlen_causal(q, k, v, cumulative, longest, scale):
+    from torch.nn.attention.varlen import varlen_attn
+
+    accepted = _varlen_parameters()
+    options = {"window_size": (-1, 0)} if "window_size" in accepted else {"is_causal": True}  # torch > 2.10 / 2.10
+    if "scale" in accepted:
+        options["scale"] = scale
+    if q.shape[1] != k.shape[1]:  # grouped-query attention
+        if "enable_gqa" in accepted:
+            options["enable_gqa"] = True
+        else:
+            k, v = (t.repeat_interleave(q.shape[1] // k.shape[1], dim=1) for t in (k, v))
+    return varlen_attn(q, k, v, cumulative, cumulative, longest, longest, **options)
+
+
+@functools.cache
+def _varlen_parameters() -> frozenset[str]:
+    from torch.nn.attention.varlen import varlen_attn
+
+    return frozenset(inspect.signature(varlen_attn).parameters)
+
+
+def rowwise_causal(q, k, v, cumulative, longest, scale):
+    """The CPU fallback: causal sdpa row by row over [tokens, heads, dim] tensors."""
+    rows = []
+    bounds = cumulative.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        qi, ki, vi = (t[start:end].transpose(0, 1) for t in (q, k, v))  # [heads, row, dim]
+        rows.append(F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale,
+                                                   enable_gqa=qi.shape[0] != ki.shape[0]).transpose(0, 1))
+    return torch.cat(rows)
