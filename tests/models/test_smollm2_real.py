@@ -43,10 +43,11 @@ def test_generates_a_chat_reply(smollm2_dir):
     assert "Paris" in reply  # a real model, not random weights
 
 
-def test_one_grpo_step_on_the_cpu(smollm2_dir, tmp_path):
+@pytest.mark.parametrize("experiment, max_tokens", [("smollm2_arithmetic", 4), ("smollm2_calculator", 32)])
+def test_one_grpo_step_on_the_cpu(experiment, max_tokens, smollm2_dir, tmp_path):
     overrides = [
-        "+backend=cpu", "+experiment=smollm2_arithmetic", "trainer.total_steps=1", "data.prompt_batch_size=2",
-        "rollout.n=2", "rollout.max_tokens=4", "data.val_size=2", "data.reasoning_gym.train_size=16",
+        "+backend=cpu", f"+experiment={experiment}", "trainer.total_steps=1", "data.prompt_batch_size=2",
+        "rollout.n=2", f"rollout.max_tokens={max_tokens}", "data.val_size=2", "data.reasoning_gym.train_size=16",
         "trainer.test_freq=0", "trainer.save_model=false", "trainer.report=false", f"trainer.output_dir={tmp_path}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -56,3 +57,5 @@ def test_one_grpo_step_on_the_cpu(smollm2_dir, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and "val/accuracy" in rows[0]  # validation before training
     assert rows[-1]["step"] == 1 and rows[-1]["response_length/mean"] > 0
+    if experiment == "smollm2_calculator":  # multi-turn rollouts with the calculator, validation included
+        assert "agent/tool_call_rate" in rows[-1] and "val/agent/turns_mean" in rows[0]

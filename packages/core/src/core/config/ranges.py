@@ -55,6 +55,11 @@ RULES: list[Rule] = [
     ("algorithm.clip_cov_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("algorithm.kl_cov_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("algorithm.kl_cov_coef", *NON_NEGATIVE),
+    ("agent.format", lambda v: v in ("tagged", "chat_template"), "tagged or chat_template"),
+    ("agent.max_turns", *POSITIVE_INT),
+    ("agent.tool_timeout_s", *POSITIVE),
+    ("agent.max_parallel_tools", *POSITIVE_INT),
+    ("agent.python_memory_mb", lambda v: v >= 64, "an integer >= 64"),
 ]
 
 

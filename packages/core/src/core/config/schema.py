@@ -192,6 +192,18 @@ class BackendConfig:
 
 
 @dataclass
+class AgentConfig:
+    """Multi-turn rollouts with tools (core.agent). No tools: one prompt -> one response, as always."""
+
+    tools: List[str] = field(default_factory=list)  # names from the tandem_tools hook: calculator, python, yours
+    format: str = "tagged"  # tagged: <calculator>1+2</calculator> -> <result>3</result> | chat_template (Hermes/Qwen)
+    max_turns: int = 4  # model turns per conversation (a call in the last one ends it)
+    tool_timeout_s: float = 5.0  # per call; a slow or hanging tool answers "error: ... timed out"
+    max_parallel_tools: int = 16  # tool calls running at once
+    python_memory_mb: int = 512  # the python tool's address-space limit
+
+
+@dataclass
 class TandemConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -200,6 +212,7 @@ class TandemConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
 
 def register_schemas() -> None:

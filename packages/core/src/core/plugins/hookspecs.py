@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:
+    from core.agent.tools import Tool
     from core.backends.base import Backend
 
 PROJECT = "tandem"
@@ -29,3 +30,9 @@ def tandem_backend(name: str) -> "Backend | None":
 @hookspec
 def tandem_reward_functions() -> dict[str, Callable[..., float]] | None:
     """Provide reward functions by name (see `core.rewards.base.RewardFunction`)."""
+
+
+@hookspec
+def tandem_tools(agent_cfg) -> dict[str, Callable[[], "Tool"]] | None:
+    """Provide tools for multi-turn rollouts by name: a factory per tool (see `core.agent.tools.Tool`),
+    called once per run; `agent_cfg` is the run's `agent` config (timeouts, limits)."""

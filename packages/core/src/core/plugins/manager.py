@@ -29,6 +29,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     Entry points that fail to import are reported by name instead of killing the program with a
     traceback from somebody else's package.
     """
+    from core.agent import builtin_tools
     from core.data import synthetic
     from core.rewards import builtin as builtin_rewards
 
@@ -36,6 +37,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     pm.register(builtin_rewards, name="core.rewards")
     pm.register(synthetic, name="core.synthetic")
+    pm.register(builtin_tools, name="core.tools")
     for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
         if not pm.has_plugin(ep.name):
             pm.register(_load(ep.name, ep.value, ep.load), name=ep.name)

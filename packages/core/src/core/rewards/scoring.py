@@ -168,7 +168,7 @@ def reward_inputs(samples: Sequence["PromptItem"], output: "RolloutOutput", toke
 
     `samples` are the prompts sent to the engine, in order; row i answers `samples[output.group_ids[i]]`.
     """
-    responses = tokenizer.batch_decode(output.responses(), skip_special_tokens=True)
+    responses = tokenizer.batch_decode(output.replies(), skip_special_tokens=True)
     inputs = []
     for group, response in zip(output.group_ids.tolist(), responses):
         sample = samples[group]

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from omegaconf import DictConfig, OmegaConf
 
+from core.agent.builtin_tools import agent_engine
 from core.algorithms.advantages import compute_advantages
 from core.algorithms.kl import apply_kl_in_reward, make_kl_controller
 from core.algorithms.rollout_correction import mismatch_metrics
@@ -84,6 +85,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # the workers: policy, reference, critic and rollout engine on every device (one, in-process)
         workers = make_worker_group(cfg)
         cleanup.callback(workers.close)
+        engine = agent_engine(workers, cfg, tokenizer, pm)  # with agent.tools: multi-turn conversations on it
+
+        def validation_metrics() -> dict[str, float]:
+            metrics = validate(engine, val_dataset, scorer, val_params, tokenizer)
+            if engine is not workers:
+                metrics.update({f"val/{key}": value for key, value in engine.last_metrics.items()})
+            return metrics
         first_step = 1
         resume_from = resolve_resume(cfg.trainer.resume, checkpoints)
         if resume_from is not None:
@@ -103,7 +111,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         if val_dataset is not None and cfg.trainer.val_before_train:
             with workers.rollout():
-                tracker.log(validate(workers, val_dataset, scorer, val_params, tokenizer), step=0)
+                tracker.log(validation_metrics(), step=0)
         history = []
         steps = range(first_step, cfg.trainer.total_steps + 1)
         progress = tqdm(steps, desc="training", unit="step", disable=None)  # its note names the phase running
@@ -112,7 +120,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with _timed(timings, "step"), _named_step(step):
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
                 with _timed(timings, "gen", progress), workers.rollout():
-                    experience = collect_experience(workers, prompts_source, scorer, tokenizer, params, cfg, spec)
+                    experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, cfg, spec)
+                    if engine is not workers:
+                        experience.metrics.update(engine.last_metrics)
                 timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
                 batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
                 batch.scores = experience.scores
@@ -153,7 +163,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
             if validation_due(step):
                 with _timed(metrics, "timing/val", progress), workers.rollout():
-                    metrics.update(validate(workers, val_dataset, scorer, val_params, tokenizer))
+                    metrics.update(validation_metrics())
             died = guard.check({
                 ("rollout", "reward"): batch.scores,
                 ("logprob", "log-prob"): batch.old_logprobs[batch.response_mask],

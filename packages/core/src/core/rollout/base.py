@@ -22,6 +22,8 @@ class SamplingParams:
     top_k: int = -1  # -1 disables top-k
     max_tokens: int = 64
     stop_token_ids: tuple[int, ...] = ()  # besides the engine's EOS token(s)
+    stop: tuple[str, ...] = ()  # stop strings, kept in the output; an engine may ignore them (callers that set
+    # them cut the text themselves: the agent loop, at the end of a tool call)
     seed: int | None = None  # per-call seed; None draws from the engine's generator
     logprobs: bool = True  # return the sampled tokens' logprobs; RL recomputes them, so it turns this off
 
@@ -55,14 +57,29 @@ class RolloutOutput:
     response_mask: torch.Tensor  # [batch * n, response_len] bool; True on generated tokens (EOS included)
     group_ids: torch.Tensor  # [batch * n] int64; the prompt index each row answers
     finished: torch.Tensor | None = None  # [batch * n] bool; True if stopped by EOS/stop id
+    # multi-turn (core.agent): the response region holds model turns and tool results; response_mask is
+    # then the model's tokens only (trained), context_mask every real token (attended to)
+    context_mask: torch.Tensor | None = None  # [batch * n, response_len] bool; None: response_mask
+    final_turn_start: torch.Tensor | None = None  # [batch * n] int64; column where the model's last turn starts
 
     @property
     def response_lengths(self) -> torch.Tensor:  # [batch * n]
         return self.response_mask.sum(-1)
 
+    @property
+    def real_mask(self) -> torch.Tensor:  # [batch * n, response_len] every real token of the response region
+        return self.response_mask if self.context_mask is None else self.context_mask
+
     def responses(self) -> list[list[int]]:
-        """The response ids without padding, one list per row."""
+        """The response ids without padding, one list per row (a multi-turn row: the model's tokens)."""
         return [ids[m].tolist() for ids, m in zip(self.response_ids, self.response_mask)]
+
+    def replies(self) -> list[list[int]]:
+        """What reward functions read, one list per row: the response, or a multi-turn row's last model turn."""
+        if self.final_turn_start is None:
+            return self.responses()
+        return [ids[start:][m[start:]].tolist()
+                for ids, m, start in zip(self.response_ids, self.response_mask, self.final_turn_start.tolist())]
 
 
 @runtime_checkable

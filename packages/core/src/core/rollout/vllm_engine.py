@@ -48,6 +48,8 @@ def vllm_sampling_params(params: SamplingParams, n: int, seed: int | None) -> An
     from vllm import SamplingParams as VllmSamplingParams
 
     logprob_args = dict(logprobs=0, flat_logprobs=True) if params.logprobs else {}
+    # stop strings need the text: detokenize only then (the agent loop's tool-call ends)
+    stop_args = dict(stop=list(params.stop), include_stop_str_in_output=True) if params.stop else {}
     return VllmSamplingParams(
         n=n,
         temperature=params.temperature,
@@ -56,8 +58,9 @@ def vllm_sampling_params(params: SamplingParams, n: int, seed: int | None) -> An
         max_tokens=params.max_tokens,
         stop_token_ids=list(params.stop_token_ids),
         seed=seed,
-        detokenize=False,  # we return ids; detokenizing would only cost time
+        detokenize=bool(params.stop),  # we return ids; detokenizing would only cost time
         **logprob_args,  # logprobs=0: the sampled token's only; flat: one object per sequence
+        **stop_args,
     )
 
 

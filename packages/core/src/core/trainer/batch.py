@@ -95,7 +95,7 @@ def batch_from_rollout(out: RolloutOutput, pad_token_id: int) -> TrainingBatch:
     for row, prompt in enumerate(out.prompt_ids):
         prompts[row, prompt_len - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
         prompt_mask[row, prompt_len - len(prompt):] = 1
-    attention_mask = torch.cat([prompt_mask, out.response_mask.long()], dim=1)
+    attention_mask = torch.cat([prompt_mask, out.real_mask.long()], dim=1)  # multi-turn: tool results attended to
     return TrainingBatch(
         input_ids=torch.cat([prompts, out.response_ids], dim=1),
         attention_mask=attention_mask,
@@ -108,9 +108,10 @@ def batch_from_rollout(out: RolloutOutput, pad_token_id: int) -> TrainingBatch:
 
 
 def last_token_rewards(scores: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """Outcome rewards placed on each response's last token: [rows] -> [rows, response_len]."""
+    """Outcome rewards placed on each response's last trained token: [rows] -> [rows, response_len]
+    (a multi-turn row's mask has holes where tool results are: the last True, not the count)."""
     token_rewards = torch.zeros(response_mask.shape, dtype=torch.float32)
-    last = (response_mask.sum(-1) - 1).clamp(min=0)
+    last = response_mask.shape[-1] - 1 - response_mask.flip(-1).int().argmax(-1)
     has_tokens = response_mask.any(-1)
     token_rewards[has_tokens, last[has_tokens]] = scores[has_tokens].float()
     return token_rewards

@@ -1,0 +1,84 @@
+"""Core's tools and the two call formats (hand-written cases)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core.agent.formats import ChatTemplateFormat, TaggedFormat, make_format, template_tool_turn
+from core.agent.python_tool import PythonExecutor
+from core.agent.tools import Calculator, ToolCall
+from core.errors import TandemError
+from core.models.tokenizer import build_byte_tokenizer
+
+
+@pytest.mark.parametrize("expression, value", [
+    ("2+3*4", "14"), ("(2+3)*4", "20"), ("-5 - -5", "0"), ("12/4", "3"), ("7/2", "3.5"), ("7//2", "3"),
+    ("2**10", "1024"), ("sqrt(16)", "4"), ("abs(-3) + max(1, 2)", "5"),
+])
+def test_calculator(expression, value):
+    assert Calculator().run(expression) == value
+
+
+@pytest.mark.parametrize("expression", ["__import__('os')", "(1).real", "x + 1", "2**100000", "'a' * 3", "True + 1"])
+def test_calculator_refuses_what_is_not_arithmetic(expression):
+    with pytest.raises((ValueError, SyntaxError)):
+        Calculator().run(expression)
+
+
+def test_tagged_format_finds_the_first_complete_call():
+    fmt = TaggedFormat({"calculator": Calculator()})
+    text = "so <calculator> 2 + 3 </calculator> then <calculator>9</calculator>"
+    assert fmt.find_call(text) == (ToolCall("calculator", "2 + 3"), text.index(" then"))
+    assert fmt.find_call("an open <calculator>2+") is None
+    assert fmt.stop_strings() == ["</calculator>"] and fmt.result_text("5") == "<result>5</result>"
+
+
+def test_chat_template_format_reads_json_calls_and_renders_the_templates_tool_turn():
+    tokenizer = build_byte_tokenizer()  # ChatML
+    fmt = make_format("chat_template", {"calculator": Calculator()}, tokenizer)
+    assert isinstance(fmt, ChatTemplateFormat)
+    text = 'ok <tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>'
+    assert fmt.find_call(text) == (ToolCall("calculator", "6*7"), len(text))
+    assert fmt.find_call("<tool_call>not json</tool_call>")[0].name == "(unreadable call)"
+    assert fmt.result_text("42") == "<|im_end|>\n<|im_start|>tool\n42<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_a_template_without_tool_turns_is_refused_by_name():
+    class DropsTools:
+        def apply_chat_template(self, messages, **_):
+            return "".join(m["content"] for m in messages if m["role"] != "tool")
+
+    with pytest.raises(TandemError, match="drops tool messages; use agent.format=tagged"):
+        template_tool_turn(DropsTools())
+
+
+def test_python_tool_runs_code_and_returns_its_output():
+    assert PythonExecutor().run("print(sum(range(10)))") == "45"
+    assert PythonExecutor().run("raise ValueError('bad input')") == "ValueError: bad input"
+
+
+@pytest.mark.parametrize("code, refused", [
+    ("import socket; socket.create_connection(('127.0.0.1', 9))", "not allowed in this sandbox: socket"),
+    ("import subprocess; subprocess.run(['true'])", "not allowed in this sandbox: subprocess.Popen"),
+    ("import ctypes", "not allowed in this sandbox: ctypes"),
+    ("x = bytearray(1 << 31)", "MemoryError"),
+])
+def test_python_tool_sandbox_refuses(code, refused):
+    assert refused in PythonExecutor(memory_mb=256).run(code)
+
+
+def test_python_tool_cannot_touch_the_run_directory(tmp_path):
+    run_file = tmp_path / "metrics.jsonl"
+    run_file.write_text("keep")
+    for code in (f"open({str(run_file)!r}, 'w').write('x')", f"import os; os.remove({str(run_file)!r})",
+                 f"import shutil; shutil.rmtree({str(tmp_path)!r})"):
+        assert "PermissionError" in PythonExecutor().run(code)
+    assert run_file.read_text() == "keep" and os.listdir(tmp_path) == ["metrics.jsonl"]
+    assert PythonExecutor().run("open('scratch.txt', 'w').write('ok'); print(open('scratch.txt').read())") == "ok"
+
+
+def test_python_tool_timeout_kills_the_code():
+    with pytest.raises(TimeoutError, match="longer than 0.5 s"):
+        PythonExecutor(timeout_s=0.5).run("while True: pass")
