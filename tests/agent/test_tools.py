@@ -6,11 +6,14 @@ import os
 
 import pytest
 
+from core.agent.builtin_tools import resolve_tools
 from core.agent.formats import ChatTemplateFormat, TaggedFormat, make_format, template_tool_turn
 from core.agent.python_tool import PythonExecutor
 from core.agent.tools import Calculator, ToolCall
 from core.errors import TandemError
 from core.models.tokenizer import build_byte_tokenizer
+from core.plugins.hookspecs import hookimpl
+from core.plugins.manager import get_plugin_manager
 
 
 @pytest.mark.parametrize("expression, value", [
@@ -82,3 +85,30 @@ def test_python_tool_cannot_touch_the_run_directory(tmp_path):
 def test_python_tool_timeout_kills_the_code():
     with pytest.raises(TimeoutError, match="longer than 0.5 s"):
         PythonExecutor(timeout_s=0.5).run("while True: pass")
+
+
+class Echo:
+    name, description, parameter = "echo", "says it back", "text"
+
+    def run(self, argument):
+        return argument
+
+
+class EchoPlugin:  # what a third-party package registers under the tandem.plugins entry points
+    @staticmethod
+    @hookimpl
+    def tandem_tools(agent_cfg):
+        return {"echo": Echo}
+
+
+def test_a_plugin_contributes_tools_and_unknown_names_are_refused(compose_config):
+    pm = get_plugin_manager()
+    pm.register(EchoPlugin(), name="echo-plugin")
+    try:
+        agent_cfg = compose_config("agent.tools=[echo,calculator]").agent
+        tools = resolve_tools(list(agent_cfg.tools), pm, agent_cfg)
+        assert tools["echo"].run("hi") == "hi" and tools["calculator"].run("1+1") == "2"
+        with pytest.raises(TandemError, match="unknown tool 'search'; available: calculator, echo, python"):
+            resolve_tools(["search"], pm, agent_cfg)
+    finally:
+        pm.unregister(name="echo-plugin")
