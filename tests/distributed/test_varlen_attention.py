@@ -54,5 +54,5 @@ def test_packing_defaults_to_padded_on_cpu_and_an_explicit_setting_wins():
     from core.trainer.setup import resolve_packing
 
     cpu = torch.device("cpu")
-    assert resolve_packing(None, cpu) is False
-    assert resolve_packing(True, cpu) is True and resolve_packing(False, cpu) is False
+    assert resolve_packing(None, cpu, torch.bfloat16) is False
+    assert resolve_packing(True, cpu, torch.float32) is True and resolve_packing(False, cpu, torch.bfloat16) is False

@@ -20,7 +20,7 @@ from core.distributed.collectives import is_distributed
 from core.plugins.manager import get_plugin_manager, load_backend
 from core.rollout.base import EngineTarget
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
-from core.trainer.setup import load_policy, resolve_device, resolve_packing
+from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
 from core.workers.base import ModelWorker
 from sft.dataset import load_data
 from sft.engine import ValidationEngine, backend_engine_factory, hf_engine_factory, sampling_params
@@ -38,7 +38,7 @@ class SFTWorker(ModelWorker):
         device = resolve_device(cfg.trainer.device, backend, int(os.environ.get("LOCAL_RANK", "0")) if sharded else 0)
         use_cpu_threads(device)
         # under FSDP the parameters are fp32 masters and model.dtype is the forward's
-        cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, device)  # the trainer reads it
+        cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, device, model_dtype(cfg.model))  # the trainer reads it
         self.model_dir, self.tokenizer, self.policy = load_policy(
             cfg.model, device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
         )

@@ -9,7 +9,7 @@ registers it with transformers as the attention implementation `tandem_varlen`:
 - anything else (a padded batch with a 2-D mask, generation with a KV cache): transformers' sdpa path,
   so a model loaded with this kernel still generates and scores padded batches correctly.
 
-On CPU tensors the varlen call falls back to one causal sdpa per row: the same numbers, tested
+On CPU tensors (and fp32 ones, which flash kernels do not take) the varlen call falls back to one causal sdpa per row: the same numbers, tested
 against sdpa's block-diagonal packed forward (tests/distributed/test_varlen_attention.py).
 """
 
@@ -69,7 +69,8 @@ def attention(module, query, key, value, attention_mask, scaling=None, dropout=0
         raise ValueError(f"{NAME} attention has no dropout; this model asks for {dropout}")
     cumulative, longest = row_bounds(position_ids)
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, dim]
-    out = (varlen_causal if q.is_cuda else rowwise_causal)(q, k, v, cumulative, longest, scaling)
+    flash = q.is_cuda and q.dtype in (torch.bfloat16, torch.float16)  # the flash kernels' only dtypes
+    out = (varlen_causal if flash else rowwise_causal)(q, k, v, cumulative, longest, scaling)
     return out.unsqueeze(0), None
 
 

@@ -95,11 +95,14 @@ def model_dtype(model_cfg) -> torch.dtype:
     return DTYPES[model_cfg.dtype]
 
 
-def resolve_packing(setting: bool | None, device: torch.device) -> bool:
+def resolve_packing(setting: bool | None, device: torch.device, compute_dtype: torch.dtype) -> bool:
     """`trainer.remove_padding`, with null meaning: packed where a varlen attention kernel runs on `device`
-    (measured on the H200: the 0.5B update 9% faster, SFT 1.7x; README), padded on CPU (the sdpa mask
-    costs more there than the padding saves)."""
-    return bool(setting) if setting is not None else attention_kernel(device, packed=True) is not None
+    in `compute_dtype` (flash kernels: bf16/fp16 only; measured on the H200: the 0.5B update 9% faster,
+    SFT 1.7x; README), padded otherwise: on CPU the sdpa mask costs more than the padding saves, and an fp32
+    model (SmolLM2's preset) has no flash kernel."""
+    if setting is not None:
+        return bool(setting)
+    return compute_dtype in (torch.bfloat16, torch.float16) and attention_kernel(device, packed=True) is not None
 
 
 def attention_kernel(device: torch.device, packed: bool) -> str | None:

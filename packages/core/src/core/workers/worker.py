@@ -39,7 +39,7 @@ class TrainWorker(ModelWorker):
         compute_dtype = model_dtype(cfg.model)
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
         # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
-        cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, self.device)  # the actor reads it
+        cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, self.device, compute_dtype)  # the actor reads it
         self.model_dir, self.tokenizer, policy = load_policy(
             cfg.model, self.device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
         )
