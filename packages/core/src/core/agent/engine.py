@@ -57,6 +57,8 @@ class AgentEngine:
         self.last_metrics: dict[str, float] = {}
 
     def __getattr__(self, name):  # dtype, update_weights, sleep, wake_up, rollout(), ... of the inner engine
+        if name == "inner":  # not set yet (copy, unpickling): no endless lookup
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
