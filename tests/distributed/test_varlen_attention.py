@@ -3,6 +3,7 @@ block-diagonal packed forward, in values and gradients, and falls back to sdpa f
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -56,3 +57,14 @@ def test_packing_defaults_to_padded_on_cpu_and_an_explicit_setting_wins():
     cpu = torch.device("cpu")
     assert resolve_packing(None, cpu, torch.bfloat16) is False
     assert resolve_packing(True, cpu, torch.float32) is True and resolve_packing(False, cpu, torch.bfloat16) is False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not varlen_attention.varlen_kernel_available(), reason="needs a CUDA GPU with torch's varlen kernel")
+def test_the_cuda_varlen_kernel_matches_sdpa_in_bf16():
+    reference, varlen = (m.to("cuda", torch.bfloat16) for m in models())
+    batch = random_batch(rows=6).to("cuda")
+    mask = batch.response_mask
+    expected, _ = packed_response_logprobs(reference, batch)
+    got, _ = packed_response_logprobs(varlen, batch)
+    torch.testing.assert_close(got[mask], expected[mask], rtol=0.02, atol=0.05)  # bf16: two kernels' rounding
