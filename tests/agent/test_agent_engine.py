@@ -91,7 +91,7 @@ def test_two_turns_with_the_result_masked_out():
 
 
 def test_the_trainer_attends_to_tool_results_and_rewards_the_last_model_token():
-    out, _ = agent(one_call_script)[0].generate([prompt()], SamplingParams(n=1, max_tokens=200)), None
+    out = agent(one_call_script)[0].generate([prompt()], SamplingParams(n=1, max_tokens=200))
     batch = batch_from_rollout(out, TOKENIZER.pad_token_id)
     assert batch.attention_mask[0, batch.prompt_len:].tolist() == [1] * 65  # tool tokens are context
     assert batch.response_mask[0].sum() == 47  # but only the model's 39 + 8 are trained
