@@ -80,3 +80,43 @@ def test_a_reasoning_gym_task_becomes_question_answer_chats_with_rl_s_prompts_an
     records = [json.loads(line) for line in (tmp_path / "run/validation/step_000004.jsonl").read_text().splitlines()]
     assert [r["reference"] for r in records] == [row["reward_model"]["ground_truth"] for row in rl_val]
     assert all(row["prompt"][0]["content"] in r["prompt"] for r, row in zip(records, rl_val))
+
+
+def test_a_response_template_writes_tool_demonstrations_from_the_entry(tmp_path, fake_backend):
+    pytest.importorskip("reasoning_gym")
+    from core.models.builtin import resolve_model_path
+    from sft.dataset import load_data
+
+    run = tiny_run(tmp_path / "run", "data.task=reasoning_gym", "data.reasoning_gym.train_size=4", "data.val_size=2",
+                   "+data.reasoning_gym.datasets={basic_arithmetic: {min_terms: 2, max_terms: 2}}",
+                   "data.response_template='<calculator>{metadata[expression]}</calculator><result>{answer}</result> {answer}'",
+                   "data.max_length=512", "data.max_prompt_length=448")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(run.model.path))
+    train_examples, _ = load_data(run, tokenizer)
+    entry = json.loads(train_examples[0].extra_info["entry"])  # e.g. expression "4 + 7", answer "11"
+    assert train_examples[0].reference == (
+        f"<calculator>{entry['metadata']['expression']}</calculator><result>{entry['answer']}</result> {entry['answer']}"
+    )
+    assert train_examples[0].ground_truth == entry["answer"]  # the reward still scores the answer alone
+
+    bad = tiny_run(tmp_path / "bad", "data.task=reasoning_gym", "data.reasoning_gym.train_size=4", "data.val_size=2",
+                   "+data.reasoning_gym.datasets={basic_arithmetic: {}}", "data.response_template='{metadata[formula]}'")
+    with pytest.raises(TandemError, match=r"data.response_template='\{metadata\[formula\]\}' cannot be filled .*expression"):
+        load_data(bad, tokenizer)
+
+
+def test_the_calculator_warmup_trains_on_the_agent_preset_s_own_prompts():
+    from hydra import compose, initialize_config_module
+
+    from core.config.schema import register_schemas
+    from sft_fakes import compose_sft
+
+    warmup = compose_sft("+experiment=smollm2_calculator_warmup")
+    register_schemas()
+    with initialize_config_module(config_module="core.conf", version_base=None):
+        rl = compose("config", overrides=["+experiment=smollm2_calculator"])
+    assert warmup.data.reasoning_gym.instruction == rl.data.reasoning_gym.instruction
+    assert warmup.data.reasoning_gym.datasets == rl.data.reasoning_gym.datasets
+    assert warmup.data.reward_fn == rl.reward.reward_fn and warmup.model.path == rl.model.path

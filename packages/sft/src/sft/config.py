@@ -32,6 +32,9 @@ class SFTDataConfig:
     # same prompts (and reward) as an RL run with data.task=reasoning_gym, so RL can continue from here
     reasoning_gym: ReasoningGymConfig = field(default_factory=ReasoningGymConfig)
     val_size: int = 200  # task=reasoning_gym: validation questions per dataset
+    # task=reasoning_gym: the assistant's turn, filled from the entry ({answer}, {question}, {metadata[KEY]});
+    # e.g. a tool-using demonstration "<calculator>{metadata[expression]}</calculator><result>{answer}</result> {answer}"
+    response_template: str = "{answer}"
     seed: int = 0
 
 

@@ -11,6 +11,7 @@ validation reward; without a ground truth the reference answer (the last assista
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,13 +118,29 @@ def reverse_letters_examples(tokenizer, data_cfg, count: int, seed: int) -> list
     ]
 
 
+def reference_turn(template: str, entry: dict) -> str:
+    """The assistant's turn for a reasoning-gym entry: `data.response_template` filled from it.
+
+    "{answer}" -> "141"; "<calculator>{metadata[expression]}</calculator>..." -> "<calculator>261 - 120</calculator>..."
+    """
+    try:
+        return template.format(**entry)
+    except (KeyError, IndexError, AttributeError, ValueError) as exc:
+        fields = ", ".join(sorted(entry)) + ", metadata[" + ", ".join(sorted(entry.get("metadata") or {})) + "]"
+        raise TandemError(
+            f"data.response_template={template!r} cannot be filled ({type(exc).__name__}: {exc}); "
+            f"the entries have: {fields}"
+        ) from None
+
+
 def reasoning_gym_examples(tokenizer, data_cfg) -> tuple[list[SFTExample], list[SFTExample]]:
-    """reasoning-gym questions answered by their reference answers (core's generator and split)."""
+    """reasoning-gym questions answered by `data.response_template` (core's generator and split)."""
     from core.data.reasoning_gym import train_and_validation_rows
 
     def examples(rows: list[dict], part: str) -> list[SFTExample]:
         return [
-            make_example(tokenizer, [*row["prompt"], {"role": "assistant", "content": row["reward_model"]["ground_truth"]}],
+            make_example(tokenizer, [*row["prompt"], {"role": "assistant", "content": reference_turn(
+                             data_cfg.response_template, json.loads(row["extra_info"]["entry"]))}],
                          data_cfg, f"reasoning-gym {part} row {i}", ground_truth=row["reward_model"]["ground_truth"],
                          data_source=row["data_source"], extra_info=row["extra_info"])
             for i, row in enumerate(rows)
