@@ -200,11 +200,22 @@ class VllmRolloutEngine:
         self._bucket = self._bucket_handle = None
         if llm is None:
             return
+        if self._asleep:
+            # vLLM's cumem allocator frees every tensor's memory handle when the engine is deleted; the
+            # handles sleep() released fail ("CUDA Error: invalid argument at cumem_allocator.cpp:235")
+            # and torch.cuda.empty_cache() then hung an SFT process on the H200 (faulthandler: in close).
+            # Awake, every free is valid; the wake costs ~0.1 s and memory the engine already held.
+            try:
+                llm.wake_up()
+                self._asleep = set()
+            except Exception as exc:  # out of memory at the end of a run: delete it asleep, as before
+                log.warning("could not wake the engine before closing it (%s: %s)", type(exc).__name__, exc)
         engine_core = getattr(llm.llm_engine, "engine_core", None)
         if engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()
         del llm
-        empty_cache(self._device)
+        if not self._asleep:  # emptying the cache over released handles is what hung
+            empty_cache(self._device)
 
     def _reset_stale_prefix_cache(self) -> None:
         # cached KV blocks were computed by the old weights; the KV cache must be awake to drop them
