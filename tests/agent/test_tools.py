@@ -9,7 +9,7 @@ import pytest
 from core.agent.builtin_tools import resolve_tools
 from core.agent.formats import ChatTemplateFormat, TaggedFormat, make_format, template_tool_turn
 from core.agent.python_tool import PythonExecutor
-from core.agent.tools import Calculator, ToolCall
+from core.agent.tools import Calculator, ToolCall, run_tool_calls
 from core.errors import TandemError
 from core.models.tokenizer import build_byte_tokenizer
 from core.plugins.hookspecs import hookimpl
@@ -44,7 +44,11 @@ def test_chat_template_format_reads_json_calls_and_renders_the_templates_tool_tu
     assert isinstance(fmt, ChatTemplateFormat)
     text = 'ok <tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>'
     assert fmt.find_call(text) == (ToolCall("calculator", "6*7"), len(text))
-    assert fmt.find_call("<tool_call>not json</tool_call>")[0].name == "(unreadable call)"
+    not_json, _ = fmt.find_call("<tool_call>not json</tool_call>")
+    no_name, _ = fmt.find_call('<tool_call>{"arguments": {}}</tool_call>')
+    results = run_tool_calls([not_json, no_name], {"calculator": Calculator()}, timeout_s=1, max_parallel=2)
+    assert results[0].error and results[0].text.startswith("error: the tool call is not valid JSON (Expecting value")
+    assert results[1].error and results[1].text == 'error: the tool call needs {"name": ..., "arguments": {...}}'
     assert fmt.result_text("42") == "<|im_end|>\n<|im_start|>tool\n42<|im_end|>\n<|im_start|>assistant\n"
 
 

@@ -65,9 +65,11 @@ class ChatTemplateFormat:
             return None
         try:
             call = json.loads(match.group(1))
-            name, arguments = call["name"], call.get("arguments", "")
-        except (ValueError, KeyError, TypeError):
-            return ToolCall("(unreadable call)", match.group(1)), match.end()
+        except ValueError as exc:
+            return ToolCall("", match.group(1), unreadable=f"the tool call is not valid JSON ({exc})"), match.end()
+        if not isinstance(call, dict) or "name" not in call:
+            return ToolCall("", match.group(1), unreadable='the tool call needs {"name": ..., "arguments": {...}}'), match.end()
+        name, arguments = call["name"], call.get("arguments", "")
         if isinstance(arguments, dict):  # {"expression": "3 * 4"}: the tool's one parameter
             tool = self.tools.get(name)
             if tool is not None and tool.parameter in arguments:

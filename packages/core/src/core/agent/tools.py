@@ -29,6 +29,7 @@ class Tool(Protocol):
 class ToolCall:
     name: str
     argument: str
+    unreadable: str | None = None  # why the call could not be parsed (then it is answered with that, not run)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def run_tool_calls(calls: list[ToolCall], tools: dict[str, Tool], timeout_s: flo
         outcomes: list[list] = [[] for _ in chunk]
         threads = []
         for call, outcome in zip(chunk, outcomes):
-            tool = tools.get(call.name)
+            tool = tools.get(call.name) if call.unreadable is None else None
             thread = None
             if tool is not None:
                 thread = threading.Thread(target=_run_into, args=(tool, call.argument, outcome), daemon=True,
@@ -71,6 +72,8 @@ def _run_into(tool: Tool, argument: str, outcome: list) -> None:
 
 
 def _result(call: ToolCall, outcome: list, thread, timeout_s: float) -> ToolResult:
+    if call.unreadable is not None:
+        return ToolResult(f"error: {call.unreadable}", error=True)
     if thread is None:
         return ToolResult(f"error: no tool named {call.name!r}", error=True)
     if not outcome:
