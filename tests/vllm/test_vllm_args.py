@@ -125,9 +125,33 @@ def test_a_kv_pool_of_n_tokens_is_n_times_the_model_s_kv_bytes_per_token(compose
         {"num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "hidden_size": 896}))
     cfg = compose_config("+backend=cuda", "rollout.kv_cache_tokens=1000")
     assert args_for(cfg, load_backend("cuda"), str(tmp_path))["kv_cache_memory_bytes"] == 1000 * 12_288
-    assert "kv_cache_memory_bytes" not in args_for(compose_config("+backend=cuda"), load_backend("cuda"), str(tmp_path))
+    fill_the_share = compose_config("+backend=cuda", "rollout.kv_cache_tokens=0")
+    assert "kv_cache_memory_bytes" not in args_for(fill_the_share, load_backend("cuda"), str(tmp_path))
 
 
 def test_a_kv_pool_without_the_model_s_config_names_the_key(compose_config, tmp_path):
     with pytest.raises(TandemError, match="rollout.kv_cache_tokens needs the model's config.json"):
         args_for(compose_config("+backend=cuda", "rollout.kv_cache_tokens=8"), load_backend("cuda"), str(tmp_path))
+
+
+def test_on_a_gpu_the_kv_pool_defaults_to_what_vllm_can_run_at_once(compose_config, tmp_path, monkeypatch):
+    # Qwen2.5-0.5B: 12,288 KV bytes a token (above). max_num_seqs 256 x max_model_len (256 + 256) = 131,072
+    # tokens = 1.61e9 bytes, under half of a 141 GB H200's 0.5 share (35e9): the pool is exactly that
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "hidden_size": 896}))
+    monkeypatch.setattr("core.distributed.devices.accelerator_memory_bytes", lambda: 141 * 10**9)
+    gpu = ("+backend=cuda", "data.max_prompt_length=256", "rollout.max_tokens=256")
+    assert args_for(compose_config(*gpu), load_backend("cuda"), str(tmp_path))["kv_cache_memory_bytes"] == 131_072 * 12_288
+    # 0: vLLM fills its share as before; an explicit number wins
+    assert "kv_cache_memory_bytes" not in args_for(compose_config(*gpu, "rollout.kv_cache_tokens=0"), load_backend("cuda"),
+                                                   str(tmp_path))
+    # max_model_len 32k: 256 x 32,768 x 12,288 = 103 GB, more than half the share: vLLM sizes it
+    long = compose_config(*gpu, "rollout.max_model_len=32768")
+    assert "kv_cache_memory_bytes" not in args_for(long, load_backend("cuda"), str(tmp_path))
+
+
+def test_without_an_accelerator_there_is_no_automatic_pool(compose_config, tmp_path, monkeypatch):
+    monkeypatch.setattr("core.distributed.devices.accelerator_memory_bytes", lambda: None)
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "hidden_size": 128}))
+    assert "kv_cache_memory_bytes" not in args_for(compose_config("+backend=cuda"), load_backend("cuda"), str(tmp_path))

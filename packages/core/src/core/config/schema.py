@@ -81,8 +81,9 @@ class RolloutConfig:
     expand_prompts: bool = False  # send each prompt n times with n=1 instead of SamplingParams.n
     # engine memory and scheduling (vLLM; the HF engine ignores them)
     gpu_memory_utilization: float = 0.5
-    # None: vLLM fills gpu_memory_utilization with KV cache; N: a pool of exactly N tokens (e.g. rows x
-    # max_model_len of a step). A pool sized to the batch wakes faster and leaves the rest to the trainer.
+    # KV pool in tokens. null (auto, on GPUs): max_num_seqs x max_model_len, all vLLM can use at once, when
+    # under half of the gpu_memory_utilization share; 0: vLLM fills its share; N: exactly N tokens. A pool
+    # sized to what runs wakes faster and leaves the rest to the trainer (rollout/vllm_args.py says more).
     kv_cache_tokens: Optional[int] = None
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192

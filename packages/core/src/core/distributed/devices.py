@@ -41,6 +41,15 @@ def empty_cache(device: torch.device | str) -> None:
         module.empty_cache()
 
 
+def accelerator_memory_bytes() -> int | None:
+    """Total memory of this process's current accelerator device, or None where there is none (CPU)."""
+    accelerator = default_accelerator()
+    module = device_module(accelerator) if accelerator != "cpu" else None
+    if module is None or not hasattr(module, "get_device_properties"):
+        return None
+    return int(module.get_device_properties(module.current_device()).total_memory)
+
+
 def default_accelerator() -> str:
     """The device type torch sees here ("cuda", "xpu", ...), or "cpu"."""
     accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None

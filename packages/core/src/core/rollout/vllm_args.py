@@ -31,8 +31,9 @@ WORKER_EXTENSION = "core.rollout.vllm_worker.WeightSyncExtension"
 SLEEP_LEVELS = (1, 2)
 
 
-def core_engine_args(rollout: Mapping[str, Any], model_dir: str, max_prompt_length: int, seed: int) -> dict[str, Any]:
-    """The `LLM(...)` kwargs that follow from `cfg.rollout` alone."""
+def core_engine_args(rollout: Mapping[str, Any], model_dir: str, max_prompt_length: int, seed: int,
+                     device_memory_bytes: int | None = None) -> dict[str, Any]:
+    """The `LLM(...)` kwargs that follow from `cfg.rollout` (and the accelerator's memory, for the KV pool)."""
     if rollout["sleep_level"] not in SLEEP_LEVELS:
         raise TandemError(f"rollout.sleep_level must be one of {SLEEP_LEVELS}, got {rollout['sleep_level']}")
     if not 0.0 < rollout["gpu_memory_utilization"] <= 1.0:
@@ -53,12 +54,34 @@ def core_engine_args(rollout: Mapping[str, Any], model_dir: str, max_prompt_leng
         tensor_parallel_size=rollout["tensor_parallel_size"],
         worker_extension_cls=WORKER_EXTENSION,
     )
-    if rollout.get("kv_cache_tokens"):
-        args["kv_cache_memory_bytes"] = int(rollout["kv_cache_tokens"]) * kv_bytes_per_token(model_dir)
+    pool = kv_pool_tokens(rollout, max_model_len, model_dir, device_memory_bytes)
+    if pool:
+        args["kv_cache_memory_bytes"] = pool * kv_bytes_per_token(model_dir)
     sizes = rollout.get("cudagraph_capture_sizes")
     if sizes and not rollout["enforce_eager"]:
         args["compilation_config"] = {"cudagraph_capture_sizes": sorted(int(s) for s in sizes)}
     return args
+
+
+def kv_pool_tokens(rollout: Mapping[str, Any], max_model_len: int, model_dir: str,
+                   device_memory_bytes: int | None) -> int | None:
+    """The KV pool in tokens, or None for vLLM's own sizing (all of its `gpu_memory_utilization` share).
+
+    `rollout.kv_cache_tokens` N: exactly N; 0: vLLM's sizing; null (auto): `max_num_seqs x max_model_len`.
+    vLLM never runs more than max_num_seqs sequences of at most max_model_len tokens at once, so a larger
+    pool is never filled within a rollout, and every pool block costs time at each wake (one H200, 0.5B,
+    256 x 512 tokens instead of 68 GiB: wake + sync 0.36 -> 0.09 s, generation 1.4x faster). Auto only where
+    the accelerator's memory is known and the pool takes under half of the engine's share (a long
+    max_model_len would ask more than the share holds: vLLM sizes it then, as before).
+    """
+    tokens = rollout.get("kv_cache_tokens")
+    if tokens is not None:
+        return int(tokens) or None
+    if device_memory_bytes is None:
+        return None
+    auto = int(rollout["max_num_seqs"]) * max_model_len
+    share = rollout["gpu_memory_utilization"] * device_memory_bytes
+    return auto if auto * kv_bytes_per_token(model_dir) < share / 2 else None
 
 
 def kv_bytes_per_token(model_dir: str, dtype_bytes: int = 2) -> int:
@@ -103,7 +126,10 @@ def engine_args_from_config(cfg: Any, target: "EngineTarget", backend: EngineArg
     """
     from omegaconf import OmegaConf
 
+    from core.distributed.devices import accelerator_memory_bytes
+
     rollout = OmegaConf.to_container(cfg.rollout, resolve=True)
-    base = core_engine_args(rollout, target.model_dir, target.max_prompt_length, target.seed)
+    base = core_engine_args(rollout, target.model_dir, target.max_prompt_length, target.seed,
+                            accelerator_memory_bytes())
     user = user_engine_args(OmegaConf.to_container(cfg.backend, resolve=True))
     return merge_engine_args(base, [backend.vllm_engine_args(cfg, dict(base)), user])
