@@ -54,6 +54,9 @@ def test_hybrid_round_trips_with_sleep_and_checked_sync(setup):
             out = engine.generate([[1, 2, 3], [4, 5]], SamplingParams(n=3, max_tokens=16))
         assert out.response_ids.shape[0] == 6 and out.response_mask.any(1).all()
         assert engine._asleep == {"weights", "kv_cache"}
+    # the second sync went by the copy plan (core/rollout/copy_plan.py), and the logprob check passed on it
+    planned = engine.llm.collective_rpc(lambda w: len(getattr(w, "worker", w)._tandem_copy_plan.views))
+    assert planned[0] > 0
 
 
 def test_doctor_reports_cuda_features():

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from core.rollout.copy_plan import CopyPlan
 from core.rollout.weight_buckets import TensorSlot, unpack_bucket
 
 
@@ -113,8 +114,16 @@ class WeightSyncExtension:
 
     def tandem_load_tensors(self, weights: list[tuple[str, torch.Tensor]]) -> int:
         """In-process engines: load the trainer's own tensors directly (no bucket copy, no IPC)."""
-        self.model_runner.model.load_weights(weights=weights)
+        self._tandem_load(weights)
         return len(weights)
+
+    def _tandem_load(self, weights: list[tuple[str, torch.Tensor]]) -> None:
+        model = self.model_runner.model
+        if getattr(self, "_tandem_layerwise", False):  # loading repacks: only vLLM's loaders know how
+            model.load_weights(weights=weights)
+            return
+        plan = self.__dict__.setdefault("_tandem_copy_plan", CopyPlan())  # the model's layout never changes
+        plan.load(model, weights)
 
     def tandem_load_bucket(self, payload: Any) -> int:
         """Load one bucket of HF-named weights into the model in place; returns the tensor count."""
@@ -127,7 +136,7 @@ class WeightSyncExtension:
             # layerwise reload defers loading until a layer is complete, keeping the tensors it was
             # given; the next bucket overwrites this buffer, so it must keep copies
             weights = [(name, tensor.clone()) for name, tensor in weights]
-        self.model_runner.model.load_weights(weights=weights)
+        self._tandem_load(weights)
         if buffer.is_cuda:
             # the trainer refills this buffer with the next bucket as soon as we return
             torch.cuda.synchronize(buffer.device)
