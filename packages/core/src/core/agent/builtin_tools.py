@@ -34,9 +34,6 @@ def agent_engine(engine, cfg, tokenizer, pm):
     agent = cfg.agent
     if not agent.tools:
         return engine
-    if cfg.algorithm.dynamic_sampling:
-        raise TandemError("agent.tools with algorithm.dynamic_sampling=true is not supported yet (DAPO's refill "
-                          "keeps single-turn rows only); turn one of them off")
     tools = resolve_tools(list(agent.tools), pm, agent)
     return AgentEngine(engine, tools, make_format(agent.format, tools, tokenizer), tokenizer,
                        max_turns=agent.max_turns, tool_timeout_s=agent.tool_timeout_s,

@@ -14,7 +14,7 @@ from core.algorithms.spec import AlgorithmSpec
 from core.algorithms.dapo import DynamicSamplingAccumulator, overlong_penalty
 from core.data.base import PromptItem
 from core.rewards.scoring import reward_inputs
-from core.rollout.base import RolloutEngine, RolloutOutput, SamplingParams, pad_responses
+from core.rollout.base import RolloutEngine, RolloutOutput, SamplingParams
 
 
 @dataclass
@@ -40,20 +40,37 @@ def collect_experience(engine: RolloutEngine, source, scorer, tokenizer, params:
     while not accumulator.done:
         items = source.next_batch(batch_size)
         output, scores, metrics = _sample_and_score(engine, items, scorer, tokenizer, params, cfg)
-        rows = {
-            "prompt_ids": output.prompt_ids,
-            "responses": output.responses(),
-            "finished": output.finished,
-            "scores": scores,
-        }
-        if output.response_logprobs is not None:  # kept for the mismatch metrics and correction
-            rows["logprobs"] = [lp[m].tolist() for lp, m in zip(output.response_logprobs, output.response_mask)]
-        accumulator.add(rows, scores=scores, group_ids=output.group_ids)
+        accumulator.add({**_row_pieces(output), "scores": scores}, scores=scores, group_ids=output.group_ids)
     kept, group_ids = accumulator.result()
-    ids, logprobs, mask = pad_responses(kept["responses"], kept.get("logprobs"), tokenizer.pad_token_id)
-    output = RolloutOutput(kept["prompt_ids"], ids, logprobs, mask, group_ids, kept["finished"])
+    output = _output_from_pieces(kept, group_ids, tokenizer.pad_token_id)
     metrics.update({"dapo/sampling_tries": float(accumulator.tries), "dapo/kept_groups": float(accumulator.kept_groups)})
     return Experience(output, kept["scores"], None, metrics)
+
+
+def _row_pieces(output: RolloutOutput) -> dict:
+    """`output` row by row, each row cut to its real tokens (a multi-turn row: model and tool tokens, with
+    its masks), so that rows of rollouts with different widths can be kept together."""
+    lengths = output.real_mask.sum(-1).tolist()
+    cut = lambda rows: [row[:n] for row, n in zip(rows, lengths)]  # noqa: E731
+    pieces = {"prompt_ids": output.prompt_ids, "ids": cut(output.response_ids), "mask": cut(output.response_mask)}
+    optional = {"finished": output.finished, "final_turn_start": output.final_turn_start,
+                "context": None if output.context_mask is None else cut(output.context_mask),
+                "logprobs": None if output.response_logprobs is None else cut(output.response_logprobs)}
+    return {**pieces, **{name: value for name, value in optional.items() if value is not None}}
+
+
+def _output_from_pieces(pieces: dict, group_ids: torch.Tensor, pad_token_id: int) -> RolloutOutput:
+    width = max((len(row) for row in pieces["ids"]), default=0)
+
+    def pad(name: str, value) -> torch.Tensor | None:
+        rows = pieces.get(name)
+        if rows is None:
+            return None
+        return torch.stack([torch.nn.functional.pad(row, (0, width - len(row)), value=value) for row in rows])
+
+    return RolloutOutput(pieces["prompt_ids"], pad("ids", pad_token_id), pad("logprobs", 0.0), pad("mask", False),
+                         group_ids, pieces.get("finished"), context_mask=pad("context", False),
+                         final_turn_start=pieces.get("final_turn_start"))
 
 
 def _sample_and_score(engine, items: list[PromptItem], scorer, tokenizer, params, cfg):
