@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 import core.rl.loop as rl_loop
@@ -26,7 +27,9 @@ class ScriptedWorkers(ScriptedEngine):
         return getattr(self.workers, name)
 
 
-def test_rl_steps_with_a_calculator_log_the_agent_metrics(compose_config, tmp_path, monkeypatch):
+@pytest.fixture
+def scripted_rollouts(monkeypatch):
+    """The RL loop's agent engine with scripted generations in place of the model's."""
     real = rl_loop.agent_engine
 
     def scripted_agent_engine(workers, cfg, tokenizer, pm):
@@ -35,6 +38,9 @@ def test_rl_steps_with_a_calculator_log_the_agent_metrics(compose_config, tmp_pa
         return engine
 
     monkeypatch.setattr(rl_loop, "agent_engine", scripted_agent_engine)
+
+
+def test_rl_steps_with_a_calculator_log_the_agent_metrics(compose_config, tmp_path, scripted_rollouts):
     cfg = compose_config("+backend=cpu", "agent.tools=[calculator,python]", "rollout.max_tokens=96",
                          "data.max_prompt_length=32", f"trainer.output_dir={tmp_path}", "trainer.total_steps=2",
                          "trainer.test_freq=2", "trainer.loggers=[jsonl]", "trainer.save_model=false", "trainer.report=false")
@@ -83,15 +89,7 @@ def test_dapo_keeps_multi_turn_rows_whole_masks_and_last_turn_included():
     assert rebuilt.context_mask[2].sum() == short.real_mask.sum()  # the one-turn row padded, not stretched
 
 
-def test_dapo_dynamic_sampling_runs_with_tools(compose_config, tmp_path, monkeypatch):
-    real = rl_loop.agent_engine
-
-    def scripted_agent_engine(workers, cfg, tokenizer, pm):
-        engine = real(workers, cfg, tokenizer, pm)
-        engine.inner = ScriptedWorkers(workers)
-        return engine
-
-    monkeypatch.setattr(rl_loop, "agent_engine", scripted_agent_engine)
+def test_dapo_dynamic_sampling_runs_with_tools(compose_config, tmp_path, scripted_rollouts):
     cfg = compose_config("+backend=cpu", "algorithm=dapo", "agent.tools=[calculator]", "rollout.max_tokens=96",
                          "data.max_prompt_length=32", "reward.reward_fn=test_agent_rl:random_reward",
                          f"trainer.output_dir={tmp_path}", "trainer.total_steps=2", "trainer.loggers=[jsonl]",
