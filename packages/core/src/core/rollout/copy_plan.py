@@ -56,7 +56,11 @@ class CopyPlan:
         if planned:
             destinations = [view for name, _ in planned for view in self.views[name]]
             sources = [tensor for name, tensor in planned for _ in self.views[name]]
-            torch._foreach_copy_(destinations, sources)
+            if all(src.device == dst.device for src, dst in zip(sources, destinations)):
+                torch._foreach_copy_(destinations, sources)  # one launch for the lot
+            else:  # e.g. a CPU-offloaded trainer: copies across devices, one by one
+                for dst, src in zip(destinations, sources):
+                    dst.copy_(src)
         done = {name for name, _ in planned}
         rest = [(name, tensor) for name, tensor in weights if name not in done]
         if rest:
