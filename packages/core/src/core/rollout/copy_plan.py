@@ -99,7 +99,7 @@ class CopyPlan:
         for name, tensor in new:
             views = recorded.get(name)
             good = (views and name not in transformed
-                    and all(v.untyped_storage().data_ptr() in owned and torch.equal(v, tensor.to(v.dtype)) for v in views))
+                    and all(v.untyped_storage().data_ptr() in owned and torch.equal(v, tensor.to(v.device, v.dtype)) for v in views))
             if good:
                 self.views[name] = views
             else:
