@@ -43,8 +43,7 @@ def empty_cache(device: torch.device | str) -> None:
 
 def accelerator_memory_bytes() -> int | None:
     """Total memory of this process's current accelerator device, or None where there is none (CPU)."""
-    accelerator = default_accelerator()
-    module = device_module(accelerator) if accelerator != "cpu" else None
+    module = device_module(default_accelerator())
     if module is None or not hasattr(module, "get_device_properties"):
         return None
     return int(module.get_device_properties(module.current_device()).total_memory)

@@ -63,9 +63,11 @@ class CopyPlan:
                     dst.copy_(src)
         done = {name for name, _ in planned}
         rest = [(name, tensor) for name, tensor in weights if name not in done]
-        if rest:
-            new = [(name, tensor) for name, tensor in rest if name not in self.unplanned]
-            self._load_and_learn(model, rest, new) if new else model.load_weights(weights=rest)
+        new = [(name, tensor) for name, tensor in rest if name not in self.unplanned]
+        if new:
+            self._load_and_learn(model, rest, new)
+        elif rest:
+            model.load_weights(weights=rest)
         return len(planned)
 
     def _fits(self, name: str, tensor: torch.Tensor) -> bool:
@@ -98,9 +100,9 @@ class CopyPlan:
         owned = {p.untyped_storage().data_ptr() for p in [*model.parameters(), *model.buffers()]}
         for name, tensor in new:
             views = recorded.get(name)
-            good = (views and name not in transformed
-                    and all(v.untyped_storage().data_ptr() in owned and torch.equal(v, tensor.to(v.device, v.dtype)) for v in views))
-            if good:
+            if views and name not in transformed and all(
+                v.untyped_storage().data_ptr() in owned and torch.equal(v, tensor.to(v.device, v.dtype)) for v in views
+            ):
                 self.views[name] = views
             else:
                 self.unplanned.add(name)
