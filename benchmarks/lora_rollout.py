@@ -6,8 +6,9 @@
 merged: the trainer folds W + scale * B @ A layer by layer and pushes every base tensor into the plain
 engine (CUDA graphs, no LoRA kernels): sync = fold + push. native: the engine is built with
 `enable_lora` and each step registers the new adapter under a fresh id; vLLM reads adapters from a
-directory, so sync = save the adapter + load it. Generation: 256 prompts x 256 tokens at temperature 1,
-random weights, EOS ignored, the median of 3 rounds. Each mode runs in its own process (vLLM does not
+directory, so sync = save the adapter + load it. raw: plain vLLM with native's arguments minus LoRA, the
+baseline. Generation: 256 prompts x 256 tokens at temperature 1, random weights, EOS ignored, the median
+of 3 rounds. Each mode runs in its own process (vLLM does not
 give all of its memory back in-process).
 """
 
@@ -102,23 +103,33 @@ def native_case(model_dir: str, rank: int, n_prompts: int, max_tokens: int) -> d
     return dict(mode="native (enable_lora)", tok_s=with_adapter, sync_ms=sync_s * 1e3, plain_tok_s=plain)
 
 
+def raw_case(model_dir: str, rank: int, n_prompts: int, max_tokens: int) -> dict:
+    """Plain vLLM with the native case's arguments minus LoRA: the baseline both others are read against."""
+    from vllm import LLM
+
+    llm = LLM(model=model_dir, dtype="bfloat16", gpu_memory_utilization=0.5, max_model_len=128 + max_tokens, seed=0)
+    return dict(mode="raw vLLM, no LoRA", tok_s=throughput(llm, n_prompts, max_tokens), sync_ms=float("nan"))
+
+
+CASES = {"merged": merged_case, "native": native_case, "raw": raw_case}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="qwen2.5-1.5b-shape", help="a builtin shape")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--mode", choices=["merged", "native"], help=argparse.SUPPRESS)  # one child process
+    parser.add_argument("--mode", choices=list(CASES), help=argparse.SUPPRESS)  # one child process
     args = parser.parse_args()
     from core.models.builtin import resolve_model_path
 
     model_dir = resolve_model_path(f"builtin:{args.model}")
     if args.mode:
-        case = merged_case if args.mode == "merged" else native_case
-        print(RESULT + json.dumps(case(model_dir, args.rank, args.prompts, args.max_tokens)), flush=True)
+        print(RESULT + json.dumps(CASES[args.mode](model_dir, args.rank, args.prompts, args.max_tokens)), flush=True)
         return
     results = []
-    for mode in ("merged", "native"):
+    for mode in CASES:
         started = time.perf_counter()
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--mode", mode], stdout=subprocess.PIPE,
                                text=True)
@@ -134,9 +145,10 @@ def main() -> None:
     native = [r for r in results if "plain_tok_s" in r]
     if native:
         print(f"{'native engine, no adapter':>22} {native[0]['plain_tok_s']:>10,.0f}")
-    if len(results) == 2:
-        print(f"native / merged generation: {results[1]['tok_s'] / results[0]['tok_s']:.3f}; "
-              f"sync: {results[1]['sync_ms'] / results[0]['sync_ms']:.2f}x")
+    by_mode = {r["mode"].split()[0]: r for r in results}
+    if {"merged", "native"} <= by_mode.keys():
+        print(f"native / merged generation: {by_mode['native']['tok_s'] / by_mode['merged']['tok_s']:.3f}; "
+              f"sync: {by_mode['native']['sync_ms'] / by_mode['merged']['sync_ms']:.2f}x")
 
 
 if __name__ == "__main__":
