@@ -107,16 +107,20 @@ def test_a_response_template_writes_tool_demonstrations_from_the_entry(tmp_path,
         load_data(bad, tokenizer)
 
 
-def test_the_calculator_warmup_trains_on_the_agent_preset_s_own_prompts():
+@pytest.mark.parametrize("sft_preset, rl_preset", [
+    ("smollm2_calculator_warmup", "smollm2_calculator"),
+    ("smollm2_spell_backward_sft", "smollm2_spell_backward"),
+])
+def test_each_sft_preset_trains_on_its_rl_preset_s_own_prompts_and_reward(sft_preset, rl_preset):
     from hydra import compose, initialize_config_module
 
     from core.config.schema import register_schemas
     from sft_fakes import compose_sft
 
-    warmup = compose_sft("+experiment=smollm2_calculator_warmup")
+    sft = compose_sft(f"+experiment={sft_preset}")
     register_schemas()
     with initialize_config_module(config_module="core.conf", version_base=None):
-        rl = compose("config", overrides=["+experiment=smollm2_calculator"])
-    assert warmup.data.reasoning_gym.instruction == rl.data.reasoning_gym.instruction
-    assert warmup.data.reasoning_gym.datasets == rl.data.reasoning_gym.datasets
-    assert warmup.data.reward_fn == rl.reward.reward_fn and warmup.model.path == rl.model.path
+        rl = compose("config", overrides=[f"+experiment={rl_preset}"])
+    assert sft.data.reasoning_gym.instruction == rl.data.reasoning_gym.instruction
+    assert sft.data.reasoning_gym.datasets == rl.data.reasoning_gym.datasets
+    assert sft.data.reward_fn == rl.reward.reward_fn and sft.model.path == rl.model.path

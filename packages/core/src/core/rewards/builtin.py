@@ -12,6 +12,7 @@ from core.rewards.base import RewardInput
 from core.rewards.format_reward import bare_number_format, boxed_format, hash_answer_format, think_format
 from core.rewards.gsm8k import gsm8k_flexible, gsm8k_strict
 from core.rewards.math_answer import math_boxed
+from core.rewards.similarity import answer_similarity
 
 # data_source values written by `python -m core.data.prepare`, plus the names verl's files use.
 RULE_BY_DATA_SOURCE = {
@@ -51,4 +52,5 @@ def tandem_reward_functions():
         "format_number": bare_number_format,
         "reasoning_gym": reasoning_gym_reward,
         "reasoning_gym_last_number": reasoning_gym_last_number_reward,
+        "similarity": answer_similarity,
     }
