@@ -72,6 +72,33 @@ def write_prompts(path: Path, count: int = 4 * PROMPTS) -> None:
                                 "reward_model": {"style": "rule", "ground_truth": ""}}) + "\n")
 
 
+def profile_phases(at_call: int = 3, rows: int = 30) -> None:
+    """Wrap the update and the log-prob pass so that their `at_call`-th run (past the warm-up) runs under
+    torch.profiler, printing the kernels by GPU time: where the phase's seconds go."""
+    import functools
+
+    import torch
+
+    from core.trainer.actor import Actor
+
+    for name in ("update", "compute_logprobs"):
+        original, calls = getattr(Actor, name), [0]
+
+        def profiled(self, *args, _original=original, _calls=calls, _name=name, **kwargs):
+            _calls[0] += 1
+            if _calls[0] != at_call:
+                return _original(self, *args, **kwargs)
+            activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            with torch.profiler.profile(activities=activities) as prof:
+                result = _original(self, *args, **kwargs)
+                torch.cuda.synchronize()
+            print(f"\n=== profile: Actor.{_name} (call {at_call}) ===")
+            print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=60))
+            return result
+
+        setattr(Actor, name, functools.wraps(original)(profiled))
+
+
 def run_case(shape: str, response_tokens: int, steps: int, prompts: Path, extra: list[str]) -> tuple[list[dict], object]:
     from hydra import compose, initialize_config_module
 
@@ -148,11 +175,14 @@ def main() -> None:
     parser.add_argument("--shapes", default="0.5b,1.5b")
     parser.add_argument("--responses", default="256,1024")
     parser.add_argument("--steps", type=int, default=4, help="steps per case; the first is not counted")
+    parser.add_argument("--profile", action="store_true", help="print the update's and log-prob pass's top kernels (3rd step)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # shape:responses:peak:prompts, run in a child process
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every case, after --")
     args = parser.parse_args()
     if args.case:  # one engine per process: vLLM does not hand all of its memory back in-process
         shape, response_tokens, peak, prompts = args.case.split(":", 3)
+        if args.profile:
+            profile_phases()
         rows, cfg = run_case(shape, int(response_tokens), args.steps, Path(prompts), args.overrides)
         print(RESULT + json.dumps(summarise(shape, int(response_tokens), rows, cfg, float(peak))), flush=True)
         return
@@ -165,7 +195,8 @@ def main() -> None:
         for response_tokens in args.responses.split(","):
             case = f"{shape}:{response_tokens}:{peak}:{prompts}"
             # the child's output streams through (engine start, steps); only its RESULT line is kept
-            child = subprocess.Popen([sys.executable, __file__, "--steps", str(args.steps), "--case", case, "--",
+            child = subprocess.Popen([sys.executable, __file__, "--steps", str(args.steps), "--case", case,
+                                      *(["--profile"] if args.profile else []), "--",
                                       *args.overrides], stdout=subprocess.PIPE, text=True, bufsize=1)
             lines = []
             try:

@@ -14,12 +14,15 @@ from typing import Sequence
 
 import torch
 
+from core.algorithms.logprobs import use_compiled_kernels
 from core.checkpoint.manager import Trainable
 from core.distributed.devices import use_cpu_threads
 from core.distributed.collectives import is_distributed
 from core.plugins.manager import get_plugin_manager, load_backend
 from core.rollout.base import EngineTarget
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
+from core.models.compiled_parts import compile_layer_parts, resolve_compile
+from core.models.lora import is_lora
 from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
 from core.workers.base import ModelWorker
 from sft.dataset import load_data
@@ -42,6 +45,10 @@ class SFTWorker(ModelWorker):
         self.model_dir, self.tokenizer, self.policy = load_policy(
             cfg.model, device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
         )
+        compiled = resolve_compile(cfg.trainer.compile, device) and not is_lora(self.policy)
+        use_compiled_kernels(compiled)
+        if compiled:  # before the trainer shards it
+            compile_layer_parts(self.policy)
         self.train_set, val_set = load_data(cfg, self.tokenizer)
         self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, compute_dtype=cfg.model.dtype)
         pm = get_plugin_manager()

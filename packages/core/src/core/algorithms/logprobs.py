@@ -17,6 +17,26 @@ from typing import Callable, Iterator, Tuple
 import torch
 
 DEFAULT_CHUNK_SIZE = 1024
+_compiled_kernels: dict[Callable, Callable] = {}
+_use_compiled = False
+
+
+def use_compiled_kernels(enabled: bool) -> None:
+    """Run the per-chunk math (`chunk_kernel`'s functions) compiled on CUDA tensors from now on
+    (`trainer.compile`). Eager, each chunk is ~10 passes over [chunk, vocab] floats (cast, logsumexp's
+    own passes, exp, products, sums; in backward as many again); compiled, about two."""
+    global _use_compiled
+    _use_compiled = bool(enabled)
+
+
+def chunk_kernel(fn: Callable, like: torch.Tensor) -> Callable:
+    """`fn`, compiled once (symbolic shapes: the last chunk is shorter) when compiled kernels are on and
+    `like` is a CUDA tensor; `fn` itself otherwise (the CPU path, and the numbers compiled runs are tested against)."""
+    if not (_use_compiled and like.is_cuda):
+        return fn
+    if fn not in _compiled_kernels:
+        _compiled_kernels[fn] = torch.compile(fn, dynamic=True)
+    return _compiled_kernels[fn]
 
 
 def token_chunks(num_tokens: int, chunk_size: int) -> Iterator[slice]:
@@ -64,10 +84,9 @@ class _ChunkedLabelLogprobs(torch.autograd.Function):
         flat_labels = labels.reshape(-1, 1)
         logprobs = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
         logsumexp = torch.empty_like(logprobs)
+        kernel = chunk_kernel(_label_logprob_chunk, flat)
         for rows in token_chunks(flat.shape[0], chunk_size):
-            chunk = tempered_chunk(flat, rows, temperature)
-            logsumexp[rows] = torch.logsumexp(chunk, dim=-1)
-            logprobs[rows] = chunk.gather(1, flat_labels[rows]).squeeze(1) - logsumexp[rows]
+            logsumexp[rows], logprobs[rows] = kernel(flat[rows], flat_labels[rows], temperature)
         ctx.save_for_backward(logits, labels, logsumexp)
         ctx.chunk_size, ctx.temperature = chunk_size, temperature
         return logprobs.reshape(lead_shape)
@@ -76,15 +95,28 @@ class _ChunkedLabelLogprobs(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: torch.Tensor):
         logits, labels, logsumexp = ctx.saved_tensors
+        flat, _ = flatten_tokens(logits)
         flat_labels = labels.reshape(-1, 1)
         flat_grad = grad_output.reshape(-1, 1).float()
+        grad_logits = torch.empty_like(flat)
+        kernel = chunk_kernel(_label_logprob_chunk_grad, flat)
+        for rows in token_chunks(flat.shape[0], ctx.chunk_size):
+            grad_logits[rows] = kernel(flat[rows], flat_labels[rows], logsumexp[rows], flat_grad[rows], ctx.temperature)
+        return grad_logits.reshape(logits.shape), None, None, None
 
-        def chunk_grad(rows: slice, log_probs: torch.Tensor) -> torch.Tensor:
-            grad = -flat_grad[rows] * torch.exp(log_probs)
-            return grad.scatter_add_(1, flat_labels[rows], flat_grad[rows])
 
-        grad = chunked_logits_grad(logits, logsumexp, ctx.chunk_size, chunk_grad, ctx.temperature)
-        return grad, None, None, None
+def _label_logprob_chunk(chunk: torch.Tensor, labels: torch.Tensor, temperature: float):
+    """(logsumexp, label log-prob) [chunk] of one chunk of logits [chunk, vocab]; labels [chunk, 1]."""
+    z = tempered_chunk(chunk, slice(None), temperature)
+    logsumexp = torch.logsumexp(z, dim=-1)
+    return logsumexp, z.gather(1, labels).squeeze(1) - logsumexp
+
+
+def _label_logprob_chunk_grad(chunk, labels, logsumexp, grad, temperature: float):
+    """The chunk's gradient w.r.t. its logits, in their dtype: grad * (onehot(y) - p) / T; grad [chunk, 1]."""
+    probs = torch.exp(tempered_chunk(chunk, slice(None), temperature) - logsumexp.unsqueeze(1))
+    out = (-grad * probs).scatter_add(1, labels, grad)
+    return (out if temperature == 1.0 else out / temperature).to(chunk.dtype)
 
 
 def logprobs_from_logits(

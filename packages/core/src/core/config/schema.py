@@ -175,6 +175,7 @@ class TrainerConfig:
     ray_address: Optional[str] = None  # None: start a local Ray; "auto" or an address: join that cluster
     max_tokens_per_gpu: Optional[int] = None  # micro-batch token budget (dynamic batch size); None: micro_batch_size rows
     remove_padding: Optional[bool] = None  # pack rows into one sequence; null: packed where a varlen kernel runs (GPU), padded on CPU
+    compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the log-prob math; null: on CUDA only
     cpu_offload: bool = False  # FSDP: keep params, grads and optimizer state on the CPU between uses
     # checkpoints under output_dir/checkpoints: model, optimizer, scheduler, RNG, data position, step
     save_freq: int = 0  # every N steps; 0: never

@@ -12,10 +12,12 @@ import copy
 import torch
 from omegaconf import DictConfig
 
+from core.algorithms.logprobs import use_compiled_kernels
 from core.algorithms.spec import AlgorithmSpec
 from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
+from core.models.compiled_parts import compile_layer_parts, resolve_compile
 from core.models.lora import adapters_disabled, is_lora
 from core.plugins.manager import load_backend
 from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams
@@ -44,10 +46,13 @@ class TrainWorker(ModelWorker):
             cfg.model, self.device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
         )
         spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
+        compiled = resolve_compile(cfg.trainer.compile, self.device) and not is_lora(policy)
+        use_compiled_kernels(compiled)
+        prepare = (lambda model: shard(compile_layer_parts(model))) if compiled else shard
         reference = None
         if spec.needs_reference and not is_lora(policy):  # LoRA: the policy with its adapters off
-            reference = shard(copy.deepcopy(policy).eval().requires_grad_(False))  # forward-only
-        self.policy = shard(policy)
+            reference = prepare(copy.deepcopy(policy).eval().requires_grad_(False))  # forward-only
+        self.policy = prepare(policy)
         self.reference = reference
         self.actor = Actor(self.policy, cfg.algorithm, cfg.trainer, spec, temperature=scoring_temperature(cfg.rollout))
         self.critic = None

@@ -1,0 +1,32 @@
+"""torch.compile for the parts of a decoder layer that eager PyTorch runs as chains of small kernels.
+
+Profiled on the H200 (benchmarks/grpo_step.py --profile, 0.5B shape): matrix products were 29% of the
+update's GPU time and elementwise kernels most of the rest: an RMSNorm is ~8 kernels (casts to fp32 and
+back, pow, mean, rsqrt, two products) and the MLP's SiLU(gate) * up two more over [tokens x 4864], each
+reading and writing memory, in forward and again in backward. Compiled, each such part is a few fused
+kernels; the matrix products stay cuBLAS's. Attention is left alone (its flash kernel is fused already, and
+the varlen path reads the rows' bounds on the host). `dynamic=True`: micro-batches differ in token count,
+so shapes are symbolic from the first call instead of one recompile per new length.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from core.distributed.fsdp import decoder_layers
+
+
+def resolve_compile(setting: bool | None, device: torch.device) -> bool:
+    """`trainer.compile`, with null meaning: on CUDA devices only (on a CPU, compiling costs more than it
+    saves for the small models run there, and needs a C++ compiler)."""
+    return device.type == "cuda" if setting is None else bool(setting)
+
+
+def compile_layer_parts(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Module:
+    """Compile, in place, every child of every decoder layer but its attention (norms, MLP); returns `model`.
+    Call before FSDP wraps the layers (torchtitan's order). Compiling happens at the first forward."""
+    for layer in decoder_layers(model):
+        for name, child in layer.named_children():
+            if "attn" not in name and not isinstance(child, torch.nn.Identity):
+                child.compile(dynamic=True, backend=backend)
+    return model
