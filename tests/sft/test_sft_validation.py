@@ -4,6 +4,7 @@ all prompts in one call, in order; scores reach the tracker; the engine is close
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -91,3 +92,15 @@ def test_unavailable_backend_engine_falls_back_to_hf_and_the_run_goes_on(tmp_pat
         pm.unregister(name="test-no-vllm")
     metrics = [m for m in read_jsonl(tmp_path / "metrics.jsonl") if "val/loss" in m]
     assert all(m["val/fallback_engine"] == 1.0 for m in metrics) and len(metrics) == 3
+
+
+def test_master_weights_train_fp32_weights_and_push_them_to_the_engine(tmp_path, fake_backend):
+    """model.dtype=bfloat16 with trainer.master_weights=true on one device: fp32 weights (the pushed ones
+    too: the engine casts to its own dtype), and the small steps of lr 1e-5 are not lost between validations."""
+    summary = train(tiny_run(tmp_path, "model.dtype=bfloat16", "trainer.master_weights=true", "trainer.lr=1e-5"))
+    assert math.isfinite(summary["val/loss_end"])
+    (engine,) = fake_backend.engines
+    first, last = engine.pushed[0], engine.pushed[-1]
+    weight = next(name for name in first if name.endswith("mlp.up_proj.weight"))
+    assert first[weight].dtype == torch.float32
+    assert (first[weight] != last[weight]).float().mean() > 0.5  # most entries moved

@@ -45,6 +45,7 @@ class SFTTrainerConfig:
     micro_batch_tokens: int = 4096  # token budget of one forward/backward: rows x padded length (real tokens if packed)
     remove_padding: Optional[bool] = None  # pack a micro-batch's rows into one sequence; null: where a varlen kernel runs (GPU)
     compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the loss's chunk math; null: on CUDA only
+    master_weights: bool = False  # one device, bf16/fp16 model.dtype: fp32 weights, autocast compute (core/trainer/precision.py)
     lr: float = 1e-4
     lr_schedule: str = "cosine"  # constant | cosine, after the linear warm-up
     warmup_steps: int = 10

@@ -20,6 +20,7 @@ from core.distributed.batching import balance_rows
 from core.distributed.collectives import world
 from core.distributed.fsdp import FSDPSettings, clip_grad_norm, device_mesh, shard_model
 from core.distributed.packing import IGNORE, packed_token_logprobs
+from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.setup import DTYPES
 from sft.batching import MicroBatch, micro_batches
@@ -45,11 +46,13 @@ def micro_loss_sum(model: torch.nn.Module, micro: MicroBatch, packed: bool) -> t
 
 
 class SFTTrainer:
-    """Owns the model being trained (fp32 master weights; FSDP2-sharded on several ranks),
-    its AdamW optimizer and LR schedule (linear warm-up, then constant or cosine)."""
+    """Owns the model being trained (FSDP2-sharded with fp32 master weights on several ranks; on one device
+    in `precision`'s dtypes), its AdamW optimizer and LR schedule (linear warm-up, then constant or cosine)."""
 
-    def __init__(self, model: torch.nn.Module, trainer_cfg, pad_token_id: int, compute_dtype: str = "float32"):
+    def __init__(self, model: torch.nn.Module, trainer_cfg, pad_token_id: int, compute_dtype: str = "float32",
+                 precision: TrainingPrecision | None = None):
         self.cfg = trainer_cfg
+        self.precision = precision or TrainingPrecision(next(model.parameters()).dtype)
         self.pad_token_id = pad_token_id
         self.device = next(model.parameters()).device
         self.rank, self.world_size = world()
@@ -80,7 +83,8 @@ class SFTTrainer:
         return batches if local else [b.select(torch.arange(b.input_ids.shape[0]), weight=0.0) for b in batches]
 
     def _loss_sum(self, micro: MicroBatch) -> tuple[torch.Tensor, int]:
-        summed, count = micro_loss_sum(self.model, micro.to(self.device), packed=self.cfg.remove_padding)
+        with self.precision.compute(self.device):
+            summed, count = micro_loss_sum(self.model, micro.to(self.device), packed=self.cfg.remove_padding)
         return summed * micro.weight, int(count * micro.weight)
 
     def train_step(self, examples: Sequence[SFTExample]) -> dict[str, float]:

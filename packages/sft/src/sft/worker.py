@@ -8,6 +8,7 @@ method returns the same answer on every rank (all-reduced or gathered in rank or
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -23,12 +24,15 @@ from core.rollout.base import EngineTarget
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
 from core.models.compiled_parts import compile_layer_parts, resolve_compile
 from core.models.lora import is_lora
+from core.trainer.precision import rounding_warning, training_precision
 from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
 from core.workers.base import ModelWorker
 from sft.dataset import load_data
 from sft.engine import ValidationEngine, backend_engine_factory, hf_engine_factory, sampling_params
 from sft.trainer import SFTTrainer
 from sft.generation_validator import Validator
+
+log = logging.getLogger("tandem")
 
 
 class SFTWorker(ModelWorker):
@@ -42,15 +46,19 @@ class SFTWorker(ModelWorker):
         use_cpu_threads(device)
         # under FSDP the parameters are fp32 masters and model.dtype is the forward's
         cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, device, model_dtype(cfg.model))  # the trainer reads it
+        precision = training_precision(model_dtype(cfg.model), sharded, cfg.trainer.master_weights)
+        if warning := rounding_warning(precision, cfg.trainer.lr):
+            log.warning(warning)
         self.model_dir, self.tokenizer, self.policy = load_policy(
-            cfg.model, device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
+            cfg.model, device, precision.param_dtype, packed=cfg.trainer.remove_padding
         )
         compiled = resolve_compile(cfg.trainer.compile, device) and not is_lora(self.policy)
         use_compiled_kernels(compiled)
         if compiled:  # before the trainer shards it
             compile_layer_parts(self.policy)
         self.train_set, val_set = load_data(cfg, self.tokenizer)
-        self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, compute_dtype=cfg.model.dtype)
+        self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, compute_dtype=cfg.model.dtype,
+                                  precision=precision)
         pm = get_plugin_manager()
         self.scorer = RewardScorer(resolve_reward_fn(cfg.data.reward_fn, pm), workers=1) if cfg.data.reward_fn else None
         # validation prompts are left-truncated to data.max_prompt_length (dataset.py): that sizes the engine

@@ -176,6 +176,9 @@ class TrainerConfig:
     max_tokens_per_gpu: Optional[int] = None  # micro-batch token budget (dynamic batch size); None: micro_batch_size rows
     remove_padding: Optional[bool] = None  # pack rows into one sequence; null: packed where a varlen kernel runs (GPU), padded on CPU
     compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the log-prob math; null: on CUDA only
+    # one device, bf16/fp16 model.dtype: fp32 weights and Adam state, compute under autocast (FSDP's split); false:
+    # weights in model.dtype, whose rounding loses small updates (core/trainer/precision.py)
+    master_weights: bool = False
     cpu_offload: bool = False  # FSDP: keep params, grads and optimizer state on the CPU between uses
     # checkpoints under output_dir/checkpoints: model, optimizer, scheduler, RNG, data position, step
     save_freq: int = 0  # every N steps; 0: never

@@ -69,6 +69,9 @@ def attention(module, query, key, value, attention_mask, scaling=None, dropout=0
         raise ValueError(f"{NAME} attention has no dropout; this model asks for {dropout}")
     cumulative, longest = row_bounds(position_ids)
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, dim]
+    if q.is_cuda and torch.is_autocast_enabled("cuda"):  # fp32 weights (trainer.master_weights): the rotary
+        # embedding's fp32 cos/sin promote q and k back to fp32; compute in autocast's dtype, as HF's flash path does
+        q, k, v = (t.to(torch.get_autocast_dtype("cuda")) for t in (q, k, v))
     flash = q.is_cuda and q.dtype in (torch.bfloat16, torch.float16)  # the flash kernels' only dtypes
     out = (varlen_causal if flash else rowwise_causal)(q, k, v, cumulative, longest, scaling)
     return out.unsqueeze(0), None

@@ -18,6 +18,7 @@ from core.distributed.collectives import data_parallel_size, global_loss_counts,
 from core.distributed.fsdp import clip_grad_norm
 from core.distributed.packing import packed_response_logprobs
 from core.trainer.batch import TrainingBatch, in_batch_order, micro_batch_plan, minibatches, scatter_rows
+from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 
 
@@ -77,8 +78,10 @@ class Actor:
     averages gradients over ranks), so gradients equal those of the whole batch on one rank.
     """
 
-    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, spec: AlgorithmSpec, temperature: float = 1.0):
+    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, spec: AlgorithmSpec, temperature: float = 1.0,
+                 precision: TrainingPrecision | None = None):
         self.model = model
+        self.precision = precision or TrainingPrecision(next(model.parameters()).dtype)
         self.algo = algo_cfg
         self.spec = spec
         self.cfg = trainer_cfg
@@ -100,10 +103,11 @@ class Actor:
         model = model or self.model
         model.eval()
         plan = micro_batch_plan(batch, self.cfg)
-        parts = [
-            forward_logprobs(model, batch.select(micro.rows).to(self.device), True, self.cfg.remove_padding, self.temperature)
-            for micro in plan
-        ]
+        with self.precision.compute(self.device):
+            parts = [
+                forward_logprobs(model, batch.select(micro.rows).to(self.device), True, self.cfg.remove_padding, self.temperature)
+                for micro in plan
+            ]
         logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)
         return logprobs, scatter_rows(plan, [p[1].cpu() for p in parts], batch.rows)
 
@@ -147,9 +151,10 @@ class Actor:
         for plan_item in plan:
             micro = mini.select(plan_item.rows).to(self.device)
             need_entropy = algo.entropy_coef != 0
-            logprobs, entropy = forward_logprobs(
-                self.model, micro, need_entropy or keep_scores, self.cfg.remove_padding, self.temperature
-            )
+            with self.precision.compute(self.device):
+                logprobs, entropy = forward_logprobs(
+                    self.model, micro, need_entropy or keep_scores, self.cfg.remove_padding, self.temperature
+                )
             old_logprobs = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
             if keep_scores:
                 kept.append((logprobs.detach().cpu(), entropy.detach().cpu()))

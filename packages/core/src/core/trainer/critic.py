@@ -9,13 +9,16 @@ from core.distributed.collectives import data_parallel_size, global_loss_counts
 from core.distributed.fsdp import clip_grad_norm
 from core.trainer.actor import allocate_adam_state
 from core.trainer.batch import TrainingBatch, micro_batch_plan, minibatches, scatter_rows
+from core.trainer.precision import TrainingPrecision
 
 
 class Critic:
     """Data-parallel like the Actor (global counts, loss x DP size); its forward is always padded."""
 
-    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int):
+    def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, max_response_len: int,
+                 precision: TrainingPrecision | None = None):
         self.model = model
+        self.precision = precision or TrainingPrecision(next(model.parameters()).dtype)
         self.algo = algo_cfg
         self.cfg = trainer_cfg
         self.horizon = max_response_len
@@ -23,12 +26,14 @@ class Critic:
         allocate_adam_state(self.optimizer)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str, dtype, device, algo_cfg, trainer_cfg, max_response_len: int, wrap=None):
+    def from_pretrained(cls, model_dir: str, precision: TrainingPrecision, device, algo_cfg, trainer_cfg,
+                        max_response_len: int, wrap=None):
         """`wrap` (e.g. FSDP sharding) is applied to the model before the optimizer sees its parameters."""
         from transformers import AutoModelForTokenClassification
 
-        model = AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=1, dtype=dtype).to(device)
-        return cls(wrap(model) if wrap else model, algo_cfg, trainer_cfg, max_response_len)
+        model = AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=1, dtype=precision.param_dtype)
+        model = model.to(device)
+        return cls(wrap(model) if wrap else model, algo_cfg, trainer_cfg, max_response_len, precision)
 
     @property
     def device(self) -> torch.device:
@@ -36,7 +41,8 @@ class Critic:
 
     def _values(self, batch: TrainingBatch) -> torch.Tensor:
         """V(state before each response token): [rows, response_len]."""
-        out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        with self.precision.compute(self.device):
+            out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
         response_len = batch.response_mask.shape[1]
         return out.logits[:, batch.prompt_len - 1 : batch.prompt_len - 1 + response_len, 0].float()
 

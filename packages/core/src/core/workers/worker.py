@@ -8,6 +8,7 @@ knows whether it runs in the controller's process or in a Ray actor.
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 from omegaconf import DictConfig
@@ -25,8 +26,11 @@ from core.trainer.actor import Actor, UpdateResult, scoring_temperature
 from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
+from core.trainer.precision import rounding_warning, training_precision
 from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
 from core.workers.base import ModelWorker
+
+log = logging.getLogger("tandem")
 
 
 class TrainWorker(ModelWorker):
@@ -42,8 +46,11 @@ class TrainWorker(ModelWorker):
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
         # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
         cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, self.device, compute_dtype)  # the actor reads it
+        precision = training_precision(compute_dtype, sharded, cfg.trainer.master_weights)
+        if warning := rounding_warning(precision, cfg.trainer.lr):
+            log.warning(warning)
         self.model_dir, self.tokenizer, policy = load_policy(
-            cfg.model, self.device, torch.float32 if sharded else None, packed=cfg.trainer.remove_padding
+            cfg.model, self.device, precision.param_dtype, packed=cfg.trainer.remove_padding
         )
         spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
         compiled = resolve_compile(cfg.trainer.compile, self.device) and not is_lora(policy)
@@ -54,12 +61,12 @@ class TrainWorker(ModelWorker):
             reference = prepare(copy.deepcopy(policy).eval().requires_grad_(False))  # forward-only
         self.policy = prepare(policy)
         self.reference = reference
-        self.actor = Actor(self.policy, cfg.algorithm, cfg.trainer, spec, temperature=scoring_temperature(cfg.rollout))
+        self.actor = Actor(self.policy, cfg.algorithm, cfg.trainer, spec, temperature=scoring_temperature(cfg.rollout),
+                           precision=precision)
         self.critic = None
         if spec.needs_critic:  # PPO: a value head on the policy's backbone
-            dtype = torch.float32 if sharded else compute_dtype
             self.critic = Critic.from_pretrained(
-                self.model_dir, dtype, self.device, cfg.algorithm, cfg.trainer, spec.horizon, wrap=shard
+                self.model_dir, precision, self.device, cfg.algorithm, cfg.trainer, spec.horizon, wrap=shard
             )
         if sharded:  # ranks sample differently from here on
             torch.manual_seed(cfg.trainer.seed + torch.distributed.get_rank())
