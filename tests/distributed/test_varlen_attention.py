@@ -51,6 +51,15 @@ def test_row_bounds_of_packed_positions():
     assert cumulative.tolist() == [0, 3, 4, 6] and longest == 3
 
 
+def test_the_rows_bounds_are_found_once_per_forward_not_in_every_layer(monkeypatch):
+    _, varlen = models()  # 2 layers: found in each layer, the bounds would be found twice
+    calls = []
+    found = varlen_attention.row_bounds
+    monkeypatch.setattr(varlen_attention, "row_bounds", lambda positions: calls.append(1) or found(positions))
+    packed_response_logprobs(varlen, random_batch(rows=3))
+    assert len(calls) == 1
+
+
 def test_packing_defaults_to_padded_on_cpu_and_an_explicit_setting_wins():
     from core.trainer.setup import resolve_packing
 

@@ -36,15 +36,27 @@ def packed_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, atten
     packed_at = torch.full(real.shape, -1, dtype=torch.long, device=real.device)
     packed_at[real] = torch.arange(int(real.sum()), device=real.device)
     scored = labels != IGNORE  # [rows, seq_len]
+    packed_positions = position_ids[real].unsqueeze(0)
     picked = model(
-        input_ids=input_ids[real].unsqueeze(0), position_ids=position_ids[real].unsqueeze(0),
+        input_ids=input_ids[real].unsqueeze(0), position_ids=packed_positions,
         use_cache=False,  # a KV cache turns off the packed-sequence detection
         logits_to_keep=packed_at[scored],  # packed positions of the scored tokens
+        **row_bound_kwargs(packed_positions),
     ).logits[0]  # [scored_tokens, vocab]
     if with_entropy:
         logprobs, entropy = logprobs_and_entropy_from_logits(picked, labels[scored], temperature=temperature)
         return _scatter_rows(logprobs, scored), _scatter_rows(entropy, scored)
     return _scatter_rows(logprobs_from_logits(picked, labels[scored], temperature=temperature), scored), None
+
+
+def row_bound_kwargs(packed_positions: torch.Tensor) -> dict:
+    """The packed rows' bounds, found once per forward and handed to every layer's attention under the names
+    transformers' flash path reads (cu_seq_lens_q/k, max_length_q/k): found inside each layer instead, the
+    longest row is read back to the host 24 times a forward, each time stalling the GPU queue."""
+    from core.models.varlen_attention import row_bounds
+
+    cumulative, longest = row_bounds(packed_positions)
+    return dict(cu_seq_lens_q=cumulative, cu_seq_lens_k=cumulative, max_length_q=longest, max_length_k=longest)
 
 
 def packed_response_logprobs(model: torch.nn.Module, batch, with_entropy: bool = False, temperature: float = 1.0):

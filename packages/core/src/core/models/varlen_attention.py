@@ -67,7 +67,9 @@ def attention(module, query, key, value, attention_mask, scaling=None, dropout=0
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     if dropout:
         raise ValueError(f"{NAME} attention has no dropout; this model asks for {dropout}")
-    cumulative, longest = row_bounds(position_ids)
+    cumulative, longest = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
+    if cumulative is None:  # not found once for the whole forward (core.distributed.packing does)
+        cumulative, longest = row_bounds(position_ids)
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, dim]
     if q.is_cuda and torch.is_autocast_enabled("cuda"):  # fp32 weights (trainer.master_weights): the rotary
         # embedding's fp32 cos/sin promote q and k back to fp32; compute in autocast's dtype, as HF's flash path does
