@@ -3,12 +3,18 @@
     python benchmarks/vllm_rollout_bench.py --hf            # in-process engine (the default), 0.5B shape, + HF
     python benchmarks/vllm_rollout_bench.py --multiprocess  # vLLM's engine core in its own process
     python benchmarks/vllm_rollout_bench.py --model qwen2.5-1.5b-shape --sync-only
+    python benchmarks/vllm_rollout_bench.py --sweep         # vLLM's throughput options, one engine per option set
 
 Random-weight models (`builtin:` shapes), random prompt ids, sampling at temperature 1: throughput
 only. (a) compares like with like: our engine without log-probs (what the RL loop asks for, since
 it recomputes them with the trainer) against raw `LLM.generate` at its best settings, and our engine
 with log-probs against raw with the same log-prob settings. Rows are also appended to
 $OUT/bench.jsonl (or ./bench.jsonl).
+
+--sweep starts one engine per entry of SWEEP (in a child process each: vLLM does not give all of its memory
+back in-process) with those `LLM(...)` options on top of ours (`backend.engine_args`), at the GRPO step's
+shape (256 sequences: 32 prompts of 128 ids x n=8, 256 new tokens), and prints raw vLLM's and our engine's tokens/s
+for each against the first entry.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +32,14 @@ import torch
 
 OUT = Path(os.environ.get("OUT", "."))
 ROWS: list[tuple[str, str]] = []
+# option sets for --sweep: vLLM's knobs for many short sequences (the first is the baseline)
+SWEEP: dict[str, dict] = {
+    "defaults": {},
+    "async_scheduling": {"async_scheduling": True},
+    "max_num_batched_tokens=16384": {"max_num_batched_tokens": 16384},
+    "enable_prefix_caching=False": {"enable_prefix_caching": False},  # n=8 shares each prompt's blocks
+}
+SWEEP_RESULT = "SWEEP "
 
 
 def record(what: str, value: str) -> None:
@@ -49,7 +65,7 @@ def prompts(count: int, length: int = 128, seed: int = 0) -> list[list[int]]:
     return torch.randint(0, 256, (count, length), generator=g).tolist()
 
 
-def start(model: str, multiprocess: bool, **rollout):
+def start(model: str, multiprocess: bool, engine_args: dict | None = None, **rollout):
     from omegaconf import OmegaConf
 
     from core.config.schema import TandemConfig
@@ -65,6 +81,7 @@ def start(model: str, multiprocess: bool, **rollout):
     cfg.rollout.multiprocess, cfg.rollout.max_tokens = multiprocess, 256
     for key, value in rollout.items():
         cfg.rollout[key] = value
+    cfg.backend.engine_args = engine_args or {}
     model_dir = resolve_model_path(cfg.model.path)
     t = time.perf_counter()
     engine = engine_from_config(cfg, EngineTarget.from_config(cfg, model_dir), load_backend("cuda"))
@@ -96,6 +113,9 @@ def throughput(engine, tag: str, n_prompts: int = 256, n: int = 1, max_tokens: i
         return int(out.response_mask.sum()) / sec
 
     engine.generate(ps[:8], SamplingParams(max_tokens=8))  # warm-up
+    if tag.startswith(SWEEP_RESULT):  # --sweep: the two figures it compares, nothing else
+        print(tag + json.dumps({"raw": raw(detokenize=False), "ours": ours(False)}), flush=True)
+        return
     raw_best = max(raw(), raw(detokenize=False))
     raw_logprobs = raw(detokenize=False, logprobs=0, flat_logprobs=True)
     ours_plain, ours_logprobs = ours(False), ours(True)
@@ -164,9 +184,19 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-0.5b-shape", help="a builtin shape")
     parser.add_argument("--sync-only", action="store_true", help="only sync and sleep/wake (eager engine, less memory)")
     parser.add_argument("--hf", action="store_true", help="also HF generate (the (b) baseline)")
+    parser.add_argument("--sweep", action="store_true", help="raw vs ours under each of SWEEP's vLLM options")
+    parser.add_argument("--sweep-case", help=argparse.SUPPRESS)  # one SWEEP entry, in a child process
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     mode, size = _mode(args.multiprocess), args.model.split("-")[1].upper()
+    if args.sweep:
+        sweep(args.model)
+        return
+    if args.sweep_case:
+        engine, _ = start(args.model, args.multiprocess, SWEEP[args.sweep_case], max_tokens=256)
+        throughput(engine, SWEEP_RESULT, n_prompts=32, n=8)
+        engine.close()
+        return
 
     if args.sync_only:
         engine, model_dir = start(args.model, args.multiprocess, enforce_eager=True, gpu_memory_utilization=0.3)
@@ -185,6 +215,24 @@ def main() -> None:
     print("\n=== table ===")
     for what, value in ROWS:
         print(f"{what:<62} {value}")
+
+
+def sweep(model: str) -> None:
+    """Each SWEEP entry in its own process; a table of raw and our tokens/s, and ratios to the first entry."""
+    results: dict[str, dict] = {}
+    for name in SWEEP:
+        child = subprocess.run([sys.executable, __file__, "--model", model, "--sweep-case", name],
+                               stdout=subprocess.PIPE, text=True)
+        lines = [line for line in child.stdout.splitlines() if line.startswith(SWEEP_RESULT)]
+        if child.returncode or not lines:
+            print(f"{name}: failed (exit {child.returncode})")
+            continue
+        results[name] = json.loads(lines[-1][len(SWEEP_RESULT):])
+        base = next(iter(results.values()))
+        print(f"\n{'vLLM options':<32} {'raw tok/s':>10} {'ours tok/s':>10} {'ours/raw':>8} {'ours/base':>9}")
+        for label, r in results.items():
+            print(f"{label:<32} {r['raw']:>10,.0f} {r['ours']:>10,.0f} {r['ours'] / r['raw']:>8.3f} "
+                  f"{r['ours'] / base['ours']:>9.3f}", flush=True)
 
 
 if __name__ == "__main__":
