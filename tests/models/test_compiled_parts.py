@@ -85,3 +85,22 @@ def test_compile_defaults_to_cuda_only_and_an_explicit_setting_wins():
     assert resolve_compile(None, torch.device("cpu")) is False
     assert resolve_compile(None, torch.device("cuda")) is True
     assert resolve_compile(True, torch.device("cpu")) is True and resolve_compile(False, torch.device("cuda")) is False
+
+
+def test_a_failing_compiler_is_one_line_and_null_falls_back_to_eager(monkeypatch, caplog):
+    from core.errors import TandemError
+    from core.models import compiled_parts
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Cannot find a working triton installation.\n  (a long traceback would follow)")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    assert compiled_parts.compile_failure(torch.device("cpu")) == "RuntimeError: Cannot find a working triton installation."
+    cuda = torch.device("cuda")  # only resolved and named here: compile_failure runs on the CPU below
+    monkeypatch.setattr(compiled_parts, "compile_failure", lambda device: "RuntimeError: no triton")
+    with caplog.at_level("WARNING", logger="tandem"):
+        assert compiled_parts.use_compile(None, cuda) is False
+    assert "running eager" in caplog.text and "no triton" in caplog.text
+    with pytest.raises(TandemError, match=r"trainer.compile=true, but torch.compile fails on cpu: RuntimeError: no triton"):
+        compiled_parts.use_compile(True, torch.device("cpu"))
+    assert compiled_parts.use_compile(None, torch.device("cpu")) is False  # off on CPU: not even checked

@@ -22,7 +22,7 @@ from core.distributed.collectives import is_distributed
 from core.plugins.manager import get_plugin_manager, load_backend
 from core.rollout.base import EngineTarget
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
-from core.models.compiled_parts import compile_layer_parts, resolve_compile
+from core.models.compiled_parts import compile_layer_parts, use_compile
 from core.models.lora import is_lora
 from core.trainer.precision import rounding_warning, training_precision
 from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
@@ -52,7 +52,7 @@ class SFTWorker(ModelWorker):
         self.model_dir, self.tokenizer, self.policy = load_policy(
             cfg.model, device, precision.param_dtype, packed=cfg.trainer.remove_padding
         )
-        compiled = resolve_compile(cfg.trainer.compile, device) and not is_lora(self.policy)
+        compiled = not is_lora(self.policy) and use_compile(cfg.trainer.compile, device)
         use_compiled_kernels(compiled)
         if compiled:  # before the trainer shards it
             compile_layer_parts(self.policy)

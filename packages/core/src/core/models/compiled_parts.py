@@ -11,15 +11,47 @@ so shapes are symbolic from the first call instead of one recompile per new leng
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from core.distributed.fsdp import decoder_layers
+from core.errors import TandemError
+
+log = logging.getLogger("tandem")
 
 
 def resolve_compile(setting: bool | None, device: torch.device) -> bool:
     """`trainer.compile`, with null meaning: on CUDA devices only (on a CPU, compiling costs more than it
     saves for the small models run there, and needs a C++ compiler)."""
     return device.type == "cuda" if setting is None else bool(setting)
+
+
+def compile_failure(device: torch.device) -> str | None:
+    """None when torch.compile builds and runs a kernel on `device`, else what went wrong, in one line.
+    Checked before a run relies on it: a missing Triton or C compiler would otherwise fail inside the first
+    forward, as a traceback from deep in inductor."""
+    try:
+        torch.compile(lambda x: x * 2 + 1, dynamic=True)(torch.ones(4, device=device))
+    except Exception as exc:  # noqa: BLE001 - whatever inductor raises, the run is told and goes on or stops
+        lines = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return None
+
+
+def use_compile(setting: bool | None, device: torch.device) -> bool:
+    """`trainer.compile` resolved and checked: null falls back to eager (with a warning) where compiling
+    fails; an explicit true that cannot be honoured stops the run naming the cause."""
+    if not resolve_compile(setting, device):
+        return False
+    failure = compile_failure(device)
+    if failure is None:
+        return True
+    if setting:
+        raise TandemError(f"trainer.compile=true, but torch.compile fails on {device}: {failure}")
+    log.warning("trainer.compile: torch.compile fails on %s (%s); running eager (trainer.compile=false hides this)",
+                device, failure)
+    return False
 
 
 def compile_layer_parts(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Module:

@@ -18,7 +18,7 @@ from core.algorithms.spec import AlgorithmSpec
 from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
-from core.models.compiled_parts import compile_layer_parts, resolve_compile
+from core.models.compiled_parts import compile_layer_parts, use_compile
 from core.models.lora import adapters_disabled, is_lora
 from core.plugins.manager import load_backend
 from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams
@@ -53,7 +53,7 @@ class TrainWorker(ModelWorker):
             cfg.model, self.device, precision.param_dtype, packed=cfg.trainer.remove_padding
         )
         spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
-        compiled = resolve_compile(cfg.trainer.compile, self.device) and not is_lora(policy)
+        compiled = not is_lora(policy) and use_compile(cfg.trainer.compile, self.device)
         use_compiled_kernels(compiled)
         prepare = (lambda model: shard(compile_layer_parts(model))) if compiled else shard
         reference = None
