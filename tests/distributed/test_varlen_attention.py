@@ -77,3 +77,22 @@ def test_the_cuda_varlen_kernel_matches_sdpa_in_bf16():
     expected, _ = packed_response_logprobs(reference, batch)
     got, _ = packed_response_logprobs(varlen, batch)
     torch.testing.assert_close(got[mask], expected[mask], rtol=0.02, atol=0.05)  # bf16: two kernels' rounding
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not varlen_attention.varlen_kernel_available(), reason="needs a CUDA GPU with torch's varlen kernel")
+def test_fp32_master_weights_under_bf16_autocast_take_the_varlen_kernel(monkeypatch):
+    """trainer.master_weights on a GPU: fp32 weights, the forward under bf16 autocast. The rotary embedding
+    promotes q and k back to fp32; the flash kernel must still run (in bf16), not the row-by-row fallback."""
+    from core.trainer.precision import TrainingPrecision
+
+    reference, varlen = (m.to("cuda") for m in models())  # fp32 weights
+    batch = random_batch(rows=6).to("cuda")
+    mask = batch.response_mask
+    monkeypatch.setattr(varlen_attention, "rowwise_causal", lambda *args: pytest.fail("took the fp32 fallback"))
+    with TrainingPrecision(torch.float32, torch.bfloat16).compute(torch.device("cuda")):
+        got, _ = packed_response_logprobs(varlen, batch)
+    expected, _ = packed_response_logprobs(reference, batch)  # fp32 throughout (sdpa)
+    torch.testing.assert_close(got[mask], expected[mask], rtol=0.02, atol=0.05)  # bf16 compute vs fp32
+    got[mask].sum().backward()
+    assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in varlen.parameters())
