@@ -84,3 +84,23 @@ def test_half_precision_weights_on_one_device_are_warned_about_naming_the_fix():
     assert rounding_warning(training_precision(torch.bfloat16, False, False), lr=5e-3) is None  # moves even |w| = 1
     assert rounding_warning(training_precision(torch.bfloat16, False, True), lr=1e-6) is None
     assert rounding_warning(training_precision(torch.bfloat16, True, False), lr=1e-6) is None
+
+
+def test_lora_keeps_its_base_in_model_dtype_and_is_not_warned_about(tiny_model_dir):
+    """peft's adapters are fp32 masters already: master weights add only autocast, not an fp32 copy of the base."""
+    pytest.importorskip("peft")
+    from core.models.lora import apply_lora
+
+    precision = training_precision(torch.bfloat16, sharded=False, master_weights=True, lora=True)
+    assert precision == TrainingPrecision(torch.bfloat16, torch.bfloat16)
+    assert rounding_warning(training_precision(torch.bfloat16, False, False, lora=True), lr=1e-6, lora=True) is None
+    from transformers import AutoModelForCausalLM
+
+    lora_cfg = OmegaConf.create(dict(rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "up_proj"]))
+    model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=precision.param_dtype), lora_cfg)
+    adapters = {p.dtype for name, p in model.named_parameters() if ".lora_" in name}
+    base = {p.dtype for name, p in model.named_parameters() if ".lora_" not in name}
+    assert adapters == {torch.float32} and base == {torch.bfloat16}
+    with precision.compute(torch.device("cpu")):  # the adapters' products in bf16: the sum stays bf16
+        hidden = model(input_ids=torch.randint(0, 200, (2, 5)), output_hidden_states=True).hidden_states[-1]
+    assert hidden.dtype == torch.bfloat16

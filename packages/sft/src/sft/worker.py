@@ -46,8 +46,9 @@ class SFTWorker(ModelWorker):
         use_cpu_threads(device)
         # under FSDP the parameters are fp32 masters and model.dtype is the forward's
         cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, device, model_dtype(cfg.model))  # the trainer reads it
-        precision = training_precision(model_dtype(cfg.model), sharded, cfg.trainer.master_weights)
-        if warning := rounding_warning(precision, cfg.trainer.lr):
+        lora = cfg.model.lora.rank > 0
+        precision = training_precision(model_dtype(cfg.model), sharded, cfg.trainer.master_weights, lora)
+        if warning := rounding_warning(precision, cfg.trainer.lr, lora):
             log.warning(warning)
         self.model_dir, self.tokenizer, self.policy = load_policy(
             cfg.model, device, precision.param_dtype, packed=cfg.trainer.remove_padding

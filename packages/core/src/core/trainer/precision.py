@@ -32,21 +32,28 @@ class TrainingPrecision:
         return torch.autocast(device.type, dtype=self.autocast_dtype)
 
 
-def training_precision(compute_dtype: torch.dtype, sharded: bool, master_weights: bool) -> TrainingPrecision:
+def training_precision(compute_dtype: torch.dtype, sharded: bool, master_weights: bool,
+                       lora: bool = False) -> TrainingPrecision:
     """FSDP (several ranks): fp32 parameters, its own casts. One device: fp32 + autocast with master
-    weights and a half-precision `model.dtype`, else parameters in `model.dtype`."""
+    weights and a half-precision `model.dtype`, else parameters in `model.dtype`.
+
+    LoRA: peft keeps the adapters in fp32 whatever the base's dtype, so they are master weights already and
+    the frozen base stays in `model.dtype`; master weights then only add autocast, which runs the adapters'
+    products in `model.dtype` too (eager peft computes them, and the sum with the base layer's output, in fp32).
+    """
     if sharded:
         return TrainingPrecision(torch.float32)
     if master_weights and compute_dtype in HALF_PRECISION:
-        return TrainingPrecision(torch.float32, compute_dtype)
+        return TrainingPrecision(compute_dtype if lora else torch.float32, compute_dtype)
     return TrainingPrecision(compute_dtype)
 
 
-def rounding_warning(precision: TrainingPrecision, lr: float) -> str | None:
+def rounding_warning(precision: TrainingPrecision, lr: float, lora: bool = False) -> str | None:
     """What to tell a run whose optimizer updates half-precision weights in place at a learning rate that
     rounds away (a step of ~lr is lost on any weight above 2 lr / eps, eps the dtype's spacing at 1.0);
-    None when nothing is lost (fp32 weights, or a learning rate that moves even weights of magnitude 1)."""
-    if precision.param_dtype not in HALF_PRECISION:
+    None when nothing is lost (fp32 weights, LoRA's fp32 adapters, or a learning rate that moves even
+    weights of magnitude 1)."""
+    if lora or precision.param_dtype not in HALF_PRECISION:
         return None
     limit = 2 * lr / torch.finfo(precision.param_dtype).eps
     if limit >= 1.0:

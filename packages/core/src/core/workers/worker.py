@@ -46,8 +46,9 @@ class TrainWorker(ModelWorker):
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
         # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
         cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, self.device, compute_dtype)  # the actor reads it
-        precision = training_precision(compute_dtype, sharded, cfg.trainer.master_weights)
-        if warning := rounding_warning(precision, cfg.trainer.lr):
+        lora = cfg.model.lora.rank > 0
+        precision = training_precision(compute_dtype, sharded, cfg.trainer.master_weights, lora)
+        if warning := rounding_warning(precision, cfg.trainer.lr, lora):
             log.warning(warning)
         self.model_dir, self.tokenizer, policy = load_policy(
             cfg.model, self.device, precision.param_dtype, packed=cfg.trainer.remove_padding
@@ -65,8 +66,9 @@ class TrainWorker(ModelWorker):
                            precision=precision)
         self.critic = None
         if spec.needs_critic:  # PPO: a value head on the policy's backbone
+            critic_precision = training_precision(compute_dtype, sharded, cfg.trainer.master_weights)  # never LoRA
             self.critic = Critic.from_pretrained(
-                self.model_dir, precision, self.device, cfg.algorithm, cfg.trainer, spec.horizon, wrap=shard
+                self.model_dir, critic_precision, self.device, cfg.algorithm, cfg.trainer, spec.horizon, wrap=shard
             )
         if sharded:  # ranks sample differently from here on
             torch.manual_seed(cfg.trainer.seed + torch.distributed.get_rank())
