@@ -65,8 +65,9 @@ def load_policy(model_cfg, device: torch.device, dtype: torch.dtype | None = Non
         model = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=dtype or model_dtype(model_cfg), attn_implementation=attention_kernel(device, packed)
         ).to(device)
-    if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if model_cfg.gradient_checkpointing:  # newer transformers renamed it; the old name warns on every run
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
     lora = getattr(model_cfg, "lora", None)
     if lora is not None and lora.rank > 0:
         if model_cfg.gradient_checkpointing:  # frozen embeddings: checkpointed blocks need a grad-carrying input
