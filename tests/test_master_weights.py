@@ -104,3 +104,14 @@ def test_lora_keeps_its_base_in_model_dtype_and_is_not_warned_about(tiny_model_d
     with precision.compute(torch.device("cpu")):  # the adapters' products in bf16: the sum stays bf16
         hidden = model(input_ids=torch.randint(0, 200, (2, 5)), output_hidden_states=True).hidden_states[-1]
     assert hidden.dtype == torch.bfloat16
+
+
+def test_the_workers_precision_warns_once_for_bf16_weights_and_not_for_lora(caplog):
+    from core.trainer.precision import configured_precision
+
+    trainer = OmegaConf.create(dict(master_weights=False, lr=1e-5))
+    with caplog.at_level("WARNING", logger="tandem"):
+        plain = configured_precision(OmegaConf.create(dict(lora=dict(rank=0))), trainer, torch.bfloat16, sharded=False)
+        lora = configured_precision(OmegaConf.create(dict(lora=dict(rank=8))), trainer, torch.bfloat16, sharded=False)
+    assert plain == lora == TrainingPrecision(torch.bfloat16)
+    assert [r.message.count("trainer.master_weights=true") for r in caplog.records] == [1]

@@ -8,31 +8,26 @@ method returns the same answer on every rank (all-reduced or gathered in rank or
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from core.algorithms.logprobs import use_compiled_kernels
 from core.checkpoint.manager import Trainable
 from core.distributed.devices import use_cpu_threads
 from core.distributed.collectives import is_distributed
 from core.plugins.manager import get_plugin_manager, load_backend
 from core.rollout.base import EngineTarget
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
-from core.models.compiled_parts import compile_layer_parts, use_compile
-from core.models.lora import is_lora
-from core.trainer.precision import rounding_warning, training_precision
+from core.models.compiled_parts import compile_layer_parts, switch_compile
+from core.trainer.precision import configured_precision
 from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
 from core.workers.base import ModelWorker
 from sft.dataset import load_data
 from sft.engine import ValidationEngine, backend_engine_factory, hf_engine_factory, sampling_params
 from sft.trainer import SFTTrainer
 from sft.generation_validator import Validator
-
-log = logging.getLogger("tandem")
 
 
 class SFTWorker(ModelWorker):
@@ -46,16 +41,11 @@ class SFTWorker(ModelWorker):
         use_cpu_threads(device)
         # under FSDP the parameters are fp32 masters and model.dtype is the forward's
         cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, device, model_dtype(cfg.model))  # the trainer reads it
-        lora = cfg.model.lora.rank > 0
-        precision = training_precision(model_dtype(cfg.model), sharded, cfg.trainer.master_weights, lora)
-        if warning := rounding_warning(precision, cfg.trainer.lr, lora):
-            log.warning(warning)
+        precision = configured_precision(cfg.model, cfg.trainer, model_dtype(cfg.model), sharded)
         self.model_dir, self.tokenizer, self.policy = load_policy(
             cfg.model, device, precision.param_dtype, packed=cfg.trainer.remove_padding
         )
-        compiled = not is_lora(self.policy) and use_compile(cfg.trainer.compile, device)
-        use_compiled_kernels(compiled)
-        if compiled:  # before the trainer shards it
+        if switch_compile(cfg.trainer.compile, device, self.policy):  # before the trainer shards it
             compile_layer_parts(self.policy)
         self.train_set, val_set = load_data(cfg, self.tokenizer)
         self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, compute_dtype=cfg.model.dtype,

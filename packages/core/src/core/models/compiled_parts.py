@@ -54,6 +54,17 @@ def use_compile(setting: bool | None, device: torch.device) -> bool:
     return False
 
 
+def switch_compile(setting: bool | None, device: torch.device, model: torch.nn.Module) -> bool:
+    """Whether this run compiles `model`'s layer parts (`use_compile`; never a LoRA model), with the log-prob
+    chunk kernels switched to match."""
+    from core.algorithms.logprobs import use_compiled_kernels
+    from core.models.lora import is_lora
+
+    compiled = not is_lora(model) and use_compile(setting, device)
+    use_compiled_kernels(compiled)
+    return compiled
+
+
 def compile_layer_parts(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Module:
     """Compile, in place, every child of every decoder layer but its attention (norms, MLP); returns `model`.
     Call before FSDP wraps the layers (torchtitan's order). Compiling happens at the first forward."""

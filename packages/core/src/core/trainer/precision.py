@@ -11,6 +11,7 @@ gives one device FSDP's split: fp32 parameters, gradients and Adam moments, the 
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import ContextManager
@@ -18,6 +19,7 @@ from typing import ContextManager
 import torch
 
 HALF_PRECISION = (torch.bfloat16, torch.float16)
+log = logging.getLogger("tandem")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,16 @@ def training_precision(compute_dtype: torch.dtype, sharded: bool, master_weights
     if master_weights and compute_dtype in HALF_PRECISION:
         return TrainingPrecision(compute_dtype if lora else torch.float32, compute_dtype)
     return TrainingPrecision(compute_dtype)
+
+
+def configured_precision(model_cfg, trainer_cfg, compute_dtype: torch.dtype, sharded: bool) -> TrainingPrecision:
+    """The policy's precision for this run (`trainer.master_weights`, LoRA or not), warning once when its
+    optimizer would round updates away."""
+    lora = model_cfg.lora.rank > 0
+    precision = training_precision(compute_dtype, sharded, trainer_cfg.master_weights, lora)
+    if warning := rounding_warning(precision, trainer_cfg.lr, lora):
+        log.warning(warning)
+    return precision
 
 
 def rounding_warning(precision: TrainingPrecision, lr: float, lora: bool = False) -> str | None:

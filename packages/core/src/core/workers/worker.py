@@ -8,17 +8,15 @@ knows whether it runs in the controller's process or in a Ray actor.
 from __future__ import annotations
 
 import copy
-import logging
 
 import torch
 from omegaconf import DictConfig
 
-from core.algorithms.logprobs import use_compiled_kernels
 from core.algorithms.spec import AlgorithmSpec
 from core.checkpoint.manager import Trainable
 from core.distributed.collectives import is_distributed
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
-from core.models.compiled_parts import compile_layer_parts, use_compile
+from core.models.compiled_parts import compile_layer_parts, switch_compile
 from core.models.lora import adapters_disabled, is_lora
 from core.plugins.manager import load_backend
 from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams
@@ -26,11 +24,9 @@ from core.trainer.actor import Actor, UpdateResult, scoring_temperature
 from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
-from core.trainer.precision import rounding_warning, training_precision
+from core.trainer.precision import configured_precision, training_precision
 from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
 from core.workers.base import ModelWorker
-
-log = logging.getLogger("tandem")
 
 
 class TrainWorker(ModelWorker):
@@ -46,16 +42,12 @@ class TrainWorker(ModelWorker):
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
         # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
         cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, self.device, compute_dtype)  # the actor reads it
-        lora = cfg.model.lora.rank > 0
-        precision = training_precision(compute_dtype, sharded, cfg.trainer.master_weights, lora)
-        if warning := rounding_warning(precision, cfg.trainer.lr, lora):
-            log.warning(warning)
+        precision = configured_precision(cfg.model, cfg.trainer, compute_dtype, sharded)
         self.model_dir, self.tokenizer, policy = load_policy(
             cfg.model, self.device, precision.param_dtype, packed=cfg.trainer.remove_padding
         )
         spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
-        compiled = not is_lora(policy) and use_compile(cfg.trainer.compile, self.device)
-        use_compiled_kernels(compiled)
+        compiled = switch_compile(cfg.trainer.compile, self.device, policy)
         prepare = (lambda model: shard(compile_layer_parts(model))) if compiled else shard
         reference = None
         if spec.needs_reference and not is_lora(policy):  # LoRA: the policy with its adapters off
