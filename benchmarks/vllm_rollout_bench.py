@@ -4,6 +4,7 @@
     python benchmarks/vllm_rollout_bench.py --multiprocess  # vLLM's engine core in its own process
     python benchmarks/vllm_rollout_bench.py --model qwen2.5-1.5b-shape --sync-only
     python benchmarks/vllm_rollout_bench.py --sweep         # vLLM's throughput options, one engine per option set
+    python benchmarks/vllm_rollout_bench.py --cprofile      # where the host's CPU time goes in one GRPO-shaped rollout
 
 Random-weight models (`builtin:` shapes), random prompt ids, sampling at temperature 1: throughput
 only. (a) compares like with like: our engine without log-probs (what the RL loop asks for, since
@@ -15,6 +16,10 @@ $OUT/bench.jsonl (or ./bench.jsonl).
 back in-process) with those `LLM(...)` options on top of ours (`backend.engine_args`), at the GRPO step's
 shape (256 sequences: 32 prompts of 128 ids x n=8, 256 new tokens), and prints raw vLLM's and our engine's tokens/s
 for each against the first entry.
+
+--cprofile runs one rollout at that shape under cProfile and prints the functions by own CPU time: a
+rollout of many short sequences is bound by the host's per-step Python work (scheduler, input preparation,
+output processing), and this says whose.
 """
 
 from __future__ import annotations
@@ -185,12 +190,19 @@ def main() -> None:
     parser.add_argument("--sync-only", action="store_true", help="only sync and sleep/wake (eager engine, less memory)")
     parser.add_argument("--hf", action="store_true", help="also HF generate (the (b) baseline)")
     parser.add_argument("--sweep", action="store_true", help="raw vs ours under each of SWEEP's vLLM options")
+    parser.add_argument("--cprofile", action="store_true", help="one GRPO-shaped rollout under cProfile")
     parser.add_argument("--sweep-case", help=argparse.SUPPRESS)  # one SWEEP entry, in a child process
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     mode, size = _mode(args.multiprocess), args.model.split("-")[1].upper()
     if args.sweep:
         sweep(args.model)
+        return
+    if args.cprofile:
+        engine, _ = start(args.model, args.multiprocess, max_tokens=256)
+        throughput(engine, SWEEP_RESULT, n_prompts=32, n=8)
+        cpu_profile(engine)
+        engine.close()
         return
     if args.sweep_case:
         engine, _ = start(args.model, args.multiprocess, SWEEP[args.sweep_case], max_tokens=256)
@@ -215,6 +227,33 @@ def main() -> None:
     print("\n=== table ===")
     for what, value in ROWS:
         print(f"{what:<62} {value}")
+
+
+def cpu_profile(engine, rows: int = 35) -> None:
+    """One rollout of 32 prompts x 8 samples x 256 tokens (no engine log-probs, as in RL) under cProfile,
+    functions by own time and by cumulative time."""
+    import cProfile
+    import platform
+    import pstats
+
+    from core.rollout.base import SamplingParams
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    print(f"host CPU: {cpu}; {len(os.sched_getaffinity(0))} cores usable", flush=True)
+    params = SamplingParams(n=8, max_tokens=256, temperature=1.0, logprobs=False)  # as the RL loop asks
+    ps = prompts(32)
+    profiler = cProfile.Profile()
+    torch.cuda.synchronize()
+    start_s = time.perf_counter()
+    profiler.enable()
+    out = engine.generate(ps, params)
+    torch.cuda.synchronize()
+    profiler.disable()
+    seconds = time.perf_counter() - start_s
+    print(f"profiled rollout: {int(out.response_mask.sum())} tokens in {seconds:.2f} s (profiler overhead included)")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(rows)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(rows)
 
 
 def sweep(model: str) -> None:
