@@ -97,7 +97,9 @@ class RolloutConfig:
     # trainer pushes fresh weights at every wake-up anyway, so nothing is lost)
     sleep_level: int = 2
     load_format: str = "dummy"  # the trainer pushes the real weights; never read the checkpoint twice
-    multiprocess: bool = False  # True: vLLM's engine core in its own process (measured slower here)
+    # True: vLLM's engine core in its own process, weights sent in buckets (0.5B GRPO step on an H200: generation
+    # 1.26x faster, step 3.04 -> 2.65 s; an H100 measured it slower once)
+    multiprocess: bool = False
     tensor_parallel_size: int = 1
     check_weight_sync: bool = False  # debug: compare engine prompt logprobs with the trainer's
     # the engine returns the sampled tokens' log-probs: mismatch/* metrics every step (vLLM: logprobs=0,

@@ -1,10 +1,10 @@
 """The worker side of weight sync: a class vLLM mixes into its GPU worker (`worker_extension_cls`).
 
-It runs wherever vLLM runs the model. In this process (the in-process engine, our default: faster
-on an H100) the trainer hands over its own tensors, a chunk per `tandem_load_tensors` call. In
-vLLM's engine-core process (`rollout.multiprocess=true`) the trainer packs its weights into one
-shared bucket buffer (`core.rollout.weight_buckets`) and calls `tandem_load_bucket` once per bucket
-through `LLM.collective_rpc`; the bucket travels as a CUDA IPC handle (no copy through the host).
+It runs wherever vLLM runs the model. In this process (the in-process engine, our default) the
+trainer hands over its own tensors, a chunk per `tandem_load_tensors` call. In vLLM's engine-core
+process (`rollout.multiprocess=true`) the trainer packs its weights into one shared bucket buffer
+(`core.rollout.weight_buckets`) and calls `tandem_load_bucket` once per bucket through
+`LLM.collective_rpc`; the bucket travels as a CUDA IPC handle (no copy through the host).
 Method names carry a `tandem_` prefix because vLLM refuses extension attributes that clash with the
 worker's own.
 """
