@@ -16,15 +16,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.skipif(not HAS_VLLM, reason="vLLM is
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    from core.rollout.vllm_engine import VllmRolloutEngine, build_llm
+    from vllm_cpu_engines import start_cpu_engine
 
-    llm = build_llm(
-        dict(model=tiny_model_dir, load_format="auto", dtype="bfloat16", gpu_memory_utilization=0.2,
-             max_model_len=256, enforce_eager=True, seed=0,
-             worker_extension_cls="core.rollout.vllm_worker.WeightSyncExtension"),
-        multiprocess=False,
-    )
-    engine = VllmRolloutEngine(llm, multiprocess=False)
+    engine = start_cpu_engine(tiny_model_dir, load_format="auto", gpu_memory_utilization=0.2)
     yield engine
     engine.close()
 

@@ -19,19 +19,13 @@ def test_weights_cross_into_the_engine_core_process_and_match_the_trainer(tiny_m
     from transformers import AutoModelForCausalLM
 
     from core.rollout.base import SamplingParams
-    from core.rollout.vllm_engine import VllmRolloutEngine, build_llm
+    from vllm_cpu_engines import start_cpu_engine
     from core.sharding.base import iter_full_parameters
     from core.sharding.vllm import check_weight_sync
 
-    llm = build_llm(
-        dict(model=tiny_model_dir, load_format="dummy", dtype="bfloat16", gpu_memory_utilization=0.2,
-             max_model_len=256, enforce_eager=True, seed=0,
-             worker_extension_cls="core.rollout.vllm_worker.WeightSyncExtension"),
-        multiprocess=True,
-    )
-    engine = VllmRolloutEngine(llm, multiprocess=True)
+    engine = start_cpu_engine(tiny_model_dir, multiprocess=True, load_format="dummy", gpu_memory_utilization=0.2)
     try:
-        assert llm.llm_engine.engine_core.__class__.__name__ != "InprocClient"  # really another process
+        assert type(engine.llm.llm_engine.engine_core).__name__ != "InprocClient"  # really another process
         trainer = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
         with pytest.raises(RuntimeError, match="weight sync check failed"):
             check_weight_sync(engine, trainer)  # dummy weights: nothing has been pushed yet

@@ -22,7 +22,7 @@ def test_tied_embeddings_reach_the_engine_and_updates_follow():
     from transformers import AutoModelForCausalLM
 
     from core.models.builtin import resolve_model_path
-    from core.rollout.vllm_engine import VllmRolloutEngine, build_llm
+    from vllm_cpu_engines import start_cpu_engine
     from core.sharding.base import iter_full_parameters
     from core.sharding.vllm import check_weight_sync
 
@@ -30,12 +30,7 @@ def test_tied_embeddings_reach_the_engine_and_updates_follow():
     trainer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     assert trainer.config.tie_word_embeddings
     assert "lm_head.weight" not in dict(trainer.named_parameters())  # the tied head travels as the embedding
-    llm = build_llm(
-        dict(model=model_dir, load_format="dummy", dtype="bfloat16", max_model_len=128, enforce_eager=True, seed=0,
-             kv_cache_memory_bytes=1 << 28, worker_extension_cls="core.rollout.vllm_worker.WeightSyncExtension"),
-        multiprocess=False,
-    )
-    engine = VllmRolloutEngine(llm, multiprocess=False)
+    engine = start_cpu_engine(model_dir, load_format="dummy", max_model_len=128, kv_cache_memory_bytes=1 << 28)
     try:
         engine.update_weights(iter_full_parameters(trainer, dtype=engine.dtype))
         check_weight_sync(engine, trainer)  # raises if the head still held dummy weights
