@@ -55,6 +55,12 @@ def test_console_repeats_the_header_when_columns_change():
     assert headers == [["step", "reward"], ["step", "reward", "val"]]
 
 
+def test_console_labels_are_never_cut():
+    console = Console(record=True, width=120)
+    ConsoleLogger(console=console).log({"train/loss": 1.5, "val/loss": 1.25}, 1)
+    assert console.export_text().splitlines()[0].split() == ["step", "loss", "val_loss"]
+
+
 def test_tracker_errors():
     with pytest.raises(TandemError, match="unknown logger 'neptune' in trainer.loggers; choose from console"):
         Tracker(["neptune"], "unused")

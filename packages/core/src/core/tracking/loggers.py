@@ -73,7 +73,8 @@ class ConsoleLogger:
         table = Table(box=None, show_header=show_header, pad_edge=False, header_style="bold")
         table.add_column("step", width=5, justify="right", no_wrap=True)
         for name in columns:
-            table.add_column(CONSOLE_COLUMNS[name], width=7, justify="right", no_wrap=True)
+            label = CONSOLE_COLUMNS[name]  # the whole label: "val_loss" printed as "val_lo…" in 7 columns
+            table.add_column(label, width=max(7, len(label)), justify="right", no_wrap=True)
         table.add_row(str(step), *(_compact(metrics[name]) for name in columns))
         self.console.print(table)
 
