@@ -155,3 +155,21 @@ def test_without_an_accelerator_there_is_no_automatic_pool(compose_config, tmp_p
     (tmp_path / "config.json").write_text(json.dumps(
         {"num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "hidden_size": 128}))
     assert "kv_cache_memory_bytes" not in args_for(compose_config("+backend=cuda"), load_backend("cuda"), str(tmp_path))
+
+
+@pytest.mark.parametrize("overrides, culprit", [
+    (["data.max_prompt_length=500", "rollout.max_tokens=64"],
+     r"data.max_prompt_length \(500\) \+ rollout.max_tokens \(64\) = 564 tokens is longer than the model's context \(512"),
+    (["rollout.max_model_len=1024"], r"rollout.max_model_len=1024 is longer than the model's context \(512"),
+])
+def test_sequences_longer_than_the_model_s_positions_are_named_before_vllm_starts(compose_config, tmp_path, overrides,
+                                                                                     culprit):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 512}))
+    with pytest.raises(TandemError, match=culprit):
+        args_for(compose_config("+backend=cuda", *overrides), load_backend("cuda"), str(tmp_path))
+    assert args_for(compose_config("+backend=cuda", "data.max_prompt_length=448", "rollout.max_tokens=64"),
+                    load_backend("cuda"), str(tmp_path))["max_model_len"] == 512  # exactly the context: fine
+    # positions extended by rope scaling are vLLM's to judge
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 512,
+                                                      "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}))
+    assert args_for(compose_config("+backend=cuda", *overrides), load_backend("cuda"), str(tmp_path))

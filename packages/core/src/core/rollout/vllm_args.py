@@ -39,6 +39,7 @@ def core_engine_args(rollout: Mapping[str, Any], model_dir: str, max_prompt_leng
     if not 0.0 < rollout["gpu_memory_utilization"] <= 1.0:
         raise TandemError(f"rollout.gpu_memory_utilization must be in (0, 1], got {rollout['gpu_memory_utilization']}")
     max_model_len = rollout["max_model_len"] or max_prompt_length + rollout["max_tokens"]
+    check_context_length(model_dir, max_model_len, rollout, max_prompt_length)
     args: dict[str, Any] = dict(
         model=model_dir,
         load_format=rollout["load_format"],
@@ -84,16 +85,44 @@ def kv_pool_tokens(rollout: Mapping[str, Any], max_model_len: int, model_dir: st
     return auto if auto * kv_bytes_per_token(model_dir) < share / 2 else None
 
 
-def kv_bytes_per_token(model_dir: str, dtype_bytes: int = 2) -> int:
-    """KV-cache bytes one token takes in the model of `model_dir`: K and V in every layer (bf16)."""
+def check_context_length(model_dir: str, max_model_len: int, rollout: Mapping[str, Any], max_prompt_length: int) -> None:
+    """One line naming the keys when the engine's sequences would outgrow the model's positions.
+
+    vLLM refuses such a `max_model_len` with a pydantic traceback deep inside its own arguments. Models whose
+    config extends the positions (a rope scaling other than the default) are left to vLLM.
+    """
+    try:
+        config = model_config(model_dir)
+    except (OSError, ValueError):
+        return  # not a model directory we can read: vLLM says what is wrong with it
+    limit = config.get("max_position_embeddings")
+    rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    if not isinstance(limit, int) or max_model_len <= limit or rope.get("rope_type", rope.get("type")) not in (None, "default"):
+        return
+    where = f"the model's context ({limit} tokens: max_position_embeddings in {model_dir}/config.json)"
+    if rollout["max_model_len"]:
+        raise TandemError(f"rollout.max_model_len={max_model_len} is longer than {where}")
+    raise TandemError(
+        f"data.max_prompt_length ({max_prompt_length}) + rollout.max_tokens ({rollout['max_tokens']}) = {max_model_len} "
+        f"tokens is longer than {where}: lower one of them"
+    )
+
+
+def model_config(model_dir: str) -> dict[str, Any]:
+    """The text model's part of `model_dir`/config.json (raises OSError or ValueError when unreadable)."""
     import json
     from pathlib import Path
 
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return config.get("text_config", config)
+
+
+def kv_bytes_per_token(model_dir: str, dtype_bytes: int = 2) -> int:
+    """KV-cache bytes one token takes in the model of `model_dir`: K and V in every layer (bf16)."""
     try:
-        config = json.loads((Path(model_dir) / "config.json").read_text())
+        config = model_config(model_dir)
     except (OSError, ValueError) as exc:
         raise TandemError(f"rollout.kv_cache_tokens needs the model's config.json in {model_dir}: {exc}") from None
-    config = config.get("text_config", config)
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     return 2 * config["num_hidden_layers"] * config.get("num_key_value_heads", heads) * head_dim * dtype_bytes
