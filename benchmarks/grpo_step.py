@@ -2,6 +2,7 @@
 
     python benchmarks/grpo_step.py                                  # 0.5B and 1.5B shapes x responses 256, 1024
     python benchmarks/grpo_step.py --shapes 0.5b --responses 256 --steps 4 -- trainer.reuse_on_policy_logprobs=false
+    python benchmarks/grpo_step.py --shapes 0.5b --responses 256 --generate-twice   # is the first rollout after a wake slow?
 
 Each case runs `core.rl.loop.train` in-process on the cuda backend (vLLM rollout, sleep mode, CUDA graphs)
 with random-init Qwen2.5 weights: 32 prompts x 8 samples, prompts of ~170 random words' tokens, responses
@@ -99,6 +100,28 @@ def profile_phases(at_call: int = 3, rows: int = 30) -> None:
         setattr(Actor, name, functools.wraps(original)(profiled))
 
 
+def generate_twice() -> None:
+    """Time every rollout's generation, then the same prompts again at once (prefix cache reset): whether the
+    first generation after the wake and weight sync is the slow one (it doubles the gen column)."""
+    from core.rollout.vllm_engine import VllmRolloutEngine
+
+    original = VllmRolloutEngine.generate
+
+    def timed(self, prompts, params):
+        start = time.perf_counter()
+        out = original(self, prompts, params)
+        first = time.perf_counter() - start
+        self.reset_prefix_cache()
+        start = time.perf_counter()
+        original(self, prompts, params)
+        again = time.perf_counter() - start
+        tokens = int(out.response_mask.sum())
+        print(f"generate twice: {tokens / first:,.0f} tok/s after the wake, {tokens / again:,.0f} tok/s again", flush=True)
+        return out
+
+    VllmRolloutEngine.generate = timed
+
+
 def run_case(shape: str, response_tokens: int, steps: int, prompts: Path, extra: list[str]) -> tuple[list[dict], object]:
     from hydra import compose, initialize_config_module
 
@@ -176,6 +199,8 @@ def main() -> None:
     parser.add_argument("--responses", default="256,1024")
     parser.add_argument("--steps", type=int, default=4, help="steps per case; the first is not counted")
     parser.add_argument("--profile", action="store_true", help="print the update's and log-prob pass's top kernels (3rd step)")
+    parser.add_argument("--generate-twice", action="store_true",
+                        help="diagnostic: each rollout's generation timed, then repeated (distorts the gen column)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # shape:responses:peak:prompts, run in a child process
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every case, after --")
     args = parser.parse_args()
@@ -183,6 +208,8 @@ def main() -> None:
         shape, response_tokens, peak, prompts = args.case.split(":", 3)
         if args.profile:
             profile_phases()
+        if args.generate_twice:
+            generate_twice()
         rows, cfg = run_case(shape, int(response_tokens), args.steps, Path(prompts), args.overrides)
         print(RESULT + json.dumps(summarise(shape, int(response_tokens), rows, cfg, float(peak))), flush=True)
         return
@@ -196,7 +223,8 @@ def main() -> None:
             case = f"{shape}:{response_tokens}:{peak}:{prompts}"
             # the child's output streams through (engine start, steps); only its RESULT line is kept
             child = subprocess.Popen([sys.executable, __file__, "--steps", str(args.steps), "--case", case,
-                                      *(["--profile"] if args.profile else []), "--",
+                                      *(["--profile"] if args.profile else []),
+                                      *(["--generate-twice"] if args.generate_twice else []), "--",
                                       *args.overrides], stdout=subprocess.PIPE, text=True, bufsize=1)
             lines = []
             try:
