@@ -24,4 +24,3 @@ def tiny_model_dir(tmp_path_factory):
     AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
-

@@ -19,9 +19,9 @@ def test_weights_cross_into_the_engine_core_process_and_match_the_trainer(tiny_m
     from transformers import AutoModelForCausalLM
 
     from core.rollout.base import SamplingParams
-    from vllm_cpu_engines import start_cpu_engine
     from core.sharding.base import iter_full_parameters
     from core.sharding.vllm import check_weight_sync
+    from vllm_cpu_engines import start_cpu_engine
 
     engine = start_cpu_engine(tiny_model_dir, multiprocess=True, load_format="dummy", gpu_memory_utilization=0.2)
     try:

@@ -22,9 +22,9 @@ def test_tied_embeddings_reach_the_engine_and_updates_follow():
     from transformers import AutoModelForCausalLM
 
     from core.models.builtin import resolve_model_path
-    from vllm_cpu_engines import start_cpu_engine
     from core.sharding.base import iter_full_parameters
     from core.sharding.vllm import check_weight_sync
+    from vllm_cpu_engines import start_cpu_engine
 
     model_dir = resolve_model_path("packaged:smollm2-135m-instruct")
     trainer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
