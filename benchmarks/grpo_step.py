@@ -101,25 +101,65 @@ def profile_phases(at_call: int = 3, rows: int = 30) -> None:
 
 
 def generate_twice() -> None:
-    """Time every rollout's generation, then the same prompts again at once (prefix cache reset): whether the
-    first generation after the wake and weight sync is the slow one (it doubles the gen column)."""
+    """Time every rollout's generation, then the same prompts again at once (prefix cache reset), then once
+    more with the Python heap frozen (no collection walks the trainer's objects): whether the first generation
+    after the wake and weight sync is the slow one, and whether the garbage collector is. Also counts the
+    caching allocator's retries (a full GPU makes each one free its cache and synchronise). Triples the gen column."""
+    import gc
+
+    import torch
+
     from core.rollout.vllm_engine import VllmRolloutEngine
 
     original = VllmRolloutEngine.generate
 
+    def seconds(run):
+        start = time.perf_counter()
+        out = run()
+        return time.perf_counter() - start, out
+
     def timed(self, prompts, params):
-        start = time.perf_counter()
-        out = original(self, prompts, params)
-        first = time.perf_counter() - start
+        retries = torch.cuda.memory_stats().get("num_alloc_retries", 0)
+        first, out = seconds(lambda: original(self, prompts, params))
+        retries = torch.cuda.memory_stats().get("num_alloc_retries", 0) - retries
         self.reset_prefix_cache()
-        start = time.perf_counter()
-        original(self, prompts, params)
-        again = time.perf_counter() - start
+        again, _ = seconds(lambda: original(self, prompts, params))
+        self.reset_prefix_cache()
+        gc.freeze()
+        try:
+            frozen, _ = seconds(lambda: original(self, prompts, params))
+        finally:
+            gc.unfreeze()
         tokens = int(out.response_mask.sum())
-        print(f"generate twice: {tokens / first:,.0f} tok/s after the wake, {tokens / again:,.0f} tok/s again", flush=True)
+        print(f"generate three times: {tokens / first:,.0f} tok/s after the wake, {tokens / again:,.0f} again, "
+              f"{tokens / frozen:,.0f} with the heap frozen ({gc.get_count()} gc counts, "
+              f"{len(gc.get_objects()):,} objects); allocator retries in the first: {retries}", flush=True)
         return out
 
     VllmRolloutEngine.generate = timed
+
+
+def profile_rollout(at_call: int = 3, rows: int = 30) -> None:
+    """cProfile the `at_call`-th rollout inside the step, printing the functions by own time: where the
+    host's time goes in the step's generation (compare `vllm_rollout_bench.py --cprofile`, the engine alone)."""
+    import cProfile
+    import pstats
+
+    from core.rollout.vllm_engine import VllmRolloutEngine
+
+    original, calls = VllmRolloutEngine.generate, [0]
+
+    def profiled(self, prompts, params):
+        calls[0] += 1
+        if calls[0] != at_call:
+            return original(self, prompts, params)
+        profiler = cProfile.Profile()
+        out = profiler.runcall(original, self, prompts, params)
+        print(f"\n=== cProfile: rollout {at_call} inside the step ===")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(rows)
+        return out
+
+    VllmRolloutEngine.generate = profiled
 
 
 def run_case(shape: str, response_tokens: int, steps: int, prompts: Path, extra: list[str]) -> tuple[list[dict], object]:
@@ -179,18 +219,20 @@ def summarise(shape, response_tokens, rows, cfg, peak) -> dict:
                      + max(0.0, r.get("memory/peak_allocated_gib", 0.0) - r.get("memory/allocated_gib", 0.0))
                      for r in measured),
         asleep_gib=max(r.get("memory/used_while_asleep_gib", 0.0) for r in measured),
+        # the update's micro-batch token budget at the last step (sized from free memory; 0: fixed rows)
+        micro_tokens=next((v for k, v in rows[-1].items() if k.endswith("micro_batch_tokens")), 0.0),
     )
 
 
 def print_table(results: list[dict], peak: float) -> None:
     print(f"\nbf16 matmul peak measured: {peak:.0f} TFLOP/s")
     head = (f"{'case':>12} {'step s':>7} {'gen s':>6} {'sync s':>6} {'logp s':>6} {'upd s':>6} {'tokens':>7} "
-            f"{'step tok/s':>10} {'gen tok/s':>9} {'upd MFU':>7} {'logp MFU':>8} {'peak GiB':>8} {'asleep GiB':>10}")
+            f"{'step tok/s':>10} {'gen tok/s':>9} {'upd MFU':>7} {'logp MFU':>8} {'peak GiB':>8} {'asleep GiB':>10} {'micro tok':>9}")
     print(head)
     for r in results:
         print(f"{r['case']:>12} {r['step']:>7.2f} {r['gen']:>6.2f} {r['sync']:>6.2f} {r['logprob']:>6.2f} {r['update']:>6.2f} "
               f"{r['tokens']:>7.0f} {r['step_tok_s']:>10.0f} {r['gen_tok_s']:>9.0f} {r['update_mfu']:>7.1%} "
-              f"{r['logprob_mfu']:>8.1%} {r['peak_gib']:>8.1f} {r['asleep_gib']:>10.1f}")
+              f"{r['logprob_mfu']:>8.1%} {r['peak_gib']:>8.1f} {r['asleep_gib']:>10.1f} {r.get('micro_tokens', 0):>9.0f}")
 
 
 def main() -> None:
@@ -200,7 +242,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="steps per case; the first is not counted")
     parser.add_argument("--profile", action="store_true", help="print the update's and log-prob pass's top kernels (3rd step)")
     parser.add_argument("--generate-twice", action="store_true",
-                        help="diagnostic: each rollout's generation timed, then repeated (distorts the gen column)")
+                        help="diagnostic: each rollout's generation timed, then twice more (distorts the gen column)")
+    parser.add_argument("--profile-rollout", action="store_true", help="cProfile the 3rd step's generation (distorts it)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # shape:responses:peak:prompts, run in a child process
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every case, after --")
     args = parser.parse_args()
@@ -210,6 +253,8 @@ def main() -> None:
             profile_phases()
         if args.generate_twice:
             generate_twice()
+        if args.profile_rollout:
+            profile_rollout()
         rows, cfg = run_case(shape, int(response_tokens), args.steps, Path(prompts), args.overrides)
         print(RESULT + json.dumps(summarise(shape, int(response_tokens), rows, cfg, float(peak))), flush=True)
         return
@@ -224,7 +269,8 @@ def main() -> None:
             # the child's output streams through (engine start, steps); only its RESULT line is kept
             child = subprocess.Popen([sys.executable, __file__, "--steps", str(args.steps), "--case", case,
                                       *(["--profile"] if args.profile else []),
-                                      *(["--generate-twice"] if args.generate_twice else []), "--",
+                                      *(["--generate-twice"] if args.generate_twice else []),
+                                      *(["--profile-rollout"] if args.profile_rollout else []), "--",
                                       *args.overrides], stdout=subprocess.PIPE, text=True, bufsize=1)
             lines = []
             try:

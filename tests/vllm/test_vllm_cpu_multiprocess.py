@@ -37,6 +37,11 @@ def test_weights_cross_into_the_engine_core_process_and_match_the_trainer(tiny_m
                 p.add_(torch.randn_like(p) * 0.02)
         engine.update_weights(iter_full_parameters(trainer, dtype=engine.dtype))  # the second sync: copy plan
         check_weight_sync(engine, trainer)
+        with torch.no_grad():  # the check catches that much drift left unsynced
+            for p in trainer.parameters():
+                p.add_(torch.randn_like(p) * 0.01)
+        with pytest.raises(RuntimeError, match="weight sync check failed"):
+            check_weight_sync(engine, trainer)
         out = engine.generate([[10, 20, 30]], SamplingParams(n=2, max_tokens=4, logprobs=False))
         assert out.response_ids.shape[0] == 2 and out.response_logprobs is None
     finally:
