@@ -155,7 +155,7 @@ class TrainerConfig:
     # one epoch of one mini-batch is on-policy: the update's forward gives the behaviour log-probs
     # (exactly: old = new.detach()), sparing the separate log-prob pass; false: always recompute
     reuse_on_policy_logprobs: bool = True
-    micro_batch_size: int = 64  # rows per forward/backward
+    micro_batch_size: int = 64  # rows per forward/backward (on a GPU only with max_tokens_per_gpu: 0)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     output_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}"
@@ -175,7 +175,9 @@ class TrainerConfig:
     nnodes: int = 1
     n_gpus_per_node: int = 1
     ray_address: Optional[str] = None  # None: start a local Ray; "auto" or an address: join that cluster
-    max_tokens_per_gpu: Optional[int] = None  # micro-batch token budget (dynamic batch size); None: micro_batch_size rows
+    # micro-batch token budget (dynamic batch size). null: sized from free memory on a GPU (trainer/token_budget.py),
+    # micro_batch_size rows on a CPU; 0: micro_batch_size rows; N: N tokens
+    max_tokens_per_gpu: Optional[int] = None
     remove_padding: Optional[bool] = None  # pack rows into one sequence; null: packed where a varlen kernel runs (GPU), padded on CPU
     compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the log-prob math; null: on CUDA only
     # one device, bf16/fp16 model.dtype: fp32 weights and Adam state, compute under autocast (FSDP's split); false:

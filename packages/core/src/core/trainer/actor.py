@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,7 @@ from core.distributed.packing import packed_response_logprobs
 from core.trainer.batch import TrainingBatch, in_batch_order, micro_batch_plan, minibatches, scatter_rows
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
+from core.trainer.token_budget import MemoryTokenBudget
 
 
 def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False,
@@ -92,17 +94,29 @@ class Actor:
         allocate_adam_state(self.optimizer)
         # warm-up, then constant: one optimizer step per mini-batch, so the step count is not the run's
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, total_steps=0)
+        # micro-batch tokens sized from free memory (a GPU, trainer.max_tokens_per_gpu: null); None: the config's
+        self.token_budget = MemoryTokenBudget.for_config(trainer_cfg, self.device)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def _plan(self, batch: TrainingBatch):
+        if self.token_budget is None:
+            return micro_batch_plan(batch, self.cfg)
+        plan = micro_batch_plan(batch, self.cfg, max_tokens=self.token_budget.tokens)
+        lengths = batch.attention_mask.sum(-1)
+        # what a micro-batch costs: its tokens packed, rows x its longest row padded
+        cost = (lambda rows: lengths[rows].sum()) if self.cfg.remove_padding else (lambda rows: len(rows) * lengths[rows].max())
+        self.token_budget.planned([int(cost(micro.rows)) for micro in plan])
+        return plan
 
     @torch.no_grad()
     def compute_logprobs(self, batch: TrainingBatch, model: torch.nn.Module | None = None):
         """Log-probs and entropies under `model` (default: the policy), micro-batched."""
         model = model or self.model
         model.eval()
-        plan = micro_batch_plan(batch, self.cfg)
+        plan = self._plan(batch)
         with self.precision.compute(self.device):
             parts = [
                 forward_logprobs(model, batch.select(micro.rows).to(self.device), True, self.cfg.remove_padding, self.temperature)
@@ -124,12 +138,15 @@ class Actor:
         totals: dict[str, float] = {}
         n_updates = 0
         scored = None
-        for rows, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
-            metrics, scored = self._optimizer_step(mini, keep_scores=on_policy)
-            for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + value
-            n_updates += 1
+        with self.token_budget.measure() if self.token_budget else nullcontext():
+            for rows, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
+                metrics, scored = self._optimizer_step(mini, keep_scores=on_policy)
+                for key, value in metrics.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                n_updates += 1
         result = UpdateResult({key: value / n_updates for key, value in totals.items()})
+        if self.token_budget:  # what the next step's micro-batches may hold
+            result.metrics["perf/micro_batch_tokens"] = float(self.token_budget.tokens)
         if on_policy:  # the one mini-batch is the whole batch, shuffled by `rows`
             result.logprobs, result.entropy = (in_batch_order([rows], [part], batch.rows) for part in scored)
         return result
@@ -146,7 +163,7 @@ class Actor:
         )
         self.optimizer.zero_grad(set_to_none=True)
         metrics: dict[str, float] = {}
-        plan = micro_batch_plan(mini, self.cfg)
+        plan = self._plan(mini)
         kept: list[tuple[torch.Tensor, torch.Tensor]] = []
         for plan_item in plan:
             micro = mini.select(plan_item.rows).to(self.device)

@@ -55,11 +55,13 @@ class TrainingBatch:
         return TrainingBatch(**moved)
 
 
-def micro_batch_plan(batch: "TrainingBatch", trainer_cfg, padded: bool | None = None) -> list[MicroBatch]:
-    """This rank's micro-batches: `trainer.max_tokens_per_gpu` tokens or `micro_batch_size` rows each,
-    as many as on the busiest data-parallel rank (see core/distributed/batching.py)."""
+def micro_batch_plan(batch: "TrainingBatch", trainer_cfg, padded: bool | None = None,
+                     max_tokens: int | None = None) -> list[MicroBatch]:
+    """This rank's micro-batches: `max_tokens` (default `trainer.max_tokens_per_gpu`) tokens or
+    `micro_batch_size` rows each, as many as on the busiest data-parallel rank (see core/distributed/batching.py)."""
     padded = not trainer_cfg.remove_padding if padded is None else padded
-    return plan_micro_batches(batch.attention_mask, trainer_cfg.max_tokens_per_gpu, trainer_cfg.micro_batch_size, padded)
+    max_tokens = trainer_cfg.max_tokens_per_gpu if max_tokens is None else max_tokens
+    return plan_micro_batches(batch.attention_mask, max_tokens, trainer_cfg.micro_batch_size, padded)
 
 
 def scatter_rows(plan: list[MicroBatch], parts: list[torch.Tensor], rows: int) -> torch.Tensor:

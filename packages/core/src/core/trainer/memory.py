@@ -16,6 +16,7 @@ import torch
 from core.distributed.devices import device_module
 
 GIB = float(1 << 30)
+_earlier_peaks: dict[str, int] = {}  # device -> the step's peak before a `restart_peak`, still to be reported
 
 
 def memory_while_asleep(device: torch.device) -> dict[str, float]:
@@ -38,6 +39,22 @@ def peak_since_last_call(device: torch.device) -> dict[str, float]:
     module = device_module(device)
     if module is None:
         return {}
-    peak = module.max_memory_allocated(device) / GIB
+    peak = max(module.max_memory_allocated(device), _earlier_peaks.pop(_key(device), 0)) / GIB
     module.reset_peak_memory_stats(device)
     return {"memory/peak_allocated_gib": peak}
+
+
+def restart_peak(device: torch.device) -> None:
+    """Measure one phase's peak from here (`max_memory_allocated`) without losing the step's peak so far,
+    which `peak_since_last_call` still reports."""
+    module = device_module(device)
+    key = _key(device)
+    _earlier_peaks[key] = max(_earlier_peaks.get(key, 0), module.max_memory_allocated(device))
+    module.reset_peak_memory_stats(device)
+
+
+def _key(device: torch.device) -> str:
+    """"cuda" and "cuda:0" alike: the device index, the current one when unnamed."""
+    device = torch.device(device)
+    index = device.index if device.index is not None else device_module(device).current_device()
+    return f"{device.type}:{index}"

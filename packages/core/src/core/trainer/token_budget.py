@@ -1,0 +1,74 @@
+"""The actor's micro-batch size on an accelerator: a token budget sized from the memory the trainer has free.
+
+`trainer.max_tokens_per_gpu: null` on a GPU. A fixed row count cannot suit every model, response length and
+card: the `demo` preset's 128 rows of a 0.5B model with 426-token rows need ~80 GiB and ran out of memory on an
+H100, while 32 rows left the update at 28% MFU where 64 reached 44% (H100, 2026-12-06). So the budget is
+measured instead: the first update runs `START_TOKENS`-token micro-batches, and every update then sets the next
+one's budget from what it used, per token, against what was free when it began:
+
+    bytes_per_token = peak rise over the update / tokens of its largest micro-batch
+    next budget     = HEADROOM * free at the update's start / bytes_per_token
+
+The rise also counts what does not scale with tokens (the gradients), so the per-token figure errs high and the
+budget low. The log-prob passes use the same budget (they keep no activations, so it fits them too). A CPU, `max_tokens_per_gpu: 0` (rows) or N (tokens) turn it off.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from core.distributed.devices import device_module
+from core.trainer.memory import restart_peak
+
+START_TOKENS = 16384  # before any measurement: ~22 GiB for a 0.5B model (1.4 MiB a token on an H100)
+HEADROOM = 0.8  # the share of free memory a micro-batch may fill (fragmentation, the next step's longer rows)
+MIN_TOKENS = 1024  # never below (a row longer than the budget still goes alone)
+
+
+def next_budget(peak_rise: int, largest_micro_tokens: int, free: int, headroom: float = HEADROOM) -> int:
+    """Tokens per micro-batch that fill `headroom` of `free` bytes at the measured bytes per token.
+
+    E.g. a 16,384-token micro-batch raised the peak by 24 GiB (1.5 MiB a token) with 60 GiB free:
+    0.8 * 60 GiB / 1.5 MiB = 32,768 tokens.
+    """
+    per_token = peak_rise / max(largest_micro_tokens, 1)
+    if per_token <= 0:
+        return MIN_TOKENS  # nothing measured (no micro-batch ran): stay small rather than guess
+    return max(MIN_TOKENS, int(headroom * free / per_token))
+
+
+class MemoryTokenBudget:
+    """The actor's token budget, re-measured by every update (one per data-parallel rank)."""
+
+    def __init__(self, device: torch.device, start_tokens: int = START_TOKENS):
+        self.device = device
+        self.tokens = start_tokens  # the budget the next plan uses
+        self.largest_micro_tokens = 0  # the largest micro-batch since `measure` began
+
+    @classmethod
+    def for_config(cls, trainer_cfg, device: torch.device) -> "MemoryTokenBudget | None":
+        """A budget where `trainer.max_tokens_per_gpu` is null on an accelerator; None: the config decides."""
+        if trainer_cfg.max_tokens_per_gpu is not None or device_module(device) is None:
+            return None
+        return cls(device)
+
+    def planned(self, micro_tokens: list[int]) -> None:
+        """Note the token counts of the micro-batches about to run."""
+        self.largest_micro_tokens = max([self.largest_micro_tokens, *micro_tokens])
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        """Around one update: afterwards `tokens` is sized from its peak and from what was free when it began
+        (the device's free memory and the blocks this process's allocator holds unused)."""
+        module = device_module(self.device)
+        start = module.memory_allocated(self.device)
+        free = module.mem_get_info(self.device)[0] + module.memory_reserved(self.device) - start
+        restart_peak(self.device)
+        self.largest_micro_tokens = 0
+        yield
+        rise = module.max_memory_allocated(self.device) - start
+        if self.largest_micro_tokens:
+            self.tokens = next_budget(rise, self.largest_micro_tokens, free)

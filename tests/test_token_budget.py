@@ -1,0 +1,105 @@
+"""The actor's micro-batch token budget sized from free memory (core/trainer/token_budget.py), on a fake
+device: the arithmetic by hand, the measurement around an update, and the step's peak still reported whole."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from core.trainer import memory, token_budget
+from core.trainer.token_budget import MIN_TOKENS, START_TOKENS, MemoryTokenBudget, next_budget
+
+sys.path.insert(0, str(Path(__file__).parent / "distributed"))
+from dist_utils import random_batch  # noqa: E402
+
+GIB, MIB = 1 << 30, 1 << 20
+
+
+class FakeAccelerator:
+    """The few `torch.cuda` calls the budget and memory.py make, over numbers the test sets."""
+
+    def __init__(self, free: int, reserved: int, allocated: int):
+        self.free, self.reserved, self.allocated, self.peak = free, reserved, allocated, allocated
+
+    def mem_get_info(self, device=None):
+        return self.free, 80 * GIB
+
+    def memory_reserved(self, device=None):
+        return self.reserved
+
+    def memory_allocated(self, device=None):
+        return self.allocated
+
+    def max_memory_allocated(self, device=None):
+        return self.peak
+
+    def reset_peak_memory_stats(self, device=None):
+        self.peak = self.allocated
+
+    def current_device(self):
+        return 0
+
+
+@pytest.fixture
+def accelerator(monkeypatch):
+    fake = FakeAccelerator(free=50 * GIB, reserved=20 * GIB, allocated=10 * GIB)
+    for module in (token_budget, memory):
+        monkeypatch.setattr(module, "device_module", lambda device: None if torch.device(device).type == "cpu" else fake)
+    return fake
+
+
+def test_next_budget_fills_the_headroom_at_the_measured_cost_per_token():
+    # 24 GiB over a 16,384-token micro-batch = 1.5 MiB a token; 0.8 x 60 GiB = 49,152 MiB -> 32,768 tokens
+    assert next_budget(24 * GIB, 16384, 60 * GIB) == 32768
+    # the rise does not scale down with a smaller free share: 1 GiB free -> 0.8 x 1024 / 1.5 = 546, floored
+    assert next_budget(24 * GIB, 16384, 1 * GIB) == MIN_TOKENS
+    assert next_budget(0, 16384, 60 * GIB) == MIN_TOKENS  # nothing measured: stay small
+
+
+def test_only_a_null_budget_on_an_accelerator_is_measured():
+    cfg = lambda value: OmegaConf.create({"max_tokens_per_gpu": value})  # noqa: E731
+    assert MemoryTokenBudget.for_config(cfg(None), torch.device("cpu")) is None
+    assert MemoryTokenBudget.for_config(cfg(0), torch.device("cuda")) is None  # rows, as configured
+    assert MemoryTokenBudget.for_config(cfg(4096), torch.device("cuda")) is None
+    assert MemoryTokenBudget.for_config(cfg(None), torch.device("cuda")).tokens == START_TOKENS
+
+
+def test_measure_sizes_the_next_budget_from_the_update_peak(accelerator):
+    budget = MemoryTokenBudget(torch.device("cuda"))
+    accelerator.peak = 70 * GIB  # the rollout's peak, earlier in the step: not the update's
+    budget.planned([99999])  # a log-prob pass before the update: not the update's either
+    with budget.measure():
+        budget.planned([8192, 16384])
+        accelerator.peak = accelerator.allocated + 24 * GIB  # the largest micro-batch's activations
+    # free when it began: 50 GiB on the device + 20 - 10 GiB cached unused = 60 GiB -> 32,768 (as above)
+    assert budget.tokens == 32768
+    # the step's peak, as the log shows it, is still the rollout's 70 GiB
+    assert memory.peak_since_last_call(torch.device("cuda:0"))["memory/peak_allocated_gib"] == 70.0
+
+
+def test_an_update_under_a_token_budget_plans_by_tokens_and_logs_it(tiny_model_dir, accelerator):
+    from transformers import AutoModelForCausalLM
+
+    from core.algorithms.spec import AlgorithmSpec
+    from core.config.schema import AlgorithmConfig
+    from core.trainer.actor import Actor
+
+    algo = OmegaConf.structured(AlgorithmConfig)
+    trainer = OmegaConf.create(dict(lr=1e-3, weight_decay=0.0, warmup_steps=0, grad_clip=1.0, ppo_epochs=1,
+                                    mini_batches=1, micro_batch_size=64, max_tokens_per_gpu=None,
+                                    remove_padding=False, reuse_on_policy_logprobs=True))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    actor = Actor(model, algo, trainer, AlgorithmSpec.from_config(algo, 5))
+    assert actor.token_budget is None  # a CPU: the rows of the config
+    actor.token_budget = MemoryTokenBudget(torch.device("cuda"), start_tokens=40)  # as on a GPU
+    batch = random_batch(rows=8, seed=3)
+    batch.old_logprobs, _ = actor.compute_logprobs(batch)
+    longest = int(batch.attention_mask.sum(-1).max())
+    result = actor.update(batch)
+    # padded rows cost rows x longest: 40 tokens hold 40 // longest rows, so the 8 rows took several passes
+    assert 0 < actor.token_budget.largest_micro_tokens <= max(40, longest)
+    assert result.metrics["perf/micro_batch_tokens"] == actor.token_budget.tokens == MIN_TOKENS  # no rise measured
