@@ -207,6 +207,7 @@ class VllmRolloutEngine:
             # and torch.cuda.empty_cache() then hung an SFT process on the H200 (faulthandler: in close).
             # Awake, every free is valid; the wake costs ~0.1 s and memory the engine already held.
             try:
+                empty_cache(self._device)  # the trainer's cached blocks, as before every wake (the sharding manager)
                 llm.wake_up()
                 self._asleep = set()
             except Exception as exc:  # out of memory at the end of a run: delete it asleep, as before
