@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from core.trainer import memory, token_budget
-from core.trainer.token_budget import MIN_TOKENS, START_TOKENS, MemoryTokenBudget, next_budget
+from core.trainer.token_budget import MIN_TOKENS, START_TOKENS, MemoryTokenBudget, next_budget, prior_bytes_per_token
 
 sys.path.insert(0, str(Path(__file__).parent / "distributed"))
 from dist_utils import random_batch  # noqa: E402
@@ -65,7 +65,20 @@ def test_only_a_null_budget_on_an_accelerator_is_measured():
     assert MemoryTokenBudget.for_config(cfg(None), torch.device("cpu")) is None
     assert MemoryTokenBudget.for_config(cfg(0), torch.device("cuda")) is None  # rows, as configured
     assert MemoryTokenBudget.for_config(cfg(4096), torch.device("cuda")) is None
-    assert MemoryTokenBudget.for_config(cfg(None), torch.device("cuda")).tokens == START_TOKENS
+    assert MemoryTokenBudget.for_config(cfg(None), torch.device("cuda")) is not None
+
+
+def test_the_first_budget_is_guessed_from_the_model_shape_within_limits(accelerator):
+    shape = lambda layers, hidden, intermediate: OmegaConf.create(  # noqa: E731
+        dict(num_hidden_layers=layers, hidden_size=hidden, intermediate_size=intermediate))
+    # free: 50 GiB on the device + 20 - 10 GiB cached unused = 60 GiB
+    # 1.5B shape: 16 x 28 x (1536 + 8960) = 4,702,208 bytes a token; 0.8 x 60 GiB / that = 10,960 tokens
+    assert MemoryTokenBudget(torch.device("cuda"), prior_bytes_per_token(shape(28, 1536, 8960))).tokens == 10960
+    # 0.5B shape: 16 x 24 x 5760 = 2.2 MB a token would allow 23,301: the ceiling holds it at START_TOKENS
+    assert MemoryTokenBudget(torch.device("cuda"), prior_bytes_per_token(shape(24, 896, 4864))).tokens == START_TOKENS
+    assert MemoryTokenBudget(torch.device("cuda"), prior_bytes_per_token(object())).tokens == START_TOKENS  # no shape
+    accelerator.free, accelerator.reserved = 1 * GIB, accelerator.allocated  # nearly full: never below the floor
+    assert MemoryTokenBudget(torch.device("cuda"), prior_bytes_per_token(shape(28, 1536, 8960))).tokens == MIN_TOKENS
 
 
 def test_measure_sizes_the_next_budget_from_the_update_peak(accelerator):
@@ -95,7 +108,8 @@ def test_an_update_under_a_token_budget_plans_by_tokens_and_logs_it(tiny_model_d
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     actor = Actor(model, algo, trainer, AlgorithmSpec.from_config(algo, 5))
     assert actor.token_budget is None  # a CPU: the rows of the config
-    actor.token_budget = MemoryTokenBudget(torch.device("cuda"), start_tokens=40)  # as on a GPU
+    actor.token_budget = MemoryTokenBudget(torch.device("cuda"))  # as on a GPU, after an update measured 40 tokens
+    actor.token_budget.measured = 40
     batch = random_batch(rows=8, seed=3)
     batch.old_logprobs, _ = actor.compute_logprobs(batch)
     longest = int(batch.attention_mask.sum(-1).max())

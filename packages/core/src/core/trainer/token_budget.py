@@ -3,8 +3,9 @@
 `trainer.max_tokens_per_gpu: null` on a GPU. A fixed row count cannot suit every model, response length and
 card: the `demo` preset's 128 rows of a 0.5B model with 426-token rows need ~80 GiB and ran out of memory on an
 H100, while 32 rows left the update at 28% MFU where 64 reached 44% (H100, 2026-12-06). So the budget is
-measured instead: the first update runs `START_TOKENS`-token micro-batches, and every update then sets the next
-one's budget from what it used, per token, against what was free when it began:
+measured instead. Before the first update it is a guess: `START_TOKENS`, or fewer where a generous estimate from the
+model's shape (`PRIOR_BYTES` per layer and hidden + intermediate width) would not fit; every update then sets the
+next budget from what it used, per token, against what was free when it began:
 
     bytes_per_token = peak rise over the update / tokens of its largest micro-batch
     next budget     = HEADROOM * free at the update's start / bytes_per_token
@@ -23,9 +24,12 @@ import torch
 from core.distributed.devices import device_module
 from core.trainer.memory import restart_peak
 
-START_TOKENS = 16384  # before any measurement: ~22 GiB for a 0.5B model (1.4 MiB a token on an H100)
+START_TOKENS = 16384  # the first guess's ceiling: ~22 GiB for a 0.5B model (1.4 MiB a token on an H100)
 HEADROOM = 0.8  # the share of free memory a micro-batch may fill (fragmentation, the next step's longer rows)
 MIN_TOKENS = 1024  # never below (a row longer than the budget still goes alone)
+# bytes a token costs per layer and unit of (hidden + intermediate) width, before any measurement: 1.5x the 0.5B
+# shape's measured 10.6 (1.4 MiB a token / (24 layers x (896 + 4864))), to err towards fitting
+PRIOR_BYTES = 16
 
 
 def next_budget(peak_rise: int, largest_micro_tokens: int, free: int, headroom: float = HEADROOM) -> int:
@@ -40,20 +44,43 @@ def next_budget(peak_rise: int, largest_micro_tokens: int, free: int, headroom: 
     return max(MIN_TOKENS, int(headroom * free / per_token))
 
 
+def prior_bytes_per_token(model_config) -> int | None:
+    """The first guess of a token's cost from the model's shape; None when the config does not say it.
+
+    E.g. Qwen2.5-1.5B (28 layers, 1536 + 8960 wide): 16 x 28 x 10,496 = 4.7 MB a token, so with 40 GiB free the
+    first budget is 0.8 x 40 GiB / 4.7 MB = 7,307 tokens instead of 16,384.
+    """
+    try:
+        layers, width = model_config.num_hidden_layers, model_config.hidden_size + model_config.intermediate_size
+    except AttributeError:
+        return None
+    return PRIOR_BYTES * layers * width
+
+
 class MemoryTokenBudget:
     """The actor's token budget, re-measured by every update (one per data-parallel rank)."""
 
-    def __init__(self, device: torch.device, start_tokens: int = START_TOKENS):
+    def __init__(self, device: torch.device, prior_bytes_per_token: int | None = None):
         self.device = device
-        self.tokens = start_tokens  # the budget the next plan uses
+        self.prior_bytes_per_token = prior_bytes_per_token
+        self.measured: int | None = None  # the budget the last update measured; None before the first
         self.largest_micro_tokens = 0  # the largest micro-batch since `measure` began
 
     @classmethod
-    def for_config(cls, trainer_cfg, device: torch.device) -> "MemoryTokenBudget | None":
+    def for_config(cls, trainer_cfg, device: torch.device, model_config=None) -> "MemoryTokenBudget | None":
         """A budget where `trainer.max_tokens_per_gpu` is null on an accelerator; None: the config decides."""
         if trainer_cfg.max_tokens_per_gpu is not None or device_module(device) is None:
             return None
-        return cls(device)
+        return cls(device, prior_bytes_per_token(model_config))
+
+    @property
+    def tokens(self) -> int:
+        """The budget the next plan uses."""
+        if self.measured is not None:
+            return self.measured
+        if self.prior_bytes_per_token is None:
+            return START_TOKENS
+        return max(MIN_TOKENS, min(START_TOKENS, int(HEADROOM * self._free() / self.prior_bytes_per_token)))
 
     def planned(self, micro_tokens: list[int]) -> None:
         """Note the token counts of the micro-batches about to run."""
@@ -61,14 +88,18 @@ class MemoryTokenBudget:
 
     @contextmanager
     def measure(self) -> Iterator[None]:
-        """Around one update: afterwards `tokens` is sized from its peak and from what was free when it began
-        (the device's free memory and the blocks this process's allocator holds unused)."""
+        """Around one update: afterwards `tokens` is sized from its peak and from what was free when it began."""
         module = device_module(self.device)
         start = module.memory_allocated(self.device)
-        free = module.mem_get_info(self.device)[0] + module.memory_reserved(self.device) - start
+        free = self._free()
         restart_peak(self.device)
         self.largest_micro_tokens = 0
         yield
         rise = module.max_memory_allocated(self.device) - start
         if self.largest_micro_tokens:
-            self.tokens = next_budget(rise, self.largest_micro_tokens, free)
+            self.measured = next_budget(rise, self.largest_micro_tokens, free)
+
+    def _free(self) -> int:
+        """The device's free memory and the blocks this process's allocator holds unused."""
+        module = device_module(self.device)
+        return module.mem_get_info(self.device)[0] + module.memory_reserved(self.device) - module.memory_allocated(self.device)
