@@ -99,3 +99,16 @@ def test_generation_progress_ticks_once_per_decode_step(engine, monkeypatch):
     monkeypatch.setattr(hf_engine, "DecodeSteps", recorded)
     out = engine.generate(PROMPTS, SamplingParams(n=2, max_tokens=6, seed=0))
     assert len(seen) == 1 and seen[0].steps == out.response_ids.shape[1]  # the prompt itself is no step
+
+
+def test_the_hf_engine_names_sequences_longer_than_the_model_s_positions(compose_config, tmp_path):
+    import json
+
+    from core.errors import TandemError
+    from core.plugins.manager import load_backend
+    from core.rollout.base import EngineTarget
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 64}))
+    cfg = compose_config("+backend=cpu", "backend.engine=hf", "data.max_prompt_length=60", "rollout.max_tokens=16")
+    with pytest.raises(TandemError, match=r"data.max_prompt_length \(60\) \+ rollout.max_tokens \(16\) = 76 tokens is longer"):
+        load_backend("cpu").make_rollout_engine(cfg, EngineTarget(str(tmp_path), 60, 0))

@@ -131,7 +131,9 @@ class BaseBackend:
             raise TandemError(f"backend.engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         if engine == "hf":
             from core.rollout.hf_engine import HFRolloutEngine
+            from core.rollout.vllm_args import check_context_length
 
+            check_context_length(target.model_dir, target.max_prompt_length, int(cfg.rollout.max_tokens))
             return HFRolloutEngine.from_pretrained(target.model_dir, device=str(self.device()), dtype=self.hf_dtype)
         return self.start_vllm(cfg, target)
 

@@ -39,7 +39,7 @@ def core_engine_args(rollout: Mapping[str, Any], model_dir: str, max_prompt_leng
     if not 0.0 < rollout["gpu_memory_utilization"] <= 1.0:
         raise TandemError(f"rollout.gpu_memory_utilization must be in (0, 1], got {rollout['gpu_memory_utilization']}")
     max_model_len = rollout["max_model_len"] or max_prompt_length + rollout["max_tokens"]
-    check_context_length(model_dir, max_model_len, rollout, max_prompt_length)
+    check_context_length(model_dir, max_prompt_length, rollout["max_tokens"], rollout["max_model_len"])
     args: dict[str, Any] = dict(
         model=model_dir,
         load_format=rollout["load_format"],
@@ -85,25 +85,28 @@ def kv_pool_tokens(rollout: Mapping[str, Any], max_model_len: int, model_dir: st
     return auto if auto * kv_bytes_per_token(model_dir) < share / 2 else None
 
 
-def check_context_length(model_dir: str, max_model_len: int, rollout: Mapping[str, Any], max_prompt_length: int) -> None:
-    """One line naming the keys when the engine's sequences would outgrow the model's positions.
+def check_context_length(model_dir: str, max_prompt_length: int, max_tokens: int, max_model_len: int | None = None) -> None:
+    """One line naming the keys when an engine's sequences (`max_model_len`, else prompt + response budget)
+    would outgrow the model's positions.
 
-    vLLM refuses such a `max_model_len` with a pydantic traceback deep inside its own arguments. Models whose
-    config extends the positions (a rope scaling other than the default) are left to vLLM.
+    vLLM refuses such a length with a pydantic traceback deep inside its own arguments; the HF engine would
+    generate past the positions the model was trained on. Models whose config extends the positions (a rope
+    scaling other than the default) are left alone.
     """
     try:
         config = model_config(model_dir)
     except (OSError, ValueError):
-        return  # not a model directory we can read: vLLM says what is wrong with it
+        return  # not a model directory we can read: the engine says what is wrong with it
+    length = max_model_len or max_prompt_length + max_tokens
     limit = config.get("max_position_embeddings")
     rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
-    if not isinstance(limit, int) or max_model_len <= limit or rope.get("rope_type", rope.get("type")) not in (None, "default"):
+    if not isinstance(limit, int) or length <= limit or rope.get("rope_type", rope.get("type")) not in (None, "default"):
         return
     where = f"the model's context ({limit} tokens: max_position_embeddings in {model_dir}/config.json)"
-    if rollout["max_model_len"]:
+    if max_model_len:
         raise TandemError(f"rollout.max_model_len={max_model_len} is longer than {where}")
     raise TandemError(
-        f"data.max_prompt_length ({max_prompt_length}) + rollout.max_tokens ({rollout['max_tokens']}) = {max_model_len} "
+        f"data.max_prompt_length ({max_prompt_length}) + rollout.max_tokens ({max_tokens}) = {length} "
         f"tokens is longer than {where}: lower one of them"
     )
 
