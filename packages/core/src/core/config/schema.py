@@ -97,8 +97,8 @@ class RolloutConfig:
     # trainer pushes fresh weights at every wake-up anyway, so nothing is lost)
     sleep_level: int = 2
     load_format: str = "dummy"  # the trainer pushes the real weights; never read the checkpoint twice
-    # True: vLLM's engine core in its own process, weights sent in buckets (0.5B GRPO step on an H200: generation
-    # 1.26x faster, step 3.04 -> 2.65 s; an H100 measured it slower once)
+    # True: vLLM's engine core in its own process, weights sent in buckets through CUDA IPC. Host-dependent: the 0.5B
+    # GRPO step's generation ran 1.26x faster on an H200 host, 0.70x on an H100 host (both 2026-12-06)
     multiprocess: bool = False
     tensor_parallel_size: int = 1
     check_weight_sync: bool = False  # debug: compare engine prompt logprobs with the trainer's
