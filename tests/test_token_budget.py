@@ -61,11 +61,10 @@ def test_next_budget_fills_the_headroom_at_the_measured_cost_per_token():
 
 
 def test_only_a_null_budget_on_an_accelerator_is_measured():
-    cfg = lambda value: OmegaConf.create({"max_tokens_per_gpu": value})  # noqa: E731
-    assert MemoryTokenBudget.for_config(cfg(None), torch.device("cpu")) is None
-    assert MemoryTokenBudget.for_config(cfg(0), torch.device("cuda")) is None  # rows, as configured
-    assert MemoryTokenBudget.for_config(cfg(4096), torch.device("cuda")) is None
-    assert MemoryTokenBudget.for_config(cfg(None), torch.device("cuda")) is not None
+    assert MemoryTokenBudget.for_setting(None, torch.device("cpu")) is None
+    assert MemoryTokenBudget.for_setting(0, torch.device("cuda")) is None  # rows, as configured
+    assert MemoryTokenBudget.for_setting(4096, torch.device("cuda")) is None
+    assert MemoryTokenBudget.for_setting(None, torch.device("cuda")) is not None
 
 
 def test_the_first_budget_is_guessed_from_the_model_shape_within_limits(accelerator):
@@ -117,3 +116,26 @@ def test_an_update_under_a_token_budget_plans_by_tokens_and_logs_it(tiny_model_d
     # padded rows cost rows x longest: 40 tokens hold 40 // longest rows, so the 8 rows took several passes
     assert 0 < actor.token_budget.largest_micro_tokens <= max(40, longest)
     assert result.metrics["perf/micro_batch_tokens"] == actor.token_budget.tokens == MIN_TOKENS  # no rise measured
+
+
+def test_an_sft_step_under_a_token_budget_plans_by_it_and_logs_it(tiny_model_dir, accelerator):
+    from transformers import AutoModelForCausalLM
+
+    from sft.config import SFTTrainerConfig
+    from sft.dataset import SFTExample
+    from sft.trainer import CPU_MICRO_BATCH_TOKENS, SFTTrainer
+
+    cfg = OmegaConf.structured(SFTTrainerConfig)
+    cfg.remove_padding = False
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    trainer = SFTTrainer(model, cfg, pad_token_id=0)
+    assert trainer.token_budget is None and trainer.micro_batch_tokens() == CPU_MICRO_BATCH_TOKENS  # a CPU
+    examples = [SFTExample(input_ids=list(range(3, 13)), loss_mask=[False] * 5 + [True] * 5, prompt_ids=[3, 4],
+                           prompt_text="", reference="") for _ in range(4)]
+    assert "perf/micro_batch_tokens" not in trainer.train_step(examples)  # nothing new logged on a CPU
+    trainer.token_budget = MemoryTokenBudget(torch.device("cuda"))  # as on a GPU, after a step that measured 20
+    trainer.token_budget.measured = 20
+    metrics = trainer.train_step(examples)
+    # 4 rows of 10 tokens, 20 tokens a micro-batch (padded: rows x length) -> 2 passes of 2 rows
+    assert metrics["train/micro_batches"] == 2 and trainer.token_budget.largest_micro_tokens == 20
+    assert metrics["perf/micro_batch_tokens"] == MIN_TOKENS  # the fake device showed no rise

@@ -42,7 +42,9 @@ class SFTDataConfig:
 class SFTTrainerConfig:
     total_steps: int = 300
     batch_size: int = 32  # conversations per optimizer step (over all data-parallel ranks)
-    micro_batch_tokens: int = 4096  # token budget of one forward/backward: rows x padded length (real tokens if packed)
+    # token budget of one forward/backward: rows x padded length (real tokens if packed); null: sized from free
+    # memory on a GPU (core/trainer/token_budget.py), CPU_MICRO_BATCH_TOKENS on a CPU
+    micro_batch_tokens: Optional[int] = None
     remove_padding: Optional[bool] = None  # pack a micro-batch's rows into one sequence; null: where a varlen kernel runs (GPU)
     compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the loss's chunk math; null: on CUDA only
     master_weights: bool = False  # one device, bf16/fp16 model.dtype: fp32 weights, autocast compute (core/trainer/precision.py)

@@ -10,6 +10,7 @@ gradients over ranks, so the result equals the single-process gradient of the sa
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -23,9 +24,12 @@ from core.distributed.packing import IGNORE, packed_token_logprobs
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.setup import DTYPES
+from core.trainer.token_budget import MemoryTokenBudget
 from sft.batching import MicroBatch, micro_batches
 from sft.dataset import SFTExample
 from sft.loss import sft_loss_sum
+
+CPU_MICRO_BATCH_TOKENS = 4096  # `trainer.micro_batch_tokens: null` on a CPU: the demo's size
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
@@ -63,6 +67,9 @@ class SFTTrainer:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, trainer_cfg.total_steps,
                                       trainer_cfg.lr_schedule, trainer_cfg.min_lr_ratio)
+        # null on a GPU: sized from free memory, re-measured by every step
+        self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.micro_batch_tokens, self.device,
+                                                          getattr(model, "config", None))
 
     def checkpointable(self) -> Trainable:
         return Trainable(self.model, self.optimizer, self.scheduler)
@@ -79,8 +86,15 @@ class SFTTrainer:
         # a rank left without rows still joins every forward (FSDP), on a zero-weight stand-in
         shaped = local or list(examples[:1])
         padded = not self.cfg.remove_padding
-        batches = micro_batches(shaped, self.cfg.micro_batch_tokens, self.pad_token_id, padded=padded)
+        batches = micro_batches(shaped, self.micro_batch_tokens(), self.pad_token_id, padded=padded)
+        if self.token_budget:  # what each costs: rows x padded length, or the real tokens packed
+            self.token_budget.planned([int(b.input_ids.numel() if padded else b.attention_mask.sum()) for b in batches])
         return batches if local else [b.select(torch.arange(b.input_ids.shape[0]), weight=0.0) for b in batches]
+
+    def micro_batch_tokens(self) -> int:
+        if self.token_budget:
+            return self.token_budget.tokens
+        return CPU_MICRO_BATCH_TOKENS if self.cfg.micro_batch_tokens is None else self.cfg.micro_batch_tokens
 
     def _loss_sum(self, micro: MicroBatch) -> tuple[torch.Tensor, int]:
         with self.precision.compute(self.device):
@@ -90,22 +104,26 @@ class SFTTrainer:
     def train_step(self, examples: Sequence[SFTExample]) -> dict[str, float]:
         """One optimizer step over the step's batch `examples` (all ranks pass the same list)."""
         self.model.train()
-        batches = self._micro_batches(examples)
-        real_tokens = sum(int(b.attention_mask.sum()) for b in batches if b.weight)
-        total_tokens, input_tokens = all_reduce_sum([sum(b.num_loss_tokens for b in batches), real_tokens], self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for micro in batches:
-            summed, _ = self._loss_sum(micro)
-            (summed / max(total_tokens, 1)).backward()
-            loss_sum += summed.item()
+        with self.token_budget.measure() if self.token_budget else nullcontext():
+            batches = self._micro_batches(examples)
+            real_tokens = sum(int(b.attention_mask.sum()) for b in batches if b.weight)
+            total_tokens, input_tokens = all_reduce_sum([sum(b.num_loss_tokens for b in batches), real_tokens],
+                                                        self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for micro in batches:
+                summed, _ = self._loss_sum(micro)
+                (summed / max(total_tokens, 1)).backward()
+                loss_sum += summed.item()
         grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
         if torch.isfinite(torch.tensor(grad_norm)):
             self.optimizer.step()
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         (loss_total,) = all_reduce_sum([loss_sum], self.device)
+        budget = {"perf/micro_batch_tokens": float(self.token_budget.tokens)} if self.token_budget else {}  # the next step's
         return {
+            **budget,
             "train/loss": loss_total / max(total_tokens, 1),
             "train/grad_norm": grad_norm,
             "train/lr": lr,

@@ -12,6 +12,7 @@ next budget from what it used, per token, against what was free when it began:
 
 The rise also counts what does not scale with tokens (the gradients), so the per-token figure errs high and the
 budget low. The log-prob passes use the same budget (they keep no activations, so it fits them too). A CPU, `max_tokens_per_gpu: 0` (rows) or N (tokens) turn it off.
+SFT's `trainer.micro_batch_tokens: null` is the same budget over its micro-batches (4096 tokens on a CPU).
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ class MemoryTokenBudget:
         self.largest_micro_tokens = 0  # the largest micro-batch since `measure` began
 
     @classmethod
-    def for_config(cls, trainer_cfg, device: torch.device, model_config=None) -> "MemoryTokenBudget | None":
-        """A budget where `trainer.max_tokens_per_gpu` is null on an accelerator; None: the config decides."""
-        if trainer_cfg.max_tokens_per_gpu is not None or device_module(device) is None:
+    def for_setting(cls, configured: int | None, device: torch.device, model_config=None) -> "MemoryTokenBudget | None":
+        """A budget where the configured one (`trainer.max_tokens_per_gpu`, SFT's `trainer.micro_batch_tokens`) is
+        null on an accelerator; None: the config decides."""
+        if configured is not None or device_module(device) is None:
             return None
         return cls(device, prior_bytes_per_token(model_config))
 
