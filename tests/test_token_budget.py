@@ -139,3 +139,24 @@ def test_an_sft_step_under_a_token_budget_plans_by_it_and_logs_it(tiny_model_dir
     # 4 rows of 10 tokens, 20 tokens a micro-batch (padded: rows x length) -> 2 passes of 2 rows
     assert metrics["train/micro_batches"] == 2 and trainer.token_budget.largest_micro_tokens == 20
     assert metrics["perf/micro_batch_tokens"] == MIN_TOKENS  # the fake device showed no rise
+
+
+def test_the_ppo_critic_plans_under_its_own_budget(tiny_model_dir, accelerator):
+    from core.config.schema import AlgorithmConfig
+    from core.trainer.critic import Critic
+    from core.trainer.precision import TrainingPrecision
+
+    algo = OmegaConf.structured(AlgorithmConfig)
+    trainer = OmegaConf.create(dict(grad_clip=1.0, ppo_epochs=1, mini_batches=1, micro_batch_size=64,
+                                    max_tokens_per_gpu=None, remove_padding=False))
+    critic = Critic.from_pretrained(tiny_model_dir, TrainingPrecision(torch.float32), "cpu", algo, trainer, 5)
+    assert critic.token_budget is None  # a CPU
+    critic.token_budget = MemoryTokenBudget(torch.device("cuda"))  # as on a GPU, after an update measured 24
+    critic.token_budget.measured = 24
+    batch = random_batch(rows=8, seed=3)
+    batch.values = critic.compute_values(batch)
+    batch.returns = batch.values + 1.0
+    longest = int(batch.attention_mask.sum(-1).max())
+    critic.update(batch)  # padded: rows x longest row each, at most 24 (a lone longer row excepted)
+    assert 0 < critic.token_budget.largest_micro_tokens <= max(24, longest)
+    assert critic.token_budget.tokens == MIN_TOKENS  # re-measured: the fake device showed no rise

@@ -18,7 +18,7 @@ from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
 from core.distributed.fsdp import clip_grad_norm
 from core.distributed.packing import packed_response_logprobs
-from core.trainer.batch import TrainingBatch, in_batch_order, micro_batch_plan, minibatches, scatter_rows
+from core.trainer.batch import TrainingBatch, budgeted_plan, in_batch_order, minibatches, scatter_rows
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.token_budget import MemoryTokenBudget
@@ -103,14 +103,7 @@ class Actor:
         return next(self.model.parameters()).device
 
     def _plan(self, batch: TrainingBatch):
-        if self.token_budget is None:
-            return micro_batch_plan(batch, self.cfg)
-        plan = micro_batch_plan(batch, self.cfg, max_tokens=self.token_budget.tokens)
-        lengths = batch.attention_mask.sum(-1)
-        # what a micro-batch costs: its tokens packed, rows x its longest row padded
-        cost = (lambda rows: lengths[rows].sum()) if self.cfg.remove_padding else (lambda rows: len(rows) * lengths[rows].max())
-        self.token_budget.planned([int(cost(micro.rows)) for micro in plan])
-        return plan
+        return budgeted_plan(batch, self.cfg, self.token_budget, padded=not self.cfg.remove_padding)
 
     @torch.no_grad()
     def compute_logprobs(self, batch: TrainingBatch, model: torch.nn.Module | None = None):

@@ -64,6 +64,17 @@ def micro_batch_plan(batch: "TrainingBatch", trainer_cfg, padded: bool | None = 
     return plan_micro_batches(batch.attention_mask, max_tokens, trainer_cfg.micro_batch_size, padded)
 
 
+def budgeted_plan(batch: "TrainingBatch", trainer_cfg, budget, padded: bool) -> list[MicroBatch]:
+    """`micro_batch_plan` under `budget` (a `MemoryTokenBudget`, told what each micro-batch costs: its tokens
+    packed, rows x its longest row padded); the config's plan when `budget` is None."""
+    if budget is None:
+        return micro_batch_plan(batch, trainer_cfg, padded)
+    plan = micro_batch_plan(batch, trainer_cfg, padded, max_tokens=budget.tokens)
+    lengths = batch.attention_mask.sum(-1)
+    budget.planned([int(len(m.rows) * lengths[m.rows].max() if padded else lengths[m.rows].sum()) for m in plan])
+    return plan
+
+
 def scatter_rows(plan: list[MicroBatch], parts: list[torch.Tensor], rows: int) -> torch.Tensor:
     """Reassemble per-micro-batch results [micro_rows, ...] into batch order [rows, ...]."""
     real = [(micro.rows, part) for micro, part in zip(plan, parts) if not micro.dummy]

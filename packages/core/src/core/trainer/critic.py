@@ -8,8 +8,11 @@ from core.algorithms.value import value_loss
 from core.distributed.collectives import data_parallel_size, global_loss_counts
 from core.distributed.fsdp import clip_grad_norm
 from core.trainer.actor import allocate_adam_state
-from core.trainer.batch import TrainingBatch, micro_batch_plan, minibatches, scatter_rows
+from contextlib import nullcontext
+
+from core.trainer.batch import TrainingBatch, budgeted_plan, minibatches, scatter_rows
 from core.trainer.precision import TrainingPrecision
+from core.trainer.token_budget import MemoryTokenBudget
 
 
 class Critic:
@@ -24,6 +27,9 @@ class Critic:
         self.horizon = max_response_len
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo_cfg.critic_lr)
         allocate_adam_state(self.optimizer)
+        # micro-batch tokens sized from free memory, as the Actor's (a GPU, trainer.max_tokens_per_gpu: null)
+        self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.max_tokens_per_gpu, self.device,
+                                                          getattr(model, "config", None))
 
     @classmethod
     def from_pretrained(cls, model_dir: str, precision: TrainingPrecision, device, algo_cfg, trainer_cfg,
@@ -49,28 +55,29 @@ class Critic:
     @torch.no_grad()
     def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
         self.model.eval()
-        plan = micro_batch_plan(batch, self.cfg, padded=True)
+        plan = budgeted_plan(batch, self.cfg, self.token_budget, padded=True)
         parts = [self._values(batch.select(micro.rows).to(self.device)).cpu() for micro in plan]
         return scatter_rows(plan, parts, batch.rows) * batch.response_mask
 
     def update(self, batch: TrainingBatch) -> dict[str, float]:
         self.model.train()
         losses, clip_fracs, steps = [], [], 0
-        for _, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
-            counts = global_loss_counts(mini.response_mask)
-            self.optimizer.zero_grad(set_to_none=True)
-            for plan_item in micro_batch_plan(mini, self.cfg, padded=True):
-                micro = mini.select(plan_item.rows).to(self.device)
-                loss, metrics = value_loss(
-                    self._values(micro), micro.values, micro.returns, micro.response_mask,
-                    value_clip=self.algo.value_clip, loss_agg_mode=self.algo.loss_agg_mode,
-                    global_token_count=counts.tokens, global_seq_count=counts.sequences, horizon=self.horizon,
-                )
-                (loss * (0.0 if plan_item.dummy else data_parallel_size())).backward()
-                losses.append(0.0 if plan_item.dummy else loss.item())
-                clip_fracs.append(metrics.get("vf_clip_frac", 0.0))
-            clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)  # no gradient lives through the rollout (see Actor)
-            steps += 1
+        with self.token_budget.measure() if self.token_budget else nullcontext():
+            for _, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
+                counts = global_loss_counts(mini.response_mask)
+                self.optimizer.zero_grad(set_to_none=True)
+                for plan_item in budgeted_plan(mini, self.cfg, self.token_budget, padded=True):
+                    micro = mini.select(plan_item.rows).to(self.device)
+                    loss, metrics = value_loss(
+                        self._values(micro), micro.values, micro.returns, micro.response_mask,
+                        value_clip=self.algo.value_clip, loss_agg_mode=self.algo.loss_agg_mode,
+                        global_token_count=counts.tokens, global_seq_count=counts.sequences, horizon=self.horizon,
+                    )
+                    (loss * (0.0 if plan_item.dummy else data_parallel_size())).backward()
+                    losses.append(0.0 if plan_item.dummy else loss.item())
+                    clip_fracs.append(metrics.get("vf_clip_frac", 0.0))
+                clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)  # no gradient lives through the rollout (see Actor)
+                steps += 1
         return {"critic/vf_loss": sum(losses) / max(steps, 1), "critic/vf_clip_frac": sum(clip_fracs) / max(len(clip_fracs), 1)}

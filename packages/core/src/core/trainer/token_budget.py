@@ -12,7 +12,8 @@ next budget from what it used, per token, against what was free when it began:
 
 The rise also counts what does not scale with tokens (the gradients), so the per-token figure errs high and the
 budget low. The log-prob passes use the same budget (they keep no activations, so it fits them too). A CPU, `max_tokens_per_gpu: 0` (rows) or N (tokens) turn it off.
-SFT's `trainer.micro_batch_tokens: null` is the same budget over its micro-batches (4096 tokens on a CPU).
+PPO's critic keeps a budget of its own, measured the same way around its update. SFT's `trainer.micro_batch_tokens:
+null` is the same budget over its micro-batches (4096 tokens on a CPU).
 """
 
 from __future__ import annotations
