@@ -160,3 +160,36 @@ def test_the_ppo_critic_plans_under_its_own_budget(tiny_model_dir, accelerator):
     critic.update(batch)  # padded: rows x longest row each, at most 24 (a lone longer row excepted)
     assert 0 < critic.token_budget.largest_micro_tokens <= max(24, longest)
     assert critic.token_budget.tokens == MIN_TOKENS  # re-measured: the fake device showed no rise
+
+
+@pytest.mark.parametrize("budgeted, culprit", [
+    (False, r"out of GPU memory in the update with trainer.micro_batch_size=64 rows a micro-batch: lower it, or set "
+            r"trainer.max_tokens_per_gpu=null"),
+    (True, r"out of GPU memory in the update with 4,096-token micro-batches sized from free memory: set "
+           r"trainer.max_tokens_per_gpu to fewer tokens, or model.gradient_checkpointing=true"),
+])
+def test_running_out_of_memory_names_what_sized_the_micro_batches(tiny_model_dir, accelerator, monkeypatch,
+                                                                   budgeted, culprit):
+    from transformers import AutoModelForCausalLM
+
+    from core.algorithms.spec import AlgorithmSpec
+    from core.config.schema import AlgorithmConfig
+    from core.errors import TandemError
+    from core.trainer.actor import Actor
+
+    algo = OmegaConf.structured(AlgorithmConfig)
+    trainer = OmegaConf.create(dict(lr=1e-3, weight_decay=0.0, warmup_steps=0, grad_clip=1.0, ppo_epochs=1,
+                                    mini_batches=1, micro_batch_size=64, max_tokens_per_gpu=None,
+                                    remove_padding=False, reuse_on_policy_logprobs=True))
+    actor = Actor(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), algo, trainer,
+                  AlgorithmSpec.from_config(algo, 5))
+    if budgeted:
+        actor.token_budget = MemoryTokenBudget(torch.device("cuda"))
+        actor.token_budget.measured = 4096
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 594.00 MiB")
+
+    monkeypatch.setattr("core.trainer.actor.forward_logprobs", out_of_memory)
+    with pytest.raises(TandemError, match=culprit):
+        actor.update(random_batch(rows=8, seed=3))

@@ -21,7 +21,7 @@ from core.distributed.packing import packed_response_logprobs
 from core.trainer.batch import TrainingBatch, budgeted_plan, in_batch_order, minibatches, scatter_rows
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
-from core.trainer.token_budget import MemoryTokenBudget
+from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, rl_sizing_hint
 
 
 def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False,
@@ -105,13 +105,16 @@ class Actor:
     def _plan(self, batch: TrainingBatch):
         return budgeted_plan(batch, self.cfg, self.token_budget, padded=not self.cfg.remove_padding)
 
+    def _sizing(self) -> str:
+        return rl_sizing_hint(self.token_budget, self.cfg)
+
     @torch.no_grad()
     def compute_logprobs(self, batch: TrainingBatch, model: torch.nn.Module | None = None):
         """Log-probs and entropies under `model` (default: the policy), micro-batched."""
         model = model or self.model
         model.eval()
         plan = self._plan(batch)
-        with self.precision.compute(self.device):
+        with self.precision.compute(self.device), out_of_memory_named("log-prob pass", self._sizing):
             parts = [
                 forward_logprobs(model, batch.select(micro.rows).to(self.device), True, self.cfg.remove_padding, self.temperature)
                 for micro in plan
@@ -132,7 +135,7 @@ class Actor:
         totals: dict[str, float] = {}
         n_updates = 0
         scored = None
-        with self.token_budget.measure() if self.token_budget else nullcontext():
+        with self.token_budget.measure() if self.token_budget else nullcontext(), out_of_memory_named("update", self._sizing):
             for rows, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
                 metrics, scored = self._optimizer_step(mini, keep_scores=on_policy)
                 for key, value in metrics.items():

@@ -12,7 +12,7 @@ from contextlib import nullcontext
 
 from core.trainer.batch import TrainingBatch, budgeted_plan, minibatches, scatter_rows
 from core.trainer.precision import TrainingPrecision
-from core.trainer.token_budget import MemoryTokenBudget
+from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, rl_sizing_hint
 
 
 class Critic:
@@ -62,7 +62,8 @@ class Critic:
     def update(self, batch: TrainingBatch) -> dict[str, float]:
         self.model.train()
         losses, clip_fracs, steps = [], [], 0
-        with self.token_budget.measure() if self.token_budget else nullcontext():
+        sizing = lambda: rl_sizing_hint(self.token_budget, self.cfg)  # noqa: E731
+        with self.token_budget.measure() if self.token_budget else nullcontext(), out_of_memory_named("critic's update", sizing):
             for _, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
                 counts = global_loss_counts(mini.response_mask)
                 self.optimizer.zero_grad(set_to_none=True)

@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 
 from core.distributed.devices import device_module
+from core.errors import TandemError
 from core.trainer.memory import restart_peak
 
 START_TOKENS = 16384  # the first guess's ceiling: ~22 GiB for a 0.5B model (1.4 MiB a token on an H100)
@@ -106,3 +107,31 @@ class MemoryTokenBudget:
         """The device's free memory and the blocks this process's allocator holds unused."""
         module = device_module(self.device)
         return module.mem_get_info(self.device)[0] + module.memory_reserved(self.device) - module.memory_allocated(self.device)
+
+
+def sizing_hint(budget: MemoryTokenBudget | None, tokens_key: str, tokens: int | None, rows_key: str | None = None,
+                rows: int | None = None) -> str:
+    """What sized a phase's micro-batches, and what to change, for an out-of-memory message."""
+    if budget is not None:
+        return (f"{budget.tokens:,}-token micro-batches sized from free memory: set {tokens_key} to fewer tokens, "
+                "or model.gradient_checkpointing=true")
+    if tokens or rows_key is None:
+        return f"{tokens_key}={tokens} tokens a micro-batch: lower it, or set it to null to size micro-batches from free memory"
+    return (f"{rows_key}={rows} rows a micro-batch: lower it, or set {tokens_key}=null to size micro-batches "
+            "from free memory")
+
+
+def rl_sizing_hint(budget: MemoryTokenBudget | None, trainer_cfg) -> str:
+    """`sizing_hint` for the RL actor's and critic's micro-batches."""
+    return sizing_hint(budget, "trainer.max_tokens_per_gpu", trainer_cfg.max_tokens_per_gpu, "trainer.micro_batch_size",
+                       trainer_cfg.micro_batch_size)
+
+
+@contextmanager
+def out_of_memory_named(phase: str, hint) -> Iterator[None]:
+    """The accelerator running out of memory in `phase` as one line naming what sized its micro-batches
+    (`hint()`, see `sizing_hint`), instead of a traceback through compiled kernels."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise TandemError(f"out of GPU memory in the {phase} with {hint()}") from None
