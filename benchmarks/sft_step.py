@@ -37,7 +37,7 @@ def write_chats(path: Path, count: int, seed: int = 0) -> None:
             f.write(json.dumps({"prompt": words(rng.randint(20, 70)), "response": words(rng.randint(40, 200))}) + "\n")
 
 
-def run_case(backend: str, model: str, packed: bool, budget: int, steps: int, chats: Path,
+def run_case(backend: str, model: str, packed: bool, budget: str, steps: int, chats: Path,
              extra: list[str]) -> tuple[list[dict], object]:
     from hydra import compose, initialize_config_module
 
@@ -49,7 +49,7 @@ def run_case(backend: str, model: str, packed: bool, budget: int, steps: int, ch
     overrides = [
         f"model={model}", f"+backend={backend}", "data.task=file", f"data.train_files=[{chats}]",
         f"data.val_files=[{chats}]", "data.max_length=1024", "data.reward_fn=null", f"trainer.total_steps={steps}",
-        f"trainer.batch_size={CHATS_PER_STEP}", f"trainer.micro_batch_tokens={budget}",
+        f"trainer.batch_size={CHATS_PER_STEP}", f"trainer.micro_batch_tokens={'null' if budget == 'auto' else int(budget)}",
         f"trainer.remove_padding={str(packed).lower()}", "trainer.loggers=[jsonl]", "trainer.report=false",
         "trainer.save_model=false", "validation.val_freq=0", "validation.validate_before_training=false",
         "data.max_val_samples=1", f"trainer.output_dir={out}", *extra,
@@ -63,7 +63,7 @@ def run_case(backend: str, model: str, packed: bool, budget: int, steps: int, ch
 
 def measure(args, case: str, chats: Path, peak: float) -> dict:
     layout, budget = case.split(":")
-    rows, cfg = run_case(args.backend, args.model, layout == "packed", int(budget), args.steps, chats, args.overrides)
+    rows, cfg = run_case(args.backend, args.model, layout == "packed", budget, args.steps, chats, args.overrides)
     measured = rows[WARMUP_STEPS:] or rows
     mean = lambda key: sum(r[key] for r in measured) / len(measured)  # noqa: E731
     step_s, tokens = mean("timing/step"), mean("train/input_tokens")
@@ -74,8 +74,8 @@ def measure(args, case: str, chats: Path, peak: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", default="padded:16384,packed:16384,packed:32768",
-                        help="comma-separated padded|packed:micro_batch_tokens")
+    parser.add_argument("--cases", default="padded:16384,packed:16384,packed:32768,packed:auto",
+                        help="comma-separated padded|packed:micro_batch_tokens (auto: sized from free memory)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--backend", default="cuda", help="cpu: a smoke run of the script (MFU then means nothing)")
     parser.add_argument("--model", default="qwen2_5_0_5b", help="a model config group option")
