@@ -1,19 +1,20 @@
-"""The actor's micro-batch size on an accelerator: a token budget sized from the memory the trainer has free.
+"""Micro-batch size on an accelerator: a token budget sized from the memory the trainer has free.
 
 `trainer.max_tokens_per_gpu: null` on a GPU. A fixed row count cannot suit every model, response length and
 card: the `demo` preset's 128 rows of a 0.5B model with 426-token rows need ~80 GiB and ran out of memory on an
 H100, while 32 rows left the update at 28% MFU where 64 reached 44% (H100, 2026-12-06). So the budget is
-measured instead. Before the first update it is a guess: `START_TOKENS`, or fewer where a generous estimate from the
-model's shape (`PRIOR_BYTES` per layer and hidden + intermediate width) would not fit; every update then sets the
-next budget from what it used, per token, against what was free when it began:
+measured instead. Before the first update it is a guess: `START_TOKENS`, or fewer where a generous estimate from
+the model's shape (`PRIOR_BYTES` per layer and hidden + intermediate width) would not fit; every update then sets
+the next budget from what it used, per token, against what was free when it began:
 
     bytes_per_token = peak rise over the update / tokens of its largest micro-batch
     next budget     = HEADROOM * free at the update's start / bytes_per_token
 
 The rise also counts what does not scale with tokens (the gradients), so the per-token figure errs high and the
-budget low. The log-prob passes use the same budget (they keep no activations, so it fits them too). A CPU, `max_tokens_per_gpu: 0` (rows) or N (tokens) turn it off.
-PPO's critic keeps a budget of its own, measured the same way around its update. SFT's `trainer.micro_batch_tokens:
-null` is the same budget over its micro-batches (4096 tokens on a CPU).
+budget low. The log-prob passes use the actor's budget (they keep no activations, so it fits them too); PPO's
+critic keeps one of its own, measured the same way around its update; SFT's `trainer.micro_batch_tokens: null`
+is the same budget over its micro-batches (4096 tokens on a CPU). A CPU, `max_tokens_per_gpu: 0` (rows) or N
+(tokens) turn it off.
 """
 
 from __future__ import annotations
