@@ -60,11 +60,16 @@ def test_next_budget_fills_the_headroom_at_the_measured_cost_per_token():
     assert next_budget(0, 16384, 60 * GIB) == MIN_TOKENS  # nothing measured: stay small
 
 
-def test_only_a_null_budget_on_an_accelerator_is_measured():
-    assert MemoryTokenBudget.for_setting(None, torch.device("cpu")) is None
-    assert MemoryTokenBudget.for_setting(0, torch.device("cuda")) is None  # rows, as configured
-    assert MemoryTokenBudget.for_setting(4096, torch.device("cuda")) is None
-    assert MemoryTokenBudget.for_setting(None, torch.device("cuda")) is not None
+def test_only_a_null_budget_on_an_accelerator_is_measured(accelerator):
+    on_cpu = torch.nn.Linear(2, 2)
+    on_gpu = torch.nn.Linear(2, 2, device="meta")  # any device but the CPU's: the fake accelerator answers
+    on_gpu.config = OmegaConf.create(dict(num_hidden_layers=24, hidden_size=896, intermediate_size=4864))
+    assert MemoryTokenBudget.for_setting(None, on_cpu) is None
+    assert MemoryTokenBudget.for_setting(0, on_gpu) is None  # rows, as configured
+    assert MemoryTokenBudget.for_setting(4096, on_gpu) is None
+    # fp32 weights: 16 x 24 x 5760 x 4 / 2 = 4,423,680 bytes a token, twice the bf16 guess
+    assert MemoryTokenBudget.for_setting(None, on_gpu).prior_bytes_per_token == 4423680
+    assert MemoryTokenBudget.for_setting(None, on_gpu.to(torch.bfloat16)).prior_bytes_per_token == 2211840
 
 
 def test_the_first_budget_is_guessed_from_the_model_shape_within_limits(accelerator):

@@ -68,8 +68,7 @@ class SFTTrainer:
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, trainer_cfg.total_steps,
                                       trainer_cfg.lr_schedule, trainer_cfg.min_lr_ratio)
         # null on a GPU: sized from free memory, re-measured by every step
-        self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.micro_batch_tokens, self.device,
-                                                          getattr(model, "config", None))
+        self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.micro_batch_tokens, model)
 
     def checkpointable(self) -> Trainable:
         return Trainable(self.model, self.optimizer, self.scheduler)

@@ -95,8 +95,7 @@ class Actor:
         # warm-up, then constant: one optimizer step per mini-batch, so the step count is not the run's
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, total_steps=0)
         # micro-batch tokens sized from free memory (a GPU, trainer.max_tokens_per_gpu: null); None: the config's
-        self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.max_tokens_per_gpu, self.device,
-                                                          getattr(model, "config", None))
+        self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.max_tokens_per_gpu, model)
 
     @property
     def device(self) -> torch.device:

@@ -28,8 +28,7 @@ class Critic:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo_cfg.critic_lr)
         allocate_adam_state(self.optimizer)
         # micro-batch tokens sized from free memory, as the Actor's (a GPU, trainer.max_tokens_per_gpu: null)
-        self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.max_tokens_per_gpu, self.device,
-                                                          getattr(model, "config", None))
+        self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.max_tokens_per_gpu, model)
 
     @classmethod
     def from_pretrained(cls, model_dir: str, precision: TrainingPrecision, device, algo_cfg, trainer_cfg,
