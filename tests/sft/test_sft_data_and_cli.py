@@ -65,6 +65,8 @@ def test_cli_unknown_key_and_unknown_backend_fail_in_one_line(tmp_path):
     assert result.returncode == 2 and "unknown backend 'tpu'" in result.stderr and "Traceback" not in result.stderr
     result = run_sft("+backend=cpu", "validation.no_such_key=1", cwd=tmp_path)
     assert result.returncode != 0 and "no_such_key" in result.stderr
+    result = run_sft("+backend=cpu", "trainer.micro_batch_tokens=0", cwd=tmp_path)  # was one silent whole-batch pass
+    assert result.returncode == 2 and "trainer.micro_batch_tokens=0 is out of range" in result.stderr
 
 
 def test_a_reasoning_gym_task_becomes_question_answer_chats_with_rl_s_prompts_and_reward(tmp_path, fake_backend):

@@ -39,6 +39,7 @@ RULES: list[Rule] = [
     ("trainer.mini_batches", *POSITIVE_INT),
     ("trainer.micro_batch_size", *POSITIVE_INT),
     ("trainer.max_tokens_per_gpu", lambda v: v is None or v >= 0, "null (auto), 0 (rows) or a token count"),
+    ("trainer.micro_batch_tokens", lambda v: v is None or v >= 1, "null (auto) or a token count >= 1"),  # SFT's
     ("trainer.device", lambda v: v == "auto" or _is_device(v), "auto, cpu or a torch device (cuda, cuda:1, xpu...)"),
     ("trainer.test_freq", lambda v: v >= 0, "an integer >= 0 (0: never)"),
     ("trainer.save_freq", lambda v: v >= 0, "an integer >= 0 (0: never)"),
