@@ -81,6 +81,11 @@ def test_the_first_budget_is_guessed_from_the_model_shape_within_limits(accelera
     # 0.5B shape: 16 x 24 x 5760 = 2.2 MB a token would allow 23,301: the ceiling holds it at START_TOKENS
     assert MemoryTokenBudget(torch.device("cuda"), prior_bytes_per_token(shape(24, 896, 4864))).tokens == START_TOKENS
     assert MemoryTokenBudget(torch.device("cuda"), prior_bytes_per_token(object())).tokens == START_TOKENS  # no shape
+    first = MemoryTokenBudget(torch.device("cuda"), prior_bytes_per_token(shape(28, 1536, 8960)))
+    assert first.tokens == 10960
+    accelerator.free = 5 * GIB  # the engine awake later in the step: the guess stays what the first plan used
+    assert first.tokens == 10960
+    accelerator.free = 50 * GIB
     accelerator.free, accelerator.reserved = 1 * GIB, accelerator.allocated  # nearly full: never below the floor
     assert MemoryTokenBudget(torch.device("cuda"), prior_bytes_per_token(shape(28, 1536, 8960))).tokens == MIN_TOKENS
 

@@ -10,7 +10,6 @@ gradients over ranks, so the result equals the single-process gradient of the sa
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -24,7 +23,7 @@ from core.distributed.packing import IGNORE, packed_token_logprobs
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.setup import DTYPES
-from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, sizing_hint
+from core.trainer.token_budget import MemoryTokenBudget, sized_update, sizing_hint
 from sft.batching import MicroBatch, micro_batches
 from sft.dataset import SFTExample
 from sft.loss import sft_loss_sum
@@ -104,7 +103,7 @@ class SFTTrainer:
         """One optimizer step over the step's batch `examples` (all ranks pass the same list)."""
         self.model.train()
         sizing = lambda: sizing_hint(self.token_budget, "trainer.micro_batch_tokens", self.micro_batch_tokens())  # noqa: E731
-        with self.token_budget.measure() if self.token_budget else nullcontext(), out_of_memory_named("SFT step", sizing):
+        with sized_update(self.token_budget, "SFT step", sizing):
             batches = self._micro_batches(examples)
             real_tokens = sum(int(b.attention_mask.sum()) for b in batches if b.weight)
             total_tokens, input_tokens = all_reduce_sum([sum(b.num_loss_tokens for b in batches), real_tokens],

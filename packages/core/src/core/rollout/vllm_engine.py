@@ -29,8 +29,8 @@ DEFAULT_BUCKET_BYTES = 512 << 20
 
 def build_llm(engine_args: dict[str, Any], multiprocess: bool) -> Any:
     """Start a `vllm.LLM`; `multiprocess` puts vLLM's engine core in its own process. Which is faster
-    depends on the host: an H100 once gave in-process 32k vs 18k tokens/s for a 0.5B model, while the
-    GRPO step on an H200 (2026-12-06) generated 45.6k tokens/s multi-process vs 36.3k in-process."""
+    depends on the host: in the 0.5B GRPO step (2026-12-06) an H200 host generated 45.6k tokens/s
+    multi-process vs 36.3k in-process, an H100 host 25.8k vs 36.1k."""
     # read by vLLM when the engine is created, so it must be set before LLM(...)
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocess else "0"
     try:

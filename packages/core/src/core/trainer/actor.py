@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -21,7 +20,7 @@ from core.distributed.packing import packed_response_logprobs
 from core.trainer.batch import TrainingBatch, budgeted_plan, in_batch_order, minibatches, scatter_rows
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
-from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, rl_sizing_hint
+from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, rl_sizing_hint, sized_update
 
 
 def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool = False,
@@ -134,7 +133,7 @@ class Actor:
         totals: dict[str, float] = {}
         n_updates = 0
         scored = None
-        with self.token_budget.measure() if self.token_budget else nullcontext(), out_of_memory_named("update", self._sizing):
+        with sized_update(self.token_budget, "update", self._sizing):
             for rows, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
                 metrics, scored = self._optimizer_step(mini, keep_scores=on_policy)
                 for key, value in metrics.items():

@@ -8,11 +8,9 @@ from core.algorithms.value import value_loss
 from core.distributed.collectives import data_parallel_size, global_loss_counts
 from core.distributed.fsdp import clip_grad_norm
 from core.trainer.actor import allocate_adam_state
-from contextlib import nullcontext
-
 from core.trainer.batch import TrainingBatch, budgeted_plan, minibatches, scatter_rows
 from core.trainer.precision import TrainingPrecision
-from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, rl_sizing_hint
+from core.trainer.token_budget import MemoryTokenBudget, rl_sizing_hint, sized_update
 
 
 class Critic:
@@ -61,8 +59,7 @@ class Critic:
     def update(self, batch: TrainingBatch) -> dict[str, float]:
         self.model.train()
         losses, clip_fracs, steps = [], [], 0
-        sizing = lambda: rl_sizing_hint(self.token_budget, self.cfg)  # noqa: E731
-        with self.token_budget.measure() if self.token_budget else nullcontext(), out_of_memory_named("critic's update", sizing):
+        with sized_update(self.token_budget, "critic's update", lambda: rl_sizing_hint(self.token_budget, self.cfg)):
             for _, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
                 counts = global_loss_counts(mini.response_mask)
                 self.optimizer.zero_grad(set_to_none=True)

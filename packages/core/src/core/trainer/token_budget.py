@@ -19,7 +19,7 @@ is the same budget over its micro-batches (4096 tokens on a CPU). A CPU, `max_to
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
@@ -70,6 +70,7 @@ class MemoryTokenBudget:
         self.device = device
         self.prior_bytes_per_token = prior_bytes_per_token
         self.measured: int | None = None  # the budget the last update measured; None before the first
+        self._first_guess: int | None = None  # the budget before any measurement, fixed at its first use
         self.largest_micro_tokens = 0  # the largest micro-batch since `measure` began
 
     @classmethod
@@ -86,9 +87,10 @@ class MemoryTokenBudget:
         """The budget the next plan uses."""
         if self.measured is not None:
             return self.measured
-        if self.prior_bytes_per_token is None:
-            return START_TOKENS
-        return max(MIN_TOKENS, min(START_TOKENS, int(HEADROOM * self._free() / self.prior_bytes_per_token)))
+        if self._first_guess is None:  # the free memory the first plan sees (the engine asleep)
+            fits = START_TOKENS if self.prior_bytes_per_token is None else HEADROOM * self._free() / self.prior_bytes_per_token
+            self._first_guess = max(MIN_TOKENS, min(START_TOKENS, int(fits)))
+        return self._first_guess
 
     def planned(self, micro_tokens: list[int]) -> None:
         """Note the token counts of the micro-batches about to run."""
@@ -139,3 +141,11 @@ def out_of_memory_named(phase: str, hint) -> Iterator[None]:
         yield
     except torch.OutOfMemoryError:
         raise TandemError(f"out of GPU memory in the {phase} with {hint()}") from None
+
+
+@contextmanager
+def sized_update(budget: MemoryTokenBudget | None, phase: str, hint) -> Iterator[None]:
+    """Around an optimizer phase: an out-of-memory error named (`out_of_memory_named`) and, with a `budget`,
+    the next budget measured from this phase."""
+    with budget.measure() if budget else nullcontext(), out_of_memory_named(phase, hint):
+        yield
