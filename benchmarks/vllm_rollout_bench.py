@@ -13,9 +13,10 @@ with log-probs against raw with the same log-prob settings. Rows are also append
 $OUT/bench.jsonl (or ./bench.jsonl).
 
 --sweep starts one engine per entry of SWEEP (in a child process each: vLLM does not give all of its memory
-back in-process) with those `LLM(...)` options on top of ours (`backend.engine_args`), at the GRPO step's
-shape (256 sequences: 32 prompts of 128 ids x n=8, 256 new tokens), and prints raw vLLM's and our engine's tokens/s
-for each against the first entry.
+back in-process) with those `LLM(...)` options on top of ours (`backend.engine_args`; a "rollout" key sets
+rollout options instead), at the GRPO step's shape (32 prompts of 170 ids x n=8, 256 new tokens, fresh prompts
+at every repeat as in training: no prefix-cache hits across rollouts), and prints raw vLLM's and our engine's
+tokens/s for each against the first entry: the engine alone, to hold against the step's gen column.
 
 --cprofile runs one rollout at that shape under cProfile and prints the functions by own CPU time: a
 rollout of many short sequences is bound by the host's per-step Python work (scheduler, input preparation,
@@ -40,9 +41,10 @@ ROWS: list[tuple[str, str]] = []
 # option sets for --sweep: vLLM's knobs for many short sequences (the first is the baseline)
 SWEEP: dict[str, dict] = {
     "defaults": {},
-    "async_scheduling": {"async_scheduling": True},
-    "max_num_batched_tokens=16384": {"max_num_batched_tokens": 16384},
+    "async_scheduling=False": {"async_scheduling": False},  # on by default since vLLM 0.1x: what it buys
+    "max_num_batched_tokens=65536": {"max_num_batched_tokens": 65536},  # every prompt's prefill in one step
     "enable_prefix_caching=False": {"enable_prefix_caching": False},  # n=8 shares each prompt's blocks
+    "rollout.multiprocess=true": {"rollout": {"multiprocess": True}},  # engine core in its own process
 }
 SWEEP_RESULT = "SWEEP "
 
@@ -70,7 +72,7 @@ def prompts(count: int, length: int = 128, seed: int = 0) -> list[list[int]]:
     return torch.randint(0, 256, (count, length), generator=g).tolist()
 
 
-def start(model: str, multiprocess: bool, engine_args: dict | None = None, **rollout):
+def start(model: str, multiprocess: bool, engine_args: dict | None = None, max_prompt_length: int = 128, **rollout):
     from omegaconf import OmegaConf
 
     from core.config.schema import TandemConfig
@@ -81,7 +83,7 @@ def start(model: str, multiprocess: bool, engine_args: dict | None = None, **rol
 
     cfg = OmegaConf.structured(TandemConfig)
     cfg.model.path = f"builtin:{model}"
-    cfg.data.max_prompt_length = 128
+    cfg.data.max_prompt_length = max_prompt_length
     cfg.backend.name, cfg.backend.engine = "cuda", "vllm"
     cfg.rollout.multiprocess, cfg.rollout.max_tokens = multiprocess, 256
     for key, value in rollout.items():
@@ -104,21 +106,27 @@ def throughput(engine, tag: str, n_prompts: int = 256, n: int = 1, max_tokens: i
 
     from core.rollout.base import SamplingParams
 
-    ps = prompts(n_prompts)
-    reqs = [TokensPrompt(prompt_token_ids=p) for p in ps]
+    step_shaped = tag.startswith(SWEEP_RESULT)  # --sweep: the GRPO step's prompts, new ones every rollout
+    length, fresh = (170, iter(range(1, 1000))) if step_shaped else (128, None)
+    ps = prompts(n_prompts, length)
+
+    def next_prompts() -> list[list[int]]:
+        return prompts(n_prompts, length, seed=next(fresh)) if fresh else ps
 
     def raw(**extra) -> float:
         params = VllmSamplingParams(n=n, max_tokens=max_tokens, temperature=1.0, ignore_eos=True, **extra)
-        sec, res = median_time(lambda: engine.llm.generate(reqs, params, use_tqdm=False))
+        run = lambda: engine.llm.generate([TokensPrompt(prompt_token_ids=p) for p in next_prompts()], params,  # noqa: E731
+                                          use_tqdm=False)
+        sec, res = median_time(run)
         return sum(len(c.token_ids) for o in res for c in o.outputs) / sec
 
     def ours(logprobs: bool) -> float:
         params = SamplingParams(n=n, max_tokens=max_tokens, temperature=1.0, logprobs=logprobs)
-        sec, out = median_time(lambda: engine.generate(ps, params))
+        sec, out = median_time(lambda: engine.generate(next_prompts(), params))
         return int(out.response_mask.sum()) / sec
 
     engine.generate(ps[:8], SamplingParams(max_tokens=8))  # warm-up
-    if tag.startswith(SWEEP_RESULT):  # --sweep: the two figures it compares, nothing else
+    if step_shaped:  # the two figures it compares, nothing else
         print(tag + json.dumps({"raw": raw(detokenize=False), "ours": ours(False)}), flush=True)
         return
     raw_best = max(raw(), raw(detokenize=False))
@@ -199,13 +207,16 @@ def main() -> None:
         sweep(args.model)
         return
     if args.cprofile:
-        engine, _ = start(args.model, args.multiprocess, max_tokens=256)
+        engine, _ = start(args.model, args.multiprocess, max_prompt_length=512, max_tokens=256)
         throughput(engine, SWEEP_RESULT, n_prompts=32, n=8)
         cpu_profile(engine)
         engine.close()
         return
     if args.sweep_case:
-        engine, _ = start(args.model, args.multiprocess, SWEEP[args.sweep_case], max_tokens=256)
+        options = dict(SWEEP[args.sweep_case])
+        rollout = {"max_tokens": 256, **options.pop("rollout", {})}
+        # the step's data.max_prompt_length: the same max_model_len, so the same automatic KV pool
+        engine, _ = start(args.model, rollout.pop("multiprocess", args.multiprocess), options, 512, **rollout)
         throughput(engine, SWEEP_RESULT, n_prompts=32, n=8)
         engine.close()
         return
