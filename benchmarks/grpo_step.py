@@ -104,10 +104,14 @@ def generate_twice() -> None:
     """Time every rollout's generation, then the same prompts again at once (prefix cache reset), then once
     more with the Python heap frozen (no collection walks the trainer's objects): whether the first generation
     after the wake and weight sync is the slow one, and whether the garbage collector is. Also counts the
-    caching allocator's retries (a full GPU makes each one free its cache and synchronise). Triples the gen column."""
+    caching allocator's retries (a full GPU makes each one free its cache and synchronise), and for the first two
+    what the host's threads and the GPU did (`host_probe.py`). Triples the gen column; vLLM's sleep then also
+    takes ~0.4 s more (its garbage collection walks the unfrozen heap)."""
     import gc
 
     import torch
+
+    from host_probe import HostProbe
 
     from core.rollout.vllm_engine import VllmRolloutEngine
 
@@ -120,10 +124,12 @@ def generate_twice() -> None:
 
     def timed(self, prompts, params):
         retries = torch.cuda.memory_stats().get("num_alloc_retries", 0)
-        first, out = seconds(lambda: original(self, prompts, params))
+        with HostProbe() as first_probe:
+            first, out = seconds(lambda: original(self, prompts, params))
         retries = torch.cuda.memory_stats().get("num_alloc_retries", 0) - retries
         self.reset_prefix_cache()
-        again, _ = seconds(lambda: original(self, prompts, params))
+        with HostProbe() as again_probe:
+            again, _ = seconds(lambda: original(self, prompts, params))
         self.reset_prefix_cache()
         gc.freeze()
         try:
@@ -133,7 +139,8 @@ def generate_twice() -> None:
         tokens = int(out.response_mask.sum())
         print(f"generate three times: {tokens / first:,.0f} tok/s after the wake, {tokens / again:,.0f} again, "
               f"{tokens / frozen:,.0f} with the heap frozen ({gc.get_count()} gc counts, "
-              f"{len(gc.get_objects()):,} objects); allocator retries in the first: {retries}", flush=True)
+              f"{len(gc.get_objects()):,} objects); allocator retries in the first: {retries}\n"
+              f"  after the wake: {first_probe.summary()}\n  again: {again_probe.summary()}", flush=True)
         return out
 
     VllmRolloutEngine.generate = timed

@@ -47,6 +47,7 @@ SWEEP: dict[str, dict] = {
     "rollout.multiprocess=true": {"rollout": {"multiprocess": True}},  # engine core in its own process
 }
 SWEEP_RESULT = "SWEEP "
+PROBE = "our engine alone,"
 
 
 def record(what: str, value: str) -> None:
@@ -104,6 +105,8 @@ def throughput(engine, tag: str, n_prompts: int = 256, n: int = 1, max_tokens: i
     from vllm import SamplingParams as VllmSamplingParams
     from vllm.inputs import TokensPrompt
 
+    from host_probe import HostProbe
+
     from core.rollout.base import SamplingParams
 
     step_shaped = tag.startswith(SWEEP_RESULT)  # --sweep: the GRPO step's prompts, new ones every rollout
@@ -122,7 +125,10 @@ def throughput(engine, tag: str, n_prompts: int = 256, n: int = 1, max_tokens: i
 
     def ours(logprobs: bool) -> float:
         params = SamplingParams(n=n, max_tokens=max_tokens, temperature=1.0, logprobs=logprobs)
-        sec, out = median_time(lambda: engine.generate(next_prompts(), params))
+        with HostProbe() as probe:
+            sec, out = median_time(lambda: engine.generate(next_prompts(), params))
+        if step_shaped:
+            print(f"{PROBE} 3 rollouts: {probe.summary()}", flush=True)
         return int(out.response_mask.sum()) / sec
 
     engine.generate(ps[:8], SamplingParams(max_tokens=8))  # warm-up
@@ -197,14 +203,15 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-0.5b-shape", help="a builtin shape")
     parser.add_argument("--sync-only", action="store_true", help="only sync and sleep/wake (eager engine, less memory)")
     parser.add_argument("--hf", action="store_true", help="also HF generate (the (b) baseline)")
-    parser.add_argument("--sweep", action="store_true", help="raw vs ours under each of SWEEP's vLLM options")
+    parser.add_argument("--sweep", nargs="?", const=",".join(SWEEP), metavar="NAMES",
+                        help="raw vs ours under each of SWEEP's vLLM options (or the comma-separated NAMES of them)")
     parser.add_argument("--cprofile", action="store_true", help="one GRPO-shaped rollout under cProfile")
     parser.add_argument("--sweep-case", help=argparse.SUPPRESS)  # one SWEEP entry, in a child process
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     mode, size = _mode(args.multiprocess), args.model.split("-")[1].upper()
     if args.sweep:
-        sweep(args.model)
+        sweep(args.model, args.sweep.split(","))
         return
     if args.cprofile:
         engine, _ = start(args.model, args.multiprocess, max_prompt_length=512, max_tokens=256)
@@ -267,13 +274,14 @@ def cpu_profile(engine, rows: int = 35) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(rows)
 
 
-def sweep(model: str) -> None:
-    """Each SWEEP entry in its own process; a table of raw and our tokens/s, and ratios to the first entry."""
+def sweep(model: str, names: list[str]) -> None:
+    """Each named SWEEP entry in its own process; a table of raw and our tokens/s, and ratios to the first."""
     results: dict[str, dict] = {}
-    for name in SWEEP:
+    for name in names:
         child = subprocess.run([sys.executable, __file__, "--model", model, "--sweep-case", name],
                                stdout=subprocess.PIPE, text=True)
         lines = [line for line in child.stdout.splitlines() if line.startswith(SWEEP_RESULT)]
+        print("\n".join(f"{name}: {line}" for line in child.stdout.splitlines() if line.startswith(PROBE)))
         if child.returncode or not lines:
             print(f"{name}: failed (exit {child.returncode})")
             continue
