@@ -1,4 +1,4 @@
-"""GRPO step time on one GPU, phase by phase: where every step-time claim in the README comes from.
+"""GRPO step time on one GPU, phase by phase: where every step-time claim comes from (docs/grpo_step_performance.md).
 
     python benchmarks/grpo_step.py                                  # 0.5B and 1.5B shapes x responses 256, 1024
     python benchmarks/grpo_step.py --shapes 0.5b --responses 256 --steps 4 -- trainer.reuse_on_policy_logprobs=false

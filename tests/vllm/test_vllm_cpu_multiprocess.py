@@ -1,7 +1,7 @@
 """`rollout.multiprocess=true` against a real vLLM: the engine core runs in its own process, so new
 weights travel in buckets through `collective_rpc` (bytes on CPU; CUDA IPC handles on a GPU) instead of
 being handed over in-process. On an H200 this engine generated 1.26x faster inside the GRPO step
-(README, fourth step table); this checks that what arrives is the trainer's model.
+(docs/grpo_step_performance.md, fourth round); this checks that what arrives is the trainer's model.
 """
 
 from __future__ import annotations
