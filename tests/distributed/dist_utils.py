@@ -1,4 +1,4 @@
-"""Helpers of the distributed tests: a random batch of uneven lengths, gloo process groups."""
+"""Helpers of the distributed tests: random batches of uneven lengths (GRPO-shaped groups too), gloo process groups."""
 
 from __future__ import annotations
 
@@ -24,6 +24,24 @@ def random_batch(rows: int = 8, seed: int = 0, vocab: int = 300, max_prompt: int
     batch = batch_from_rollout(out, pad_token_id=0)
     batch.old_logprobs = -torch.rand(rows, max_response, generator=gen) * 5
     batch.advantages = torch.randn(rows, max_response, generator=gen)
+    return batch
+
+
+def grouped_batch(groups: int = 3, n: int = 4, seed: int = 0, max_response: int = 6):
+    """GRPO-shaped rows: `groups` prompts of different lengths, n responses each of random lengths, rows
+    shuffled (as the update's mini-batches are), random advantages, and one response token per row left out of the loss (a tool
+    result: attended to, not trained)."""
+    gen = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(1, 300, (3 + 2 * g,), generator=gen).tolist() for g in range(groups)]
+    lengths = torch.randint(2, max_response + 1, (groups * n,), generator=gen)
+    real = torch.arange(max_response)[None, :] < lengths[:, None]
+    trained = real.clone()
+    trained[:, 1] = False
+    out = RolloutOutput([p for p in prompts for _ in range(n)], torch.randint(1, 300, real.shape, generator=gen) * real,
+                        None, trained, torch.arange(groups).repeat_interleave(n), context_mask=real)
+    batch = batch_from_rollout(out, pad_token_id=0).select(torch.randperm(groups * n, generator=gen))
+    batch.old_logprobs = -torch.rand(real.shape, generator=gen) * 5
+    batch.advantages = torch.randn(real.shape, generator=gen)
     return batch
 
 

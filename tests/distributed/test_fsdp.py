@@ -14,7 +14,7 @@ from core.algorithms.spec import AlgorithmSpec
 from core.config.schema import AlgorithmConfig
 from core.distributed.batching import balance_rows, row_lengths
 from core.trainer.actor import Actor
-from dist_utils import free_port, init_gloo, random_batch
+from dist_utils import free_port, grouped_batch, init_gloo, random_batch
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,30 +45,38 @@ def _step(model, batch, trainer_cfg):
     return metrics, grads
 
 
-def _rank_main(rank, world_size, port, model_dir, out_path):
+def _batch(share_prompts: bool):
+    return grouped_batch(groups=3, n=4, seed=4) if share_prompts else random_batch(rows=8)
+
+
+def _rank_main(rank, world_size, port, model_dir, out_path, share_prompts):
     from transformers import AutoModelForCausalLM
 
     from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
+    from core.trainer.setup import attention_kernel
 
     init_gloo(rank, world_size, port)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation=attention_kernel(torch.device("cpu"), True, share_prompts))
     shard_model(model, device_mesh(torch.device("cpu")), FSDPSettings(compute_dtype=torch.float32))
-    batch = random_batch(rows=8)
+    batch = _batch(share_prompts)
     rows = balance_rows(row_lengths(batch.attention_mask), world_size)[rank]
     # a 12-token budget makes several packed micro-batches per rank, a different count on each
-    cfg = _trainer_cfg(max_tokens_per_gpu=12, remove_padding=True)
+    cfg = _trainer_cfg(max_tokens_per_gpu=12, remove_padding=True, share_prompts=share_prompts)
     metrics, grads = _step(model, batch.select(torch.tensor(rows)), cfg)
     if rank == 0:
         torch.save({"metrics": metrics, "grads": grads}, out_path)
     torch.distributed.destroy_process_group()
 
 
-def test_two_rank_fsdp_step_matches_one_process(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("share_prompts", [False, True], ids=["packed", "shared_prompts"])
+def test_two_rank_fsdp_step_matches_one_process(tiny_model_dir, tmp_path, share_prompts):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    expected_metrics, expected_grads = _step(model, random_batch(rows=8), _trainer_cfg())
-    mp.spawn(_rank_main, args=(2, free_port(), tiny_model_dir, tmp_path / "rank0.pt"), nprocs=2, join=True)
+    expected_metrics, expected_grads = _step(model, _batch(share_prompts), _trainer_cfg())
+    mp.spawn(_rank_main, args=(2, free_port(), tiny_model_dir, tmp_path / "rank0.pt", share_prompts), nprocs=2,
+             join=True)
     got = torch.load(tmp_path / "rank0.pt")
     for key in ("actor/pg_loss", "actor/grad_norm", "actor/pg_clipfrac"):
         if key in expected_metrics:

@@ -179,6 +179,9 @@ class TrainerConfig:
     # micro_batch_size rows on a CPU; 0: micro_batch_size rows; N: N tokens
     max_tokens_per_gpu: Optional[int] = None
     remove_padding: Optional[bool] = None  # pack rows into one sequence; null: packed where a varlen kernel runs (GPU), padded on CPU
+    # run each prompt once per micro-batch, its n responses attending to that copy (packed rows, torch's varlen
+    # kernel; core/distributed/shared_prompts.py): the trainer's tokens fall by (n-1)/n of the prompts'
+    share_prompts: bool = False
     compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the log-prob math; null: on CUDA only
     # one device, bf16/fp16 model.dtype: fp32 weights and Adam state, compute under autocast (FSDP's split); false:
     # weights in model.dtype, whose rounding loses small updates (core/trainer/precision.py)

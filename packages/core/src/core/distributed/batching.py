@@ -63,6 +63,45 @@ def micro_batches_by_tokens(lengths: list[int], max_tokens: int, padded: bool) -
     return groups
 
 
+def micro_batches_by_groups(lengths: list[int], prompt_lengths: list[int], group_ids: list[int],
+                            max_tokens: int | None = None, rows_per_micro: int | None = None) -> list[list[int]]:
+    """Micro-batches for the shared-prompt forward (core/distributed/shared_prompts.py): rows of one prompt
+    together, since a micro-batch pays each of its prompts once plus its rows' responses.
+
+    With `max_tokens`: each group cut into as few chunks as fit the budget (a chunk pays its prompt), then the
+    chunks, largest first, filled into micro-batches as `micro_batches_by_tokens` fills rows. Otherwise
+    `rows_per_micro` rows each, in group order. E.g. groups of 16, 12 and 4 tokens, budget 16 -> [16], [12 + 4].
+    """
+    members: dict[int, list[int]] = {}
+    for row, group in enumerate(group_ids):
+        members.setdefault(group, []).append(row)
+    if not max_tokens:
+        ordered = [row for rows in members.values() for row in rows]
+        return [ordered[start:start + rows_per_micro] for start in range(0, len(ordered), rows_per_micro)]
+    chunks: list[tuple[int, list[int]]] = []  # (tokens, rows)
+    for rows in members.values():
+        prompt = prompt_lengths[rows[0]]
+        tokens, chunk = prompt, []
+        for row in rows:
+            response = lengths[row] - prompt_lengths[row]
+            if chunk and tokens + response > max_tokens:
+                chunks.append((tokens, chunk))
+                tokens, chunk = prompt, []
+            tokens, chunk = tokens + response, [*chunk, row]
+        chunks.append((tokens, chunk))
+    chunks.sort(key=lambda c: (-c[0], c[1][0]))
+    micro: list[list[int]] = []
+    tokens = 0
+    for chunk_tokens, rows in chunks:
+        if micro and tokens + chunk_tokens <= max_tokens:
+            micro[-1].extend(rows)
+            tokens += chunk_tokens
+        else:
+            micro.append(list(rows))
+            tokens = chunk_tokens
+    return micro
+
+
 def split_to_count(groups: list[list[int]], count: int) -> list[list[int]]:
     """Split the largest groups until there are `count` of them (empty groups if rows run out).
 
@@ -93,15 +132,19 @@ class MicroBatch:
     dummy: bool = False  # True: a filler pass so this rank matches the others' count; its loss is x0
 
 
-def plan_micro_batches(attention_mask: torch.Tensor, max_tokens: int | None, rows_per_micro: int, padded: bool):
+def plan_micro_batches(attention_mask: torch.Tensor, max_tokens: int | None, rows_per_micro: int, padded: bool,
+                       prompt_groups: tuple[list[int], list[int]] | None = None):
     """This rank's micro-batches, as many as on the busiest rank (all ranks must agree).
 
     attention_mask: [rows, seq_len]. With `max_tokens` set, micro-batches follow the token budget
     (dynamic batch size); otherwise they hold `rows_per_micro` rows each. A rank with fewer rows
     than micro-batches gets dummy passes over its first row, which contribute nothing.
+    `prompt_groups` (each row's prompt length and group id): the shared-prompt forward's micro-batches.
     """
     lengths = row_lengths(attention_mask)
-    if max_tokens:
+    if prompt_groups is not None:
+        groups = micro_batches_by_groups(lengths, *prompt_groups, max_tokens=max_tokens, rows_per_micro=rows_per_micro)
+    elif max_tokens:
         groups = micro_batches_by_tokens(lengths, max_tokens, padded)
     else:
         groups = [list(range(start, min(start + rows_per_micro, len(lengths))))

@@ -45,8 +45,8 @@ def packed_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, atten
     ).logits[0]  # [scored_tokens, vocab]
     if with_entropy:
         logprobs, entropy = logprobs_and_entropy_from_logits(picked, labels[scored], temperature=temperature)
-        return _scatter_rows(logprobs, scored), _scatter_rows(entropy, scored)
-    return _scatter_rows(logprobs_from_logits(picked, labels[scored], temperature=temperature), scored), None
+        return scatter_scored(logprobs, scored), scatter_scored(entropy, scored)
+    return scatter_scored(logprobs_from_logits(picked, labels[scored], temperature=temperature), scored), None
 
 
 def row_bound_kwargs(packed_positions: torch.Tensor) -> dict:
@@ -65,17 +65,24 @@ def packed_response_logprobs(model: torch.nn.Module, batch, with_entropy: bool =
     `batch` is a TrainingBatch (left-padded prompts, right-padded responses): response token j of
     a row is predicted by column prompt_len - 1 + j (a real token: prompts end at prompt_len - 1).
     """
-    response_mask = batch.response_mask.bool()  # [rows, response_len]
-    columns = slice(batch.prompt_len - 1, batch.prompt_len - 1 + response_mask.shape[1])
-    labels = torch.full_like(batch.input_ids, IGNORE)
-    labels[:, columns] = batch.responses.masked_fill(~response_mask, IGNORE)
+    labels, columns = response_labels(batch)
     logprobs, entropy = packed_token_logprobs(
         model, batch.input_ids, batch.attention_mask, labels, batch.position_ids, with_entropy, temperature
     )
     return logprobs[:, columns], None if entropy is None else entropy[:, columns]
 
 
-def _scatter_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def response_labels(batch) -> tuple[torch.Tensor, slice]:
+    """(labels [rows, seq_len], the columns predicting the response): each trained response token as the label
+    of the column before it, IGNORE elsewhere. `batch` is a TrainingBatch."""
+    response_mask = batch.response_mask.bool()  # [rows, response_len]
+    columns = slice(batch.prompt_len - 1, batch.prompt_len - 1 + response_mask.shape[1])
+    labels = torch.full_like(batch.input_ids, IGNORE)
+    labels[:, columns] = batch.responses.masked_fill(~response_mask, IGNORE)
+    return labels, columns
+
+
+def scatter_scored(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[scored_tokens] -> mask.shape with zeros where `mask` is False."""
     out = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
     out[mask] = values

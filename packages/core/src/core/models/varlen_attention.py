@@ -6,6 +6,8 @@ registers it with transformers as the attention implementation `tandem_varlen`:
 
 - packed rows ([1, tokens], position ids restarting at 0, no attention mask): one varlen call over
   the rows' cumulative lengths, so no block-diagonal [tokens x tokens] mask is built;
+- the shared-prompt layout (core/distributed/shared_prompts.py): the same call, each response's keys
+  gathered as its prompt's followed by its own;
 - anything else (a padded batch with a 2-D mask, generation with a KV cache): transformers' sdpa path,
   so a model loaded with this kernel still generates and scores padded batches correctly.
 
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 NAME = "tandem_varlen"
+SHARED_KEYS = "shared_prompt_keys"  # attention kwarg: the shared-prompt layout's gathered key list
 
 
 def varlen_kernel_available() -> bool:
@@ -74,12 +77,19 @@ def attention(module, query, key, value, attention_mask, scaling=None, dropout=0
     if q.is_cuda and torch.is_autocast_enabled("cuda"):  # fp32 weights (trainer.master_weights): the rotary
         # embedding's fp32 cos/sin promote q and k back to fp32; compute in autocast's dtype, as HF's flash path does
         q, k, v = (t.to(torch.get_autocast_dtype("cuda")) for t in (q, k, v))
+    bounds = (cumulative, cumulative, longest, longest)
+    shared_keys = kwargs.get(SHARED_KEYS)  # core/distributed/shared_prompts.py: [prompt ; own] per segment
+    if shared_keys is not None:
+        k, v = k[shared_keys], v[shared_keys]
+        bounds = (cumulative, kwargs["cu_seq_lens_k"], longest, kwargs["max_length_k"])
     flash = q.is_cuda and q.dtype in (torch.bfloat16, torch.float16)  # the flash kernels' only dtypes
-    out = (varlen_causal if flash else rowwise_causal)(q, k, v, cumulative, longest, scaling)
+    out = (varlen_causal if flash else rowwise_causal)(q, k, v, *bounds, scaling)
     return out.unsqueeze(0), None
 
 
-def varlen_causal(q, k, v, cumulative, longest, scale):
+def varlen_causal(q, k, v, cu_q, cu_k, max_q, max_k, scale):
+    """Causal varlen attention; a segment with more keys than queries aligns its queries with its last keys
+    (the flash kernels' bottom-right rule), as a response after its shared prompt needs."""
     from torch.nn.attention.varlen import varlen_attn
 
     accepted = _varlen_parameters()
@@ -91,7 +101,7 @@ def varlen_causal(q, k, v, cumulative, longest, scale):
             options["enable_gqa"] = True
         else:
             k, v = (t.repeat_interleave(q.shape[1] // k.shape[1], dim=1) for t in (k, v))
-    return varlen_attn(q, k, v, cumulative, cumulative, longest, longest, **options)
+    return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, **options)
 
 
 @functools.cache
@@ -101,12 +111,22 @@ def _varlen_parameters() -> frozenset[str]:
     return frozenset(inspect.signature(varlen_attn).parameters)
 
 
-def rowwise_causal(q, k, v, cumulative, longest, scale):
-    """The CPU fallback: causal sdpa row by row over [tokens, heads, dim] tensors."""
+def rowwise_causal(q, k, v, cu_q, cu_k, max_q, max_k, scale):
+    """The CPU fallback: causal sdpa segment by segment over [tokens, heads, dim] tensors, queries aligned with
+    the last keys where a segment has more keys than queries (as `varlen_causal`)."""
     rows = []
-    bounds = cumulative.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        qi, ki, vi = (t[start:end].transpose(0, 1) for t in (q, k, v))  # [heads, row, dim]
-        rows.append(F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale,
-                                                   enable_gqa=qi.shape[0] != ki.shape[0]).transpose(0, 1))
+    for (q_start, q_end), (k_start, k_end) in zip(_spans(cu_q), _spans(cu_k)):
+        qi = q[q_start:q_end].transpose(0, 1)  # [heads, queries, dim]
+        ki, vi = (t[k_start:k_end].transpose(0, 1) for t in (k, v))  # [kv_heads, keys, dim]
+        queries, keys = qi.shape[1], ki.shape[1]
+        # sdpa's is_causal aligns top-left; query i sees keys up to keys - queries + i
+        causal = dict(is_causal=True) if queries == keys else dict(
+            attn_mask=torch.ones(queries, keys, dtype=torch.bool, device=q.device).tril(keys - queries))
+        rows.append(F.scaled_dot_product_attention(qi, ki, vi, scale=scale, enable_gqa=qi.shape[0] != ki.shape[0],
+                                                   **causal).transpose(0, 1))
     return torch.cat(rows)
+
+
+def _spans(cumulative: torch.Tensor) -> list[tuple[int, int]]:
+    bounds = cumulative.tolist()
+    return list(zip(bounds[:-1], bounds[1:]))

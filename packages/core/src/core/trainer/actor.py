@@ -17,6 +17,7 @@ from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
 from core.distributed.fsdp import clip_grad_norm
 from core.distributed.packing import packed_response_logprobs
+from core.distributed.shared_prompts import shared_prompt_logprobs
 from core.trainer.batch import TrainingBatch, budgeted_plan, in_batch_order, minibatches, scatter_rows
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
@@ -40,11 +41,22 @@ def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy
     return logprobs_from_logits(logits, batch.responses, temperature=temperature), None
 
 
-def forward_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool, packed: bool,
+FORWARDS = {"padded": response_logprobs, "packed": packed_response_logprobs, "shared_prompts": shared_prompt_logprobs}
+
+
+def forward_layout(trainer_cfg) -> str:
+    """How the trainer lays a micro-batch out (`FORWARDS`): each prompt once (`trainer.share_prompts`), rows packed
+    padding-free (`trainer.remove_padding`, resolved to a bool by the worker), or padded rows."""
+    if trainer_cfg.get("share_prompts"):  # hand-made trainer configs (tests) may leave it out
+        return "shared_prompts"
+    return "packed" if trainer_cfg.remove_padding else "padded"
+
+
+def forward_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool, layout: str,
                      temperature: float = 1.0):
-    """Response log-probs (and entropies) by the packed, padding-free forward or the padded one,
-    under the sampling temperature (the distribution the rollout drew the tokens from)."""
-    return (packed_response_logprobs if packed else response_logprobs)(model, batch, with_entropy, temperature)
+    """Response log-probs (and entropies) by the `layout`'s forward (see `forward_layout`), under the
+    sampling temperature (the distribution the rollout drew the tokens from)."""
+    return FORWARDS[layout](model, batch, with_entropy, temperature)
 
 
 def behaviour_logprobs_from_update(trainer_cfg, spec: AlgorithmSpec) -> bool:
@@ -101,7 +113,9 @@ class Actor:
         return next(self.model.parameters()).device
 
     def _plan(self, batch: TrainingBatch):
-        return budgeted_plan(batch, self.cfg, self.token_budget, padded=not self.cfg.remove_padding)
+        layout = forward_layout(self.cfg)
+        return budgeted_plan(batch, self.cfg, self.token_budget, padded=layout == "padded",
+                             shared_prompts=layout == "shared_prompts")
 
     def _sizing(self) -> str:
         return rl_sizing_hint(self.token_budget, self.cfg)
@@ -114,7 +128,8 @@ class Actor:
         plan = self._plan(batch)
         with self.precision.compute(self.device), out_of_memory_named("log-prob pass", self._sizing):
             parts = [
-                forward_logprobs(model, batch.select(micro.rows).to(self.device), True, self.cfg.remove_padding, self.temperature)
+                forward_logprobs(model, batch.select(micro.rows).to(self.device), True, forward_layout(self.cfg),
+                                 self.temperature)
                 for micro in plan
             ]
         logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)
@@ -165,7 +180,7 @@ class Actor:
             need_entropy = algo.entropy_coef != 0
             with self.precision.compute(self.device):
                 logprobs, entropy = forward_logprobs(
-                    self.model, micro, need_entropy or keep_scores, self.cfg.remove_padding, self.temperature
+                    self.model, micro, need_entropy or keep_scores, forward_layout(self.cfg), self.temperature
                 )
             old_logprobs = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
             if keep_scores:

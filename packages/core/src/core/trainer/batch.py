@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from core.distributed.batching import MicroBatch, plan_micro_batches
+from core.distributed.shared_prompts import shared_prompt_tokens
 from core.rollout.base import RolloutOutput
 
 
@@ -56,22 +57,30 @@ class TrainingBatch:
 
 
 def micro_batch_plan(batch: "TrainingBatch", trainer_cfg, padded: bool | None = None,
-                     max_tokens: int | None = None) -> list[MicroBatch]:
+                     max_tokens: int | None = None, shared_prompts: bool = False) -> list[MicroBatch]:
     """This rank's micro-batches: `max_tokens` (default `trainer.max_tokens_per_gpu`) tokens or
-    `micro_batch_size` rows each, as many as on the busiest data-parallel rank (see core/distributed/batching.py)."""
+    `micro_batch_size` rows each, as many as on the busiest data-parallel rank (see core/distributed/batching.py);
+    `shared_prompts`: each prompt's rows kept together, for the shared-prompt forward."""
     padded = not trainer_cfg.remove_padding if padded is None else padded
     max_tokens = trainer_cfg.max_tokens_per_gpu if max_tokens is None else max_tokens
-    return plan_micro_batches(batch.attention_mask, max_tokens, trainer_cfg.micro_batch_size, padded)
+    prompt_groups = None
+    if shared_prompts:
+        prompt_groups = (batch.attention_mask[:, :batch.prompt_len].sum(-1).tolist(), batch.group_ids.tolist())
+    return plan_micro_batches(batch.attention_mask, max_tokens, trainer_cfg.micro_batch_size, padded, prompt_groups)
 
 
-def budgeted_plan(batch: "TrainingBatch", trainer_cfg, budget, padded: bool) -> list[MicroBatch]:
+def budgeted_plan(batch: "TrainingBatch", trainer_cfg, budget, padded: bool, shared_prompts: bool = False) -> list[MicroBatch]:
     """`micro_batch_plan` under `budget` (a `MemoryTokenBudget`, told what each micro-batch costs: its tokens
-    packed, rows x its longest row padded); the config's plan when `budget` is None."""
+    packed, rows x its longest row padded, each prompt once shared); the config's plan when `budget` is None."""
     if budget is None:
-        return micro_batch_plan(batch, trainer_cfg, padded)
-    plan = micro_batch_plan(batch, trainer_cfg, padded, max_tokens=budget.tokens)
-    lengths = batch.attention_mask.sum(-1)
-    budget.planned([int(len(m.rows) * lengths[m.rows].max() if padded else lengths[m.rows].sum()) for m in plan])
+        return micro_batch_plan(batch, trainer_cfg, padded, shared_prompts=shared_prompts)
+    plan = micro_batch_plan(batch, trainer_cfg, padded, max_tokens=budget.tokens, shared_prompts=shared_prompts)
+    lengths, mask = batch.attention_mask.sum(-1), batch.attention_mask
+    if shared_prompts:
+        costs = [shared_prompt_tokens(mask[m.rows], batch.prompt_len, batch.group_ids[m.rows]) for m in plan]
+    else:
+        costs = [int(len(m.rows) * lengths[m.rows].max() if padded else lengths[m.rows].sum()) for m in plan]
+    budget.planned(costs)
     return plan
 
 

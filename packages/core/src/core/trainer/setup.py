@@ -54,16 +54,19 @@ def load_tokenizer(model_cfg):
     return model_dir, tokenizer
 
 
-def load_policy(model_cfg, device: torch.device, dtype: torch.dtype | None = None, packed: bool = False):
+def load_policy(model_cfg, device: torch.device, dtype: torch.dtype | None = None, packed: bool = False,
+                shared_prompts: bool = False):
     """(model_dir, tokenizer, model) for `model.path`; the model is on `device`, in `dtype`
     (default `model.dtype`; FSDP asks for float32 master weights and computes in `model.dtype`).
-    `packed`: the padding-free forward, with varlen flash-attention when flash-attn is installed."""
+    `packed`: the padding-free forward, with varlen flash-attention when flash-attn is installed;
+    `shared_prompts`: the shared-prompt forward's attention (`attention_kernel`)."""
     from transformers import AutoModelForCausalLM
 
     model_dir, tokenizer = load_tokenizer(model_cfg)
     with unreadable_model_named(model_dir, "weights"):
         model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=dtype or model_dtype(model_cfg), attn_implementation=attention_kernel(device, packed)
+            model_dir, dtype=dtype or model_dtype(model_cfg),
+            attn_implementation=attention_kernel(device, packed, shared_prompts),
         ).to(device)
     if model_cfg.gradient_checkpointing:  # newer transformers renamed it; the old name warns on every run
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
@@ -96,24 +99,33 @@ def model_dtype(model_cfg) -> torch.dtype:
     return DTYPES[model_cfg.dtype]
 
 
-def resolve_packing(setting: bool | None, device: torch.device, compute_dtype: torch.dtype) -> bool:
+def resolve_packing(setting: bool | None, device: torch.device, compute_dtype: torch.dtype,
+                    shared_prompts: bool = False) -> bool:
     """`trainer.remove_padding`, with null meaning: packed where a varlen attention kernel runs on `device`
     in `compute_dtype` (flash kernels: bf16/fp16 only; measured on the H200: the 0.5B update 9% faster,
     SFT 1.7x; README), padded otherwise: on CPU the sdpa mask costs more than the padding saves, and an fp32
-    model (SmolLM2's preset) has no flash kernel."""
+    model (SmolLM2's preset) has no flash kernel. `shared_prompts` (`trainer.share_prompts`) packs rows."""
+    if shared_prompts:
+        if setting is False:
+            raise TandemError("trainer.share_prompts=true packs rows (each prompt once): it cannot run with "
+                              "trainer.remove_padding=false; leave remove_padding null or true")
+        return True
     if setting is not None:
         return bool(setting)
     return compute_dtype in (torch.bfloat16, torch.float16) and attention_kernel(device, packed=True) is not None
 
 
-def attention_kernel(device: torch.device, packed: bool) -> str | None:
+def attention_kernel(device: torch.device, packed: bool, shared_prompts: bool = False) -> str | None:
     """For packed rows on an accelerator: flash_attention_2 when flash-attn is importable, else torch's varlen
     kernel (core/models/varlen_attention.py). Otherwise transformers' default (sdpa, which handles packed rows
-    exactly with a block-diagonal mask: the CPU path)."""
+    exactly with a block-diagonal mask: the CPU path). The shared-prompt forward needs `tandem_varlen` everywhere
+    (its key lists; segment by segment on a CPU)."""
     import importlib.util
 
     from core.models import varlen_attention
 
+    if shared_prompts:
+        return varlen_attention.register()
     if not packed or device.type == "cpu":
         return None
     if importlib.util.find_spec("flash_attn") is not None:

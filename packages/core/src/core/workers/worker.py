@@ -41,10 +41,12 @@ class TrainWorker(ModelWorker):
         compute_dtype = model_dtype(cfg.model)
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
         # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
-        cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, self.device, compute_dtype)  # the actor reads it
+        cfg.trainer.remove_padding = resolve_packing(  # the actor reads it
+            cfg.trainer.remove_padding, self.device, compute_dtype, cfg.trainer.share_prompts)
         precision = configured_precision(cfg.model, cfg.trainer, compute_dtype, sharded)
         self.model_dir, self.tokenizer, policy = load_policy(
-            cfg.model, self.device, precision.param_dtype, packed=cfg.trainer.remove_padding
+            cfg.model, self.device, precision.param_dtype, packed=cfg.trainer.remove_padding,
+            shared_prompts=cfg.trainer.share_prompts,
         )
         spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
         compiled = switch_compile(cfg.trainer.compile, self.device, policy)
