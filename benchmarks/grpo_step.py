@@ -12,8 +12,10 @@ defaults. The first step (engine warm-up, allocator growth) is left out; the res
 Columns: seconds per phase (gen includes sync = wake + weight push + KV wake; logprob = the reference
 and, unless the update is on-policy, the behaviour forward), tokens/s of the step and of generation,
 MFU of the update (6 N T) and of the log-prob phase (2 N T per forward pass it runs) against the bf16
-matmul peak measured at the start of the same run, the trainer's peak memory (what it keeps while the
-engine sleeps plus the step's rise above that) and what it keeps while the engine sleeps. N counts non-embedding parameters (the lm-head included).
+matmul peak measured at the start of the same run (T: the tokens the trainer's forward computes, each prompt
+once with `trainer.share_prompts`; the tokens column counts every row's prompt), the trainer's peak memory
+(what it keeps while the engine sleeps plus the step's rise above that) and what it keeps while the engine
+sleeps. N counts non-embedding parameters (the lm-head included).
 """
 
 from __future__ import annotations
@@ -208,6 +210,7 @@ def summarise(shape, response_tokens, rows, cfg, peak) -> dict:
     mean = lambda key: sum(r.get(key, 0.0) for r in measured) / len(measured)  # noqa: E731
     params = non_embedding_parameters(cfg.model.path)
     tokens = mean("perf/tokens")
+    computed = mean("perf/update_tokens") or tokens  # what the trainer's forward ran (prompts once if shared)
     from core.algorithms.spec import AlgorithmSpec
     from core.trainer.actor import behaviour_logprobs_from_update
 
@@ -218,8 +221,8 @@ def summarise(shape, response_tokens, rows, cfg, peak) -> dict:
         case=f"{shape} x {response_tokens}", step=mean("timing/step"), gen=mean("timing/gen"), sync=mean("timing/sync"),
         logprob=mean("timing/logprob"), update=mean("timing/update"), tokens=tokens,
         step_tok_s=tokens / mean("timing/step"), gen_tok_s=response_tokens_done / max(mean("timing/gen") - mean("timing/sync"), 1e-9),
-        update_mfu=6 * params * tokens / mean("timing/update") / (peak * 1e12),
-        logprob_mfu=2 * params * tokens * passes / max(mean("timing/logprob"), 1e-9) / (peak * 1e12) if passes else 0.0,
+        update_mfu=6 * params * computed / mean("timing/update") / (peak * 1e12),
+        logprob_mfu=2 * params * computed * passes / max(mean("timing/logprob"), 1e-9) / (peak * 1e12) if passes else 0.0,
         # the allocator's peak also counts the in-process engine's pool (allocated even while unmapped):
         # the trainer's own peak is what it keeps while the engine sleeps plus the step's rise above that
         peak_gib=max(r.get("memory/used_while_asleep_gib", 0.0)

@@ -146,3 +146,23 @@ def test_the_flash_kernel_aligns_a_response_after_its_prompt_as_the_cpu_fallback
     monkeypatch.setattr(varlen_attention, "varlen_causal", flash_kernel)
     packed, _ = packed_response_logprobs(model, batch)
     torch.testing.assert_close(flash[mask], packed[mask], rtol=0.02, atol=0.05)
+
+
+def test_the_update_reports_the_tokens_its_forward_computed(tiny_model_dir):
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM
+
+    from core.algorithms.spec import AlgorithmSpec
+    from core.config.schema import AlgorithmConfig, TrainerConfig
+    from core.trainer.actor import Actor
+
+    algo = OmegaConf.merge(OmegaConf.structured(AlgorithmConfig), {"kl_placement": "none"})
+    batch = grouped_batch(groups=3, n=4, seed=5)
+    prompts = batch.attention_mask[:, :batch.prompt_len].sum(-1)
+    shared_tokens = int(batch.attention_mask.sum() - prompts.sum()) + int(prompts.unique().sum())  # 3 distinct lengths
+    for share, expected in ((False, int(batch.attention_mask.sum())), (True, shared_tokens)):
+        trainer = OmegaConf.merge(OmegaConf.structured(TrainerConfig), dict(remove_padding=True, share_prompts=share))
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32,
+                                                     attn_implementation=varlen_attention.register())
+        result = Actor(model, algo, trainer, AlgorithmSpec.from_config(algo, 6)).update(batch)
+        assert result.metrics["perf/update_tokens"] == expected

@@ -18,7 +18,8 @@ from core.distributed.collectives import data_parallel_size, global_loss_counts,
 from core.distributed.fsdp import clip_grad_norm
 from core.distributed.packing import packed_response_logprobs
 from core.distributed.shared_prompts import shared_prompt_logprobs
-from core.trainer.batch import TrainingBatch, budgeted_plan, in_batch_order, minibatches, scatter_rows
+from core.trainer.batch import (TrainingBatch, budgeted_plan, forward_tokens, in_batch_order, minibatches,
+                                scatter_rows)
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, rl_sizing_hint, sized_update
@@ -157,6 +158,9 @@ class Actor:
         result = UpdateResult({key: value / n_updates for key, value in totals.items()})
         if self.token_budget:  # what the next step's micro-batches may hold
             result.metrics["perf/micro_batch_tokens"] = float(self.token_budget.tokens)
+        # what the forward computed (each prompt once when shared): the MFU's T (benchmarks/grpo_step.py)
+        shared = forward_layout(self.cfg) == "shared_prompts"
+        result.metrics["perf/update_tokens"] = float(self.cfg.ppo_epochs * forward_tokens(batch, shared))
         if on_policy:  # the one mini-batch is the whole batch, shuffled by `rows`
             result.logprobs, result.entropy = (in_batch_order([rows], [part], batch.rows) for part in scored)
         return result

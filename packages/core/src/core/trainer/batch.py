@@ -84,6 +84,13 @@ def budgeted_plan(batch: "TrainingBatch", trainer_cfg, budget, padded: bool, sha
     return plan
 
 
+def forward_tokens(batch: "TrainingBatch", shared_prompts: bool) -> int:
+    """Tokens a forward over `batch` computes: its real tokens, each group's prompt once with shared prompts."""
+    if shared_prompts:
+        return shared_prompt_tokens(batch.attention_mask, batch.prompt_len, batch.group_ids)
+    return int(batch.attention_mask.sum())
+
+
 def scatter_rows(plan: list[MicroBatch], parts: list[torch.Tensor], rows: int) -> torch.Tensor:
     """Reassemble per-micro-batch results [micro_rows, ...] into batch order [rows, ...]."""
     real = [(micro.rows, part) for micro, part in zip(plan, parts) if not micro.dummy]
