@@ -65,6 +65,16 @@ def test_rows_with_different_prompts_each_keep_their_own():
                                rtol=1e-5, atol=1e-5)
 
 
+def test_a_row_without_response_tokens_has_no_segment():
+    # rows 0 and 1 share the prompt [5, 6]; row 1 got no response token
+    ids = torch.tensor([[5, 6, 1, 2], [5, 6, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    layout = shared_prompt_layout(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), prompt_len=2)
+    assert layout.input_ids.tolist() == [[5, 6, 1, 2]]
+    assert layout.cu_seq_q.tolist() == [0, 2, 4] and layout.cu_seq_k.tolist() == [0, 2, 6]
+    assert layout.packed_at.tolist() == [[0, 1, 2, 3], [0, 1, -1, -1]]
+
+
 def test_tokens_count_each_groups_prompt_once():
     # group 0: prompt 2 tokens, responses 2 and 1; group 1: prompt 3, response 1 -> 2 + 3 + 3 + 1 = 9
     mask = torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 0], [0, 1, 1, 1, 0]])
