@@ -69,3 +69,13 @@ def test_only_one_epoch_of_one_mini_batch_without_reward_kl_reuses():
         assert not behaviour_logprobs_from_update(OmegaConf.merge(TRAINER, override), spec)
     reward_kl = AlgorithmSpec.from_config(OmegaConf.merge(ALGO, {"kl_placement": "reward", "kl_coef": 0.1}), 5)
     assert not behaviour_logprobs_from_update(TRAINER, reward_kl)
+
+
+def test_a_pass_without_entropies_gives_the_same_logprobs(tiny_model_dir):
+    """The reference pass asks for no entropies (nothing reads them): the same log-probs, bit for bit."""
+    actor = _actor(tiny_model_dir)
+    batch = random_batch(rows=6, seed=2)
+    with_entropy, entropy = actor.compute_logprobs(batch)
+    without, none = actor.compute_logprobs(batch, with_entropy=False)
+    assert none is None and entropy is not None
+    assert torch.equal(without, with_entropy)

@@ -122,19 +122,19 @@ class Actor:
         return rl_sizing_hint(self.token_budget, self.cfg)
 
     @torch.no_grad()
-    def compute_logprobs(self, batch: TrainingBatch, model: torch.nn.Module | None = None):
-        """Log-probs and entropies under `model` (default: the policy), micro-batched."""
+    def compute_logprobs(self, batch: TrainingBatch, model: torch.nn.Module | None = None, with_entropy: bool = True):
+        """Log-probs and entropies (None unless `with_entropy`) under `model` (default: the policy), micro-batched."""
         model = model or self.model
         model.eval()
         plan = self._plan(batch)
         with self.precision.compute(self.device), out_of_memory_named("log-prob pass", self._sizing):
             parts = [
-                forward_logprobs(model, batch.select(micro.rows).to(self.device), True, forward_layout(self.cfg),
+                forward_logprobs(model, batch.select(micro.rows).to(self.device), with_entropy, forward_layout(self.cfg),
                                  self.temperature)
                 for micro in plan
             ]
         logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)
-        return logprobs, scatter_rows(plan, [p[1].cpu() for p in parts], batch.rows)
+        return logprobs, scatter_rows(plan, [p[1].cpu() for p in parts], batch.rows) if with_entropy else None
 
     def update(self, batch: TrainingBatch) -> UpdateResult:
         """ppo_epochs x mini_batches optimizer steps over the batch; mean metrics.

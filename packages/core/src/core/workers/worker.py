@@ -94,10 +94,11 @@ class TrainWorker(ModelWorker):
         return self.actor.compute_logprobs(batch)
 
     def compute_ref_logprobs(self, batch: TrainingBatch) -> torch.Tensor:
+        # no entropies: nothing reads the reference's, and they cost a pass over [tokens x vocab] per chunk
         if self.reference is None:  # LoRA: no second copy of the weights
             with adapters_disabled(self.policy):
-                return self.actor.compute_logprobs(batch)[0]
-        return self.actor.compute_logprobs(batch, model=self.reference)[0]
+                return self.actor.compute_logprobs(batch, with_entropy=False)[0]
+        return self.actor.compute_logprobs(batch, model=self.reference, with_entropy=False)[0]
 
     def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
         return self.critic.compute_values(batch)
