@@ -1,4 +1,4 @@
-"""Helpers of the distributed tests: random batches of uneven lengths (GRPO-shaped groups too), gloo process groups."""
+"""Helpers of the distributed tests: random batches of uneven lengths (GRPO-shaped groups too), gloo groups."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def random_batch(rows: int = 8, seed: int = 0, vocab: int = 300, max_prompt: int
 
 def grouped_batch(groups: int = 3, n: int = 4, seed: int = 0, max_response: int = 6):
     """GRPO-shaped rows: `groups` prompts of different lengths, n responses each of random lengths, rows
-    shuffled (as the update's mini-batches are), random advantages, and one response token per row left out of the loss (a tool
-    result: attended to, not trained)."""
+    shuffled (as the update's mini-batches are), random advantages, and one response token per row left out
+    of the loss (a tool result: attended to, not trained)."""
     gen = torch.Generator().manual_seed(seed)
     prompts = [torch.randint(1, 300, (3 + 2 * g,), generator=gen).tolist() for g in range(groups)]
     lengths = torch.randint(2, max_response + 1, (groups * n,), generator=gen)

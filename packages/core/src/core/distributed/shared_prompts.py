@@ -78,16 +78,17 @@ def shared_prompt_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     answered = response_lengths > 0  # rows without response tokens have no segment
     own_prompt = prompt_of_row[answered]
     # key spans: each prompt its own; each response its prompt's, then its own
-    span_starts = torch.cat([prompt_starts, torch.stack([prompt_starts[own_prompt], response_starts[answered]], 1).reshape(-1)])
-    span_lengths = torch.cat([prompt_lengths, torch.stack([prompt_lengths[own_prompt], response_lengths[answered]], 1).reshape(-1)])
+    pairs = lambda a, b: torch.stack([a, b], 1).reshape(-1)  # noqa: E731  [a0, b0, a1, b1, ...]
+    span_starts = torch.cat([prompt_starts, pairs(prompt_starts[own_prompt], response_starts[answered])])
+    span_lengths = torch.cat([prompt_lengths, pairs(prompt_lengths[own_prompt], response_lengths[answered])])
     query_lengths = torch.cat([prompt_lengths, response_lengths[answered]])
     key_lengths = torch.cat([prompt_lengths, prompt_lengths[own_prompt] + response_lengths[answered]])
     device = input_ids.device
+    packed = lambda t: torch.cat([t[first_row][:, :prompt_len][prompt_real[first_row]],  # noqa: E731
+                                  t[:, prompt_len:][response_real]]).unsqueeze(0).to(device)
     return SharedPromptLayout(
-        input_ids=torch.cat([ids[first_row][:, :prompt_len][prompt_real[first_row]], ids[:, prompt_len:][response_real]])
-        .unsqueeze(0).to(device),
-        position_ids=torch.cat([positions[first_row][:, :prompt_len][prompt_real[first_row]],
-                                positions[:, prompt_len:][response_real]]).unsqueeze(0).to(device),
+        input_ids=packed(ids),
+        position_ids=packed(positions),
         packed_at=packed_at.to(device),
         key_index=_spans(span_starts, span_lengths).to(device),
         cu_seq_q=_bounds(query_lengths).to(device),
@@ -136,4 +137,5 @@ def shared_prompt_logprobs(model: torch.nn.Module, batch, with_entropy: bool = F
     if with_entropy:
         logprobs, entropy = logprobs_and_entropy_from_logits(picked, labels[scored], temperature=temperature)
         return scatter_scored(logprobs, scored)[:, columns], scatter_scored(entropy, scored)[:, columns]
-    return scatter_scored(logprobs_from_logits(picked, labels[scored], temperature=temperature), scored)[:, columns], None
+    logprobs = logprobs_from_logits(picked, labels[scored], temperature=temperature)
+    return scatter_scored(logprobs, scored)[:, columns], None

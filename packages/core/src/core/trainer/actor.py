@@ -128,9 +128,9 @@ class Actor:
         model.eval()
         plan = self._plan(batch)
         with self.precision.compute(self.device), out_of_memory_named("log-prob pass", self._sizing):
+            layout = forward_layout(self.cfg)
             parts = [
-                forward_logprobs(model, batch.select(micro.rows).to(self.device), with_entropy, forward_layout(self.cfg),
-                                 self.temperature)
+                forward_logprobs(model, batch.select(micro.rows).to(self.device), with_entropy, layout, self.temperature)
                 for micro in plan
             ]
         logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)

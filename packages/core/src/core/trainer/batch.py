@@ -69,7 +69,8 @@ def micro_batch_plan(batch: "TrainingBatch", trainer_cfg, padded: bool | None = 
     return plan_micro_batches(batch.attention_mask, max_tokens, trainer_cfg.micro_batch_size, padded, prompt_groups)
 
 
-def budgeted_plan(batch: "TrainingBatch", trainer_cfg, budget, padded: bool, shared_prompts: bool = False) -> list[MicroBatch]:
+def budgeted_plan(batch: "TrainingBatch", trainer_cfg, budget, padded: bool,
+                  shared_prompts: bool = False) -> list[MicroBatch]:
     """`micro_batch_plan` under `budget` (a `MemoryTokenBudget`, told what each micro-batch costs: its tokens
     packed, rows x its longest row padded, each prompt once shared); the config's plan when `budget` is None."""
     if budget is None:
