@@ -176,3 +176,16 @@ def test_the_update_reports_the_tokens_its_forward_computed(tiny_model_dir):
                                                      attn_implementation=varlen_attention.register())
         result = Actor(model, algo, trainer, AlgorithmSpec.from_config(algo, 6)).update(batch)
         assert result.metrics["perf/update_tokens"] == expected
+
+
+def test_shared_prompts_without_a_flash_dtype_warn_on_an_accelerator(caplog):
+    from core.trainer.setup import resolve_packing
+
+    with caplog.at_level("WARNING", logger="tandem"):
+        assert resolve_packing(None, torch.device("cuda"), torch.float32, shared_prompts=True)
+    assert "trainer.share_prompts with float32 compute" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tandem"):
+        resolve_packing(None, torch.device("cuda"), torch.bfloat16, shared_prompts=True)
+        resolve_packing(None, torch.device("cpu"), torch.float32, shared_prompts=True)
+    assert not caplog.text

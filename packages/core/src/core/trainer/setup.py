@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -109,6 +110,11 @@ def resolve_packing(setting: bool | None, device: torch.device, compute_dtype: t
         if setting is False:
             raise TandemError("trainer.share_prompts=true packs rows (each prompt once): it cannot run with "
                               "trainer.remove_padding=false; leave remove_padding null or true")
+        if device.type != "cpu" and compute_dtype not in (torch.bfloat16, torch.float16):
+            logging.getLogger("tandem").warning(
+                "trainer.share_prompts with %s compute: no flash kernel takes it, so attention runs prompt by "
+                "prompt and response by response (correct, slow); model.dtype=bfloat16 or trainer.master_weights "
+                "gives the kernel", str(compute_dtype).removeprefix("torch."))
         return True
     if setting is not None:
         return bool(setting)
