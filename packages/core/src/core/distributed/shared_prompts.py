@@ -115,7 +115,9 @@ def _spans(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def shared_prompt_tokens(attention_mask: torch.Tensor, prompt_len: int, group_ids: torch.Tensor) -> int:
-    """Tokens the shared-prompt forward runs for these rows: each group's prompt once, every response."""
+    """Tokens the shared-prompt forward runs for these rows: each group's prompt once, every response. Counted
+    by group id (a GRPO group shares one prompt by construction), for the planner's speed; the layout itself
+    matches prompts by their tokens, so rows of one group id with different prompts run a copy each."""
     lengths = attention_mask.sum(-1)
     prompt_lengths = attention_mask[:, :prompt_len].sum(-1)
     once = torch.zeros(int(group_ids.max()) + 1 if len(group_ids) else 0, dtype=lengths.dtype)

@@ -115,7 +115,7 @@ def rowwise_causal(q, k, v, cu_q, cu_k, max_q, max_k, scale):
     """The CPU fallback: causal sdpa segment by segment over [tokens, heads, dim] tensors, queries aligned with
     the last keys where a segment has more keys than queries (as `varlen_causal`)."""
     rows = []
-    for (q_start, q_end), (k_start, k_end) in zip(_spans(cu_q), _spans(cu_k)):
+    for (q_start, q_end), (k_start, k_end) in zip(_segments(cu_q), _segments(cu_k)):
         qi = q[q_start:q_end].transpose(0, 1)  # [heads, queries, dim]
         ki, vi = (t[k_start:k_end].transpose(0, 1) for t in (k, v))  # [kv_heads, keys, dim]
         queries, keys = qi.shape[1], ki.shape[1]
@@ -127,6 +127,7 @@ def rowwise_causal(q, k, v, cu_q, cu_k, max_q, max_k, scale):
     return torch.cat(rows)
 
 
-def _spans(cumulative: torch.Tensor) -> list[tuple[int, int]]:
+def _segments(cumulative: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, end) of each segment of cumulative bounds: [0, 3, 4] -> [(0, 3), (3, 4)]."""
     bounds = cumulative.tolist()
     return list(zip(bounds[:-1], bounds[1:]))

@@ -108,15 +108,15 @@ class Actor:
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, total_steps=0)
         # micro-batch tokens sized from free memory (a GPU, trainer.max_tokens_per_gpu: null); None: the config's
         self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.max_tokens_per_gpu, model)
+        self.layout = forward_layout(trainer_cfg)  # after the worker resolved trainer.remove_padding
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def _plan(self, batch: TrainingBatch):
-        layout = forward_layout(self.cfg)
-        return budgeted_plan(batch, self.cfg, self.token_budget, padded=layout == "padded",
-                             shared_prompts=layout == "shared_prompts")
+        return budgeted_plan(batch, self.cfg, self.token_budget, padded=self.layout == "padded",
+                             shared_prompts=self.layout == "shared_prompts")
 
     def _sizing(self) -> str:
         return rl_sizing_hint(self.token_budget, self.cfg)
@@ -128,9 +128,9 @@ class Actor:
         model.eval()
         plan = self._plan(batch)
         with self.precision.compute(self.device), out_of_memory_named("log-prob pass", self._sizing):
-            layout = forward_layout(self.cfg)
             parts = [
-                forward_logprobs(model, batch.select(micro.rows).to(self.device), with_entropy, layout, self.temperature)
+                forward_logprobs(model, batch.select(micro.rows).to(self.device), with_entropy, self.layout,
+                                 self.temperature)
                 for micro in plan
             ]
         logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)
@@ -158,8 +158,9 @@ class Actor:
         result = UpdateResult({key: value / n_updates for key, value in totals.items()})
         if self.token_budget:  # what the next step's micro-batches may hold
             result.metrics["perf/micro_batch_tokens"] = float(self.token_budget.tokens)
-        # what the forward computed (each prompt once when shared): the MFU's T (benchmarks/grpo_step.py)
-        shared = forward_layout(self.cfg) == "shared_prompts"
+        # what the forward computed, each prompt once when shared (a group split over two micro-batches pays its
+        # prompt twice, not counted here): the MFU's T (benchmarks/grpo_step.py)
+        shared = self.layout == "shared_prompts"
         result.metrics["perf/update_tokens"] = float(self.cfg.ppo_epochs * forward_tokens(batch, shared))
         if on_policy:  # the one mini-batch is the whole batch, shuffled by `rows`
             result.logprobs, result.entropy = (in_batch_order([rows], [part], batch.rows) for part in scored)
@@ -184,7 +185,7 @@ class Actor:
             need_entropy = algo.entropy_coef != 0
             with self.precision.compute(self.device):
                 logprobs, entropy = forward_logprobs(
-                    self.model, micro, need_entropy or keep_scores, forward_layout(self.cfg), self.temperature
+                    self.model, micro, need_entropy or keep_scores, self.layout, self.temperature
                 )
             old_logprobs = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
             if keep_scores:
