@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -110,23 +111,26 @@ def throughput(engine, tag: str, n_prompts: int = 256, n: int = 1, max_tokens: i
     from core.rollout.base import SamplingParams
 
     step_shaped = tag.startswith(SWEEP_RESULT)  # --sweep: the GRPO step's prompts, new ones every rollout
-    length, fresh = (170, iter(range(1, 1000))) if step_shaped else (128, None)
+    length = 170 if step_shaped else 128
     ps = prompts(n_prompts, length)
+    seeds = iter(range(1, 1000))
 
-    def next_prompts() -> list[list[int]]:
-        return prompts(n_prompts, length, seed=next(fresh)) if fresh else ps
+    def prompt_sets(repeats: int = 3) -> Iterator[list[list[int]]]:
+        """One prompt list per timed repeat, made before the timing starts."""
+        sets = [prompts(n_prompts, length, seed=next(seeds)) if step_shaped else ps for _ in range(repeats)]
+        return iter(sets)
 
     def raw(**extra) -> float:
         params = VllmSamplingParams(n=n, max_tokens=max_tokens, temperature=1.0, ignore_eos=True, **extra)
-        run = lambda: engine.llm.generate([TokensPrompt(prompt_token_ids=p) for p in next_prompts()], params,  # noqa: E731
-                                          use_tqdm=False)
-        sec, res = median_time(run)
+        requests = iter([[TokensPrompt(prompt_token_ids=p) for p in batch] for batch in prompt_sets()])
+        sec, res = median_time(lambda: engine.llm.generate(next(requests), params, use_tqdm=False))
         return sum(len(c.token_ids) for o in res for c in o.outputs) / sec
 
     def ours(logprobs: bool) -> float:
         params = SamplingParams(n=n, max_tokens=max_tokens, temperature=1.0, logprobs=logprobs)
+        batches = prompt_sets()
         with HostProbe() as probe:
-            sec, out = median_time(lambda: engine.generate(next_prompts(), params))
+            sec, out = median_time(lambda: engine.generate(next(batches), params))
         if step_shaped:
             print(f"{PROBE} 3 rollouts: {probe.summary()}", flush=True)
         return int(out.response_mask.sum()) / sec
