@@ -92,11 +92,16 @@ def profile_phases(at_call: int = 3, rows: int = 30) -> None:
             if _calls[0] != at_call:
                 return _original(self, *args, **kwargs)
             activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            start = time.perf_counter()
             with torch.profiler.profile(activities=activities) as prof:
                 result = _original(self, *args, **kwargs)
                 torch.cuda.synchronize()
-            print(f"\n=== profile: Actor.{_name} (call {at_call}) ===")
-            print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=60))
+            seconds = time.perf_counter() - start
+            averages = prof.key_averages()
+            print(f"\n=== profile: Actor.{_name} (call {at_call}, {seconds:.3f} s profiled) ===")
+            print(averages.table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=60))
+            # where the host's time went: launches, allocator calls, waits on the GPU (synchronisations)
+            print(averages.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
             return result
 
         setattr(Actor, name, functools.wraps(original)(profiled))

@@ -23,6 +23,28 @@ def varlen_model():
     return Qwen2ForCausalLM._from_config(config, attn_implementation=varlen_attention.register())
 
 
+def test_a_lora_policy_takes_the_shared_forward_and_its_reference_pass_too():
+    """GPU runs share prompts by default, LoRA runs among them: peft's wrapper must hand the layout's attention
+    arguments through, with adapters on (the policy) and off (the reference)."""
+    from omegaconf import OmegaConf
+
+    from core.models.lora import adapters_disabled, apply_lora
+
+    model = apply_lora(varlen_model(), OmegaConf.create(dict(rank=4, alpha=8, dropout=0.0,
+                                                             target_modules=["q_proj", "v_proj"])))
+    for lora_b in (p for name, p in model.named_parameters() if "lora_B" in name):
+        torch.nn.init.normal_(lora_b, std=0.1)  # adapters that change the output (peft starts them at 0)
+    batch = grouped_batch()
+    mask = batch.response_mask
+    policy, _ = shared_prompt_logprobs(model, batch)
+    torch.testing.assert_close(policy[mask], packed_response_logprobs(model, batch)[0][mask], rtol=1e-5, atol=1e-5)
+    with adapters_disabled(model):
+        reference, _ = shared_prompt_logprobs(model, batch)
+        torch.testing.assert_close(reference[mask], packed_response_logprobs(model, batch)[0][mask], rtol=1e-5,
+                                   atol=1e-5)
+    assert (reference[mask] - policy[mask]).abs().max() > 1e-3  # the adapters were on, then off
+
+
 def test_layout_by_hand():
     # prompt_len 3. Rows: 0 = prompt [7, 8] + response [1, 2]; 1 = prompt [9, 9, 9] + response [3];
     # 2 = prompt [7, 8] + response [4] (row 0's prompt). Distinct prompts sort as tensors: [-1, 7, 8] < [9, 9, 9].
@@ -132,6 +154,23 @@ def test_shared_prompts_refuse_padded_rows():
     with pytest.raises(TandemError, match="trainer.share_prompts=true .* trainer.remove_padding=false"):
         resolve_packing(False, torch.device("cpu"), torch.float32, shared_prompts=True)
     assert resolve_packing(None, torch.device("cpu"), torch.float32, shared_prompts=True)
+
+
+def test_share_prompts_null_turns_on_only_where_a_flash_kernel_has_prompts_to_share(monkeypatch):
+    from core.trainer.setup import resolve_share_prompts
+
+    cuda, cpu, bf16 = torch.device("cuda"), torch.device("cpu"), torch.bfloat16
+    monkeypatch.setattr(varlen_attention, "varlen_kernel_available", lambda: True)
+    assert resolve_share_prompts(None, None, cuda, bf16, samples_per_prompt=8)
+    assert resolve_share_prompts(None, True, cuda, torch.float16, samples_per_prompt=2)
+    assert not resolve_share_prompts(None, None, cpu, bf16, samples_per_prompt=8)  # the CPU path unchanged
+    assert not resolve_share_prompts(None, None, cuda, torch.float32, samples_per_prompt=8)  # no flash kernel
+    assert not resolve_share_prompts(None, None, cuda, bf16, samples_per_prompt=1)  # nothing to share
+    assert not resolve_share_prompts(None, False, cuda, bf16, samples_per_prompt=8)  # padded rows asked for
+    assert resolve_share_prompts(True, None, cpu, torch.float32, samples_per_prompt=1)  # asked for: as asked
+    assert not resolve_share_prompts(False, None, cuda, bf16, samples_per_prompt=8)
+    monkeypatch.setattr(varlen_attention, "varlen_kernel_available", lambda: False)
+    assert not resolve_share_prompts(None, None, cuda, bf16, samples_per_prompt=8)
 
 
 @pytest.mark.gpu

@@ -180,8 +180,9 @@ class TrainerConfig:
     max_tokens_per_gpu: Optional[int] = None
     remove_padding: Optional[bool] = None  # pack rows into one sequence; null: packed where a varlen kernel runs (GPU), padded on CPU
     # run each prompt once per micro-batch, its n responses attending to that copy (packed rows, torch's varlen
-    # kernel; core/distributed/shared_prompts.py): the trainer's tokens fall by (n-1)/n of the prompts'
-    share_prompts: bool = False
+    # kernel; core/distributed/shared_prompts.py): the trainer's tokens fall by (n-1)/n of the prompts'. null: on
+    # where that kernel runs (GPU, bf16/fp16) with rollout.n > 1 and remove_padding not false; off on CPU
+    share_prompts: Optional[bool] = None
     compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the log-prob math; null: on CUDA only
     # one device, bf16/fp16 model.dtype: fp32 weights and Adam state, compute under autocast (FSDP's split); false:
     # weights in model.dtype, whose rounding loses small updates (core/trainer/precision.py)

@@ -121,6 +121,21 @@ def resolve_packing(setting: bool | None, device: torch.device, compute_dtype: t
     return compute_dtype in (torch.bfloat16, torch.float16) and attention_kernel(device, packed=True) is not None
 
 
+def resolve_share_prompts(setting: bool | None, remove_padding: bool | None, device: torch.device,
+                          compute_dtype: torch.dtype, samples_per_prompt: int) -> bool:
+    """`trainer.share_prompts`, with null meaning: on where it runs on a flash kernel and has prompts to share
+    (an accelerator with torch's varlen kernel, bf16/fp16 compute, rows not forced padded, rollout.n > 1).
+    Measured with benchmarks/grpo_step.py (docs/grpo_step_performance.md): the log-prob + update phases 20%
+    shorter for the 0.5B shape on an H100, 30% for the 1.5B shape on the H200. Off on CPU: there the fallback
+    runs attention segment by segment, and the CPU path stays as it was."""
+    from core.models import varlen_attention
+
+    if setting is not None:
+        return bool(setting)
+    return (remove_padding is not False and samples_per_prompt > 1 and device.type != "cpu"
+            and compute_dtype in (torch.bfloat16, torch.float16) and varlen_attention.varlen_kernel_available())
+
+
 def attention_kernel(device: torch.device, packed: bool, shared_prompts: bool = False) -> str | None:
     """For packed rows on an accelerator: flash_attention_2 when flash-attn is importable, else torch's varlen
     kernel (core/models/varlen_attention.py). Otherwise transformers' default (sdpa, which handles packed rows

@@ -25,7 +25,7 @@ from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
 from core.trainer.precision import configured_precision, training_precision
-from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
+from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing, resolve_share_prompts
 from core.workers.base import ModelWorker
 
 
@@ -41,7 +41,9 @@ class TrainWorker(ModelWorker):
         compute_dtype = model_dtype(cfg.model)
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
         # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
-        cfg.trainer.remove_padding = resolve_packing(  # the actor reads it
+        cfg.trainer.share_prompts = resolve_share_prompts(  # the actor reads both
+            cfg.trainer.share_prompts, cfg.trainer.remove_padding, self.device, compute_dtype, cfg.rollout.n)
+        cfg.trainer.remove_padding = resolve_packing(
             cfg.trainer.remove_padding, self.device, compute_dtype, cfg.trainer.share_prompts)
         precision = configured_precision(cfg.model, cfg.trainer, compute_dtype, sharded)
         self.model_dir, self.tokenizer, policy = load_policy(
