@@ -22,6 +22,10 @@ BAD = [
     ("rollout.top_p=1.5", "rollout.top_p=1.5 is out of range: it must be in (0, 1]"),
     ("trainer.device=tpu", "trainer.device=tpu is out of range: it must be auto, cpu or a torch device (cuda, cuda:1, xpu...)"),
     ("reward.timeout_s=0", "reward.timeout_s=0.0"),
+    # files given to the built-in task would be ignored (verl users set only the files)
+    ("data.train_files=[train.parquet]", "data.train_files set, but data.task=repeat_letters generates its own data "
+                                         "and would ignore them; add data.task=file to train on the files"),
+    ("data.val_files=[test.parquet]", "data.val_files set, but data.task=repeat_letters"),
 ]
 
 

@@ -73,6 +73,17 @@ def check_ranges(cfg: Any, rules: list[Rule] = RULES) -> None:
             continue  # a config without this section (SFT's has no rollout.n)
         if not allowed(value):
             raise TandemError(f"{key}={value} is out of range: it must be {description}")
+    _check_files_are_read(cfg)
+
+
+def _check_files_are_read(cfg: Any) -> None:
+    """Data files given to a generated task (RL's repeat_letters, SFT's reverse_letters, reasoning_gym) would be
+    ignored and the run would train on something else: say so instead (verl users set only the files)."""
+    task = OmegaConf.select(cfg, "data.task", default="file")
+    given = [key for key in ("data.train_files", "data.val_files") if OmegaConf.select(cfg, key, default=None)]
+    if task != "file" and given:
+        raise TandemError(f"{' and '.join(given)} set, but data.task={task} generates its own data and would ignore "
+                          f"them; add data.task=file to train on the files")
 
 
 _MISSING = object()
