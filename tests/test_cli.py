@@ -87,3 +87,25 @@ def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path):
     result = run_main("trainer.loggers=[neptune]", f"trainer.output_dir={tmp_path}/run", cwd=tmp_path)
     assert_clean_failure(result, "unknown logger 'neptune'")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_value_for_a_list_key_is_a_one_item_list(tmp_path):
+    """verl's command lines give one file as `data.train_files=path`: the file is read (here: named as missing),
+    not refused as "str is not a ListConfig"."""
+    result = run_main("+backend=cpu", "data.task=file", f"data.train_files={tmp_path / 'train.parquet'}", cwd=tmp_path)
+    assert_clean_failure(result, f"data file not found: {tmp_path / 'train.parquet'}")
+    job = run_main("+backend=cpu", "trainer.loggers=jsonl", "data.val_files=a.jsonl,b.jsonl", "--cfg", "job", cwd=tmp_path)
+    assert job.returncode == 0, job.stderr
+    assert "loggers:\n  - jsonl\n" in job.stdout and "val_files:\n  - a.jsonl\n  - b.jsonl\n" in job.stdout
+
+
+def test_list_keys_and_their_rewriting():
+    from core.config.cli_lists import list_keys, single_values_as_lists
+    from core.config.schema import TandemConfig
+
+    assert {"data.train_files", "trainer.loggers", "rollout.cudagraph_capture_sizes"} <= list_keys(TandemConfig)
+    argv = ["data.train_files=a.parquet", "+data.val_files=[b]", "rollout.cudagraph_capture_sizes=null",
+            "rollout.n=2", "--cfg", "job"]
+    assert single_values_as_lists(argv, TandemConfig) == [
+        "data.train_files=[a.parquet]", "+data.val_files=[b]", "rollout.cudagraph_capture_sizes=null",
+        "rollout.n=2", "--cfg", "job"]

@@ -15,7 +15,8 @@ import hydra
 from omegaconf import DictConfig
 
 from core.backends.base import Backend
-from core.config.schema import register_schemas
+from core.config.cli_lists import single_values_as_lists
+from core.config.schema import TandemConfig, register_schemas
 from core.errors import exit_on_user_error
 from core.plugins.manager import backend_from_argv, detect_backend, load_backend, require_backend
 
@@ -45,9 +46,10 @@ def setup_logging() -> None:
     quiet_libraries()  # vLLM/Ray/transformers INFO detail only with TANDEM_VERBOSE=1
 
 
-def launch(config_path: str, config_name: str, run: Callable[[DictConfig], object]) -> None:
-    """Choose the backend, then let Hydra compose `config_name` from `config_path` and call `run`."""
-    sys.argv = [sys.argv[0], *choose_backend(sys.argv[1:])]
+def launch(config_path: str, config_name: str, run: Callable[[DictConfig], object], schema: type = TandemConfig) -> None:
+    """Choose the backend, then let Hydra compose `config_name` (typed by `schema`) from `config_path` and call
+    `run`. A single value given to a list key is a one-item list (core/config/cli_lists.py)."""
+    sys.argv = [sys.argv[0], *single_values_as_lists(choose_backend(sys.argv[1:]), schema)]
 
     @hydra.main(version_base=None, config_path=config_path, config_name=config_name)
     def _hydra_main(cfg: DictConfig) -> None:

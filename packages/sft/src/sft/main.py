@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from core.errors import exit_on_user_error
 from core.main import launch, log_locations, prepare_backend
-from sft.config import register_sft_schemas
+from sft.config import SFTConfig, register_sft_schemas
 
 log = logging.getLogger("tandem")
 register_sft_schemas()
@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
-    launch("pkg://sft.conf", "sft", run)
+    launch("pkg://sft.conf", "sft", run, schema=SFTConfig)
 
 
 if __name__ == "__main__":
