@@ -117,8 +117,11 @@ def test_micro_batches_keep_groups_whole_and_pay_each_prompt_once():
     assert micro_batches_by_groups(lengths, prompts, groups, rows_per_micro=3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
 
 
-def test_an_update_with_shared_prompts_is_the_packed_update(tiny_model_dir):
-    """The whole actor: the same loss, gradient norm and log-probs in one on-policy step (token budget on)."""
+@pytest.mark.parametrize("on_policy", [True, False], ids=["on_policy", "two_epochs_two_mini_batches"])
+def test_an_update_with_shared_prompts_is_the_packed_update(tiny_model_dir, on_policy):
+    """The whole actor: the same loss, gradient norm and log-probs in one on-policy step (token budget on); and
+    off-policy (PPO-style epochs over shuffled mini-batches, which split a prompt's rows: each part shares its own
+    copy), the same mean loss and gradient norm."""
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM
 
@@ -129,20 +132,24 @@ def test_an_update_with_shared_prompts_is_the_packed_update(tiny_model_dir):
     algo = OmegaConf.merge(OmegaConf.structured(AlgorithmConfig), {"kl_placement": "none"})
     results = []
     for share in (False, True):
+        epochs = dict(ppo_epochs=1, mini_batches=1) if on_policy else dict(ppo_epochs=2, mini_batches=2)
         trainer = OmegaConf.merge(OmegaConf.structured(TrainerConfig), dict(
-            lr=1e-2, grad_clip=1e9, max_tokens_per_gpu=40, remove_padding=True, share_prompts=share))
+            lr=1e-2 if on_policy else 1e-6, grad_clip=1e9, max_tokens_per_gpu=40, remove_padding=True,
+            share_prompts=share, **epochs))
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32,
                                                      attn_implementation=varlen_attention.register())
         actor = Actor(model, algo, trainer, AlgorithmSpec.from_config(algo, 6))
         batch = grouped_batch(groups=3, n=4, seed=5)
-        batch.old_logprobs = None  # on-policy: the update hands its log-probs back
+        if on_policy:
+            batch.old_logprobs = None  # the update hands its log-probs back
         torch.manual_seed(1)  # the same mini-batch shuffle
         results.append(actor.update(batch))
     packed, shared = results
     assert shared.metrics["actor/pg_loss"] == pytest.approx(packed.metrics["actor/pg_loss"], abs=1e-6)
     assert shared.metrics["actor/grad_norm"] == pytest.approx(packed.metrics["actor/grad_norm"], rel=1e-5)
-    torch.testing.assert_close(shared.logprobs, packed.logprobs, rtol=0, atol=1e-5)
+    if on_policy:
+        torch.testing.assert_close(shared.logprobs, packed.logprobs, rtol=0, atol=1e-5)
     # (not the weights: Adam's first step is ~lr x sign(gradient), so a gradient of ~0 rounded the other way
     # moves a weight by 2 lr; the forward's gradients are compared above)
 
