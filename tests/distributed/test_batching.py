@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from core.distributed.batching import balance_rows, micro_batches_by_tokens, plan_micro_batches, split_to_count
+from core.distributed.batching import (balance_groups, balance_rows, data_parallel_rows, micro_batches_by_tokens,
+                                      plan_micro_batches, split_to_count)
 from core.distributed.packing import packed_response_logprobs
 from core.trainer.actor import response_logprobs
 
@@ -16,6 +17,19 @@ def test_balance_rows_lpt():
     assert balance_rows([5, 4, 3, 3, 1], 2) == [[0, 3], [1, 2, 4]]
     # equal row counts even when tokens say otherwise: 9 -> A; 1 -> B; 1 -> B; 1 -> A (B is full)
     assert balance_rows([9, 1, 1, 1], 2) == [[0, 3], [1, 2]]
+
+
+def test_balance_groups_keeps_a_prompts_rows_on_one_rank():
+    # groups (2 rows each) of 9, 7, 5, 3 tokens: 9 -> A; 7 -> B; 5 -> B (7 < 9); 3 -> A (B is full) -> 12 | 12
+    lengths = [5, 4, 3, 4, 2, 3, 1, 2]
+    groups = [0, 0, 1, 1, 2, 2, 3, 3]
+    assert balance_groups(lengths, groups, 2) == [[0, 1, 6, 7], [2, 3, 4, 5]]
+    # rows of a group need not be adjacent (the batch is shuffled)
+    assert balance_groups([5, 4, 3, 4], [0, 1, 0, 1], 2) == [[0, 2], [1, 3]]
+    # no even split by groups: 3 groups over 2 ranks, or groups of unequal sizes -> None, rows balanced instead
+    assert balance_groups([1] * 6, [0, 0, 1, 1, 2, 2], 2) is None
+    assert balance_groups([1] * 4, [0, 0, 0, 1], 2) is None
+    assert data_parallel_rows([1] * 6, [0, 0, 1, 1, 2, 2], 2) == balance_rows([1] * 6, 2)
 
 
 def test_micro_batches_by_token_budget():

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from core.algorithms.spec import AlgorithmSpec
 from core.config.schema import AlgorithmConfig
-from core.distributed.batching import balance_rows, row_lengths
+from core.distributed.batching import data_parallel_rows, row_lengths
 from core.trainer.actor import Actor
 from dist_utils import free_port, grouped_batch, init_gloo, random_batch
 
@@ -46,7 +46,7 @@ def _step(model, batch, trainer_cfg):
 
 
 def _batch(share_prompts: bool):
-    return grouped_batch(groups=3, n=4, seed=4) if share_prompts else random_batch(rows=8)
+    return grouped_batch(groups=4, n=4, seed=4) if share_prompts else random_batch(rows=8)
 
 
 def _rank_main(rank, world_size, port, model_dir, out_path, share_prompts):
@@ -60,7 +60,10 @@ def _rank_main(rank, world_size, port, model_dir, out_path, share_prompts):
         model_dir, dtype=torch.float32, attn_implementation=attention_kernel(torch.device("cpu"), True, share_prompts))
     shard_model(model, device_mesh(torch.device("cpu")), FSDPSettings(compute_dtype=torch.float32))
     batch = _batch(share_prompts)
-    rows = balance_rows(row_lengths(batch.attention_mask), world_size)[rank]
+    rows = data_parallel_rows(row_lengths(batch.attention_mask), batch.group_ids.tolist(), world_size)[rank]
+    if share_prompts:  # the worker group's split: whole groups, so each prompt runs once over all ranks
+        counts = batch.group_ids[rows].bincount()
+        assert set(counts[counts > 0].tolist()) == {4}
     # a 12-token budget makes several packed micro-batches per rank, a different count on each
     cfg = _trainer_cfg(max_tokens_per_gpu=12, remove_padding=True, share_prompts=share_prompts)
     metrics, grads = _step(model, batch.select(torch.tensor(rows)), cfg)

@@ -38,6 +38,36 @@ def balance_rows(lengths: list[int], parts: int) -> list[list[int]]:
     return [sorted(rows) for rows in assigned]
 
 
+def balance_groups(lengths: list[int], group_ids: list[int], parts: int) -> list[list[int]] | None:
+    """`balance_rows` with each group (a prompt's rows) kept on one part, so that the shared-prompt forward runs
+    each prompt once over all ranks, not once per rank its rows landed on. Whole groups, heaviest first, go to the
+    lightest part with room (equal group counts); None where that cannot give every part the same number of rows
+    (groups of unequal sizes, or a group count that `parts` does not divide).
+    E.g. groups of 2 rows with tokens 9, 7, 5, 3 over 2 parts -> 9 A; 7 B; 5 B (7 < 9); 3 A -> 12 | 12."""
+    members: dict[int, list[int]] = {}
+    for row, group in enumerate(group_ids):
+        members.setdefault(group, []).append(row)
+    groups = list(members.values())
+    if parts < 1 or len(groups) % parts or len({len(rows) for rows in groups}) > 1:
+        return None
+    tokens = [sum(lengths[row] for row in rows) for rows in groups]
+    order = sorted(range(len(groups)), key=lambda g: (-tokens[g], groups[g][0]))
+    heap = [(0, part) for part in range(parts)]
+    assigned: list[list[int]] = [[] for _ in range(parts)]
+    capacity = len(groups) // parts
+    for g in order:
+        total, part = heapq.heappop(heap)
+        assigned[part].extend(groups[g])
+        if len(assigned[part]) < capacity * len(groups[g]):
+            heapq.heappush(heap, (total + tokens[g], part))
+    return [sorted(rows) for rows in assigned]
+
+
+def data_parallel_rows(lengths: list[int], group_ids: list[int], parts: int) -> list[list[int]]:
+    """Each data-parallel rank's rows: whole groups where they split evenly (`balance_groups`), else rows."""
+    return balance_groups(lengths, group_ids, parts) or balance_rows(lengths, parts)
+
+
 def micro_batches_by_tokens(lengths: list[int], max_tokens: int, padded: bool) -> list[list[int]]:
     """Group row indices into micro-batches of at most `max_tokens` tokens each.
 

@@ -15,8 +15,9 @@ copy). The response's first token is predicted by its prompt's last position, so
 kept once per response.
 
 Needs the `tandem_varlen` attention (core/models/varlen_attention.py), which reads the gathered key list
-(`SHARED_KEYS`) handed to every layer with the segments' bounds. Under data parallelism rows are spread over
-the ranks by length, so a prompt's rows may land on several ranks: each runs its own copy.
+(`SHARED_KEYS`) handed to every layer with the segments' bounds. Under data parallelism the worker group keeps
+a prompt's rows on one rank where the groups split evenly over the ranks (`batching.data_parallel_rows`);
+otherwise rows are spread by length and each rank runs its own copy of a prompt it holds rows of.
 """
 
 from __future__ import annotations

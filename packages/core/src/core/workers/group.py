@@ -1,7 +1,7 @@
 """Worker groups: the controller's handle on all workers, dispatching by data-parallel rank.
 
 The loop calls one group method per phase; the group splits the work (prompts for generation,
-token-balanced rows for log-probs and updates), runs it on every rank and gathers the results in
+token-balanced rows, a prompt's rows together, for log-probs and updates), runs it on every rank and gathers the results in
 the controller's order. `InProcessWorkerGroup` holds one worker in this process (the fast CPU
 demo); `core.workers.ray_group.RayWorkerGroup` holds one Ray actor per GPU (`core.workers.launch` picks). Both build any worker
 class (RL's TrainWorker by default; SFT passes its SFTWorker) and `run_all` calls a method of it on
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from core.distributed.batching import balance_rows, row_lengths
+from core.distributed.batching import data_parallel_rows, row_lengths
 from core.errors import TandemError
 from core.rollout.base import RolloutOutput, SamplingParams
 from core.trainer.actor import UpdateResult
@@ -60,7 +60,7 @@ class WorkerGroup:
         return concat_outputs([(out, share[0]) for out, share in zip(outputs, shares) if out is not None],
                               self.pad_token_id)
 
-    # training: rows balanced by tokens over ranks
+    # training: rows balanced by tokens over ranks, each prompt's group on one rank where groups split evenly
     def compute_logprobs(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return self._dispatch_rows("compute_logprobs", batch)
 
@@ -104,7 +104,7 @@ class WorkerGroup:
                 f"{batch.rows} rows cannot be split evenly over {self.world_size} data-parallel workers: "
                 "make data.prompt_batch_size * rollout.n a multiple of trainer.nnodes * trainer.n_gpus_per_node"
             )
-        parts = balance_rows(row_lengths(batch.attention_mask), self.world_size)
+        parts = data_parallel_rows(row_lengths(batch.attention_mask), batch.group_ids.tolist(), self.world_size)
         return [torch.tensor(part, dtype=torch.long) for part in parts]
 
     def _dispatch_rows(self, method: str, batch: TrainingBatch):
