@@ -125,8 +125,8 @@ def resolve_share_prompts(setting: bool | None, remove_padding: bool | None, dev
                           compute_dtype: torch.dtype, samples_per_prompt: int) -> bool:
     """`trainer.share_prompts`, with null meaning: on where it runs on a flash kernel and has prompts to share
     (an accelerator with torch's varlen kernel, bf16/fp16 compute, rows not forced padded, rollout.n > 1).
-    Measured with benchmarks/grpo_step.py (docs/grpo_step_performance.md): the log-prob + update phases 20%
-    shorter for the 0.5B shape on an H100, 30% for the 1.5B shape on the H200. Off on CPU: there the fallback
+    Measured with benchmarks/grpo_step.py (docs/grpo_step_performance.md): the log-prob + update phases 11-20%
+    shorter for the 0.5B shape on H100s, 30% for the 1.5B shape on the H200 and an H100. Off on CPU: there the fallback
     runs attention segment by segment, and the CPU path stays as it was."""
     from core.models import varlen_attention
 

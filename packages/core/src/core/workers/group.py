@@ -1,8 +1,8 @@
 """Worker groups: the controller's handle on all workers, dispatching by data-parallel rank.
 
-The loop calls one group method per phase; the group splits the work (prompts for generation,
-token-balanced rows, a prompt's rows together, for log-probs and updates), runs it on every rank and gathers the results in
-the controller's order. `InProcessWorkerGroup` holds one worker in this process (the fast CPU
+The loop calls one group method per phase; the group splits the work (prompts for generation;
+token-balanced rows, a prompt's rows together, for log-probs and updates), runs it on every rank and
+gathers the results in the controller's order. `InProcessWorkerGroup` holds one worker in this process (the fast CPU
 demo); `core.workers.ray_group.RayWorkerGroup` holds one Ray actor per GPU (`core.workers.launch` picks). Both build any worker
 class (RL's TrainWorker by default; SFT passes its SFTWorker) and `run_all` calls a method of it on
 every rank, so other loops drive their own workers through the same launchers.
