@@ -39,28 +39,23 @@ def balance_rows(lengths: list[int], parts: int) -> list[list[int]]:
 
 
 def balance_groups(lengths: list[int], group_ids: list[int], parts: int) -> list[list[int]] | None:
-    """`balance_rows` with each group (a prompt's rows) kept on one part, so that the shared-prompt forward runs
-    each prompt once over all ranks, not once per rank its rows landed on. Whole groups, heaviest first, go to the
-    lightest part with room (equal group counts); None where that cannot give every part the same number of rows
-    (groups of unequal sizes, or a group count that `parts` does not divide).
+    """`balance_rows` over whole groups (a prompt's rows), so that the shared-prompt forward runs each prompt once
+    over all ranks, not once per rank its rows landed on; None where whole groups cannot give every part the same
+    number of rows (groups of unequal sizes, or a group count that `parts` does not divide).
     E.g. groups of 2 rows with tokens 9, 7, 5, 3 over 2 parts -> 9 A; 7 B; 5 B (7 < 9); 3 A -> 12 | 12."""
+    groups = rows_by_group(group_ids)
+    if parts < 1 or len(groups) % parts or len({len(rows) for rows in groups}) > 1:
+        return None
+    group_tokens = [sum(lengths[row] for row in rows) for rows in groups]
+    return [sorted(row for g in part for row in groups[g]) for part in balance_rows(group_tokens, parts)]
+
+
+def rows_by_group(group_ids: list[int]) -> list[list[int]]:
+    """Row indices of each group, groups in order of first appearance: [1, 0, 1] -> [[0, 2], [1]]."""
     members: dict[int, list[int]] = {}
     for row, group in enumerate(group_ids):
         members.setdefault(group, []).append(row)
-    groups = list(members.values())
-    if parts < 1 or len(groups) % parts or len({len(rows) for rows in groups}) > 1:
-        return None
-    tokens = [sum(lengths[row] for row in rows) for rows in groups]
-    order = sorted(range(len(groups)), key=lambda g: (-tokens[g], groups[g][0]))
-    heap = [(0, part) for part in range(parts)]
-    assigned: list[list[int]] = [[] for _ in range(parts)]
-    capacity = len(groups) // parts
-    for g in order:
-        total, part = heapq.heappop(heap)
-        assigned[part].extend(groups[g])
-        if len(assigned[part]) < capacity * len(groups[g]):
-            heapq.heappush(heap, (total + tokens[g], part))
-    return [sorted(rows) for rows in assigned]
+    return list(members.values())
 
 
 def data_parallel_rows(lengths: list[int], group_ids: list[int], parts: int) -> list[list[int]]:
@@ -102,14 +97,12 @@ def micro_batches_by_groups(lengths: list[int], prompt_lengths: list[int], group
     chunks, largest first, filled into micro-batches as `micro_batches_by_tokens` fills rows. Otherwise
     `rows_per_micro` rows each, in group order. E.g. groups of 16, 12 and 4 tokens, budget 16 -> [16], [12 + 4].
     """
-    members: dict[int, list[int]] = {}
-    for row, group in enumerate(group_ids):
-        members.setdefault(group, []).append(row)
+    groups = rows_by_group(group_ids)
     if not max_tokens:
-        ordered = [row for rows in members.values() for row in rows]
+        ordered = [row for rows in groups for row in rows]
         return [ordered[start:start + rows_per_micro] for start in range(0, len(ordered), rows_per_micro)]
     chunks: list[tuple[int, list[int]]] = []  # (tokens, rows)
-    for rows in members.values():
+    for rows in groups:
         prompt = prompt_lengths[rows[0]]
         tokens, chunk = prompt, []
         for row in rows:

@@ -11,6 +11,7 @@ import torch
 from core.errors import TandemError
 from core.models.builtin import resolve_model_path
 from core.models.lora import apply_lora
+from core.trainer.precision import HALF_PRECISION
 
 if TYPE_CHECKING:
     from core.backends.base import Backend
@@ -110,7 +111,7 @@ def resolve_packing(setting: bool | None, device: torch.device, compute_dtype: t
         if setting is False:
             raise TandemError("trainer.share_prompts=true packs rows (each prompt once): it cannot run with "
                               "trainer.remove_padding=false; leave remove_padding null or true")
-        if device.type != "cpu" and compute_dtype not in (torch.bfloat16, torch.float16):
+        if device.type != "cpu" and compute_dtype not in HALF_PRECISION:
             logging.getLogger("tandem").warning(
                 "trainer.share_prompts with %s compute: no flash kernel takes it, so attention runs prompt by "
                 "prompt and response by response (correct, slow); model.dtype=bfloat16 or trainer.master_weights "
@@ -118,22 +119,22 @@ def resolve_packing(setting: bool | None, device: torch.device, compute_dtype: t
         return True
     if setting is not None:
         return bool(setting)
-    return compute_dtype in (torch.bfloat16, torch.float16) and attention_kernel(device, packed=True) is not None
+    return compute_dtype in HALF_PRECISION and attention_kernel(device, packed=True) is not None
 
 
 def resolve_share_prompts(setting: bool | None, remove_padding: bool | None, device: torch.device,
                           compute_dtype: torch.dtype, samples_per_prompt: int) -> bool:
     """`trainer.share_prompts`, with null meaning: on where it runs on a flash kernel and has prompts to share
     (an accelerator with torch's varlen kernel, bf16/fp16 compute, rows not forced padded, rollout.n > 1).
-    Measured with benchmarks/grpo_step.py (docs/grpo_step_performance.md): the log-prob + update phases 11-20%
-    shorter for the 0.5B shape on H100s, 30% for the 1.5B shape on the H200 and an H100. Off on CPU: there the fallback
-    runs attention segment by segment, and the CPU path stays as it was."""
+    Measured with benchmarks/grpo_step.py (docs/grpo_step_performance.md): the log-prob + update phases
+    11-20% shorter for the 0.5B shape on H100s, 30% for the 1.5B shape on the H200 and an H100. Off on CPU:
+    there the fallback runs attention segment by segment, and the CPU path stays as it was."""
     from core.models import varlen_attention
 
     if setting is not None:
         return bool(setting)
     return (remove_padding is not False and samples_per_prompt > 1 and device.type != "cpu"
-            and compute_dtype in (torch.bfloat16, torch.float16) and varlen_attention.varlen_kernel_available())
+            and compute_dtype in HALF_PRECISION and varlen_attention.varlen_kernel_available())
 
 
 def attention_kernel(device: torch.device, packed: bool, shared_prompts: bool = False) -> str | None:
