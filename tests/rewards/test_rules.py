@@ -5,7 +5,7 @@ import pytest
 from core.rewards.base import RewardInput
 from core.rewards.format_reward import boxed_format, hash_answer_format, think_format
 from core.rewards.gsm8k import extract_answer, gsm8k_flexible, gsm8k_strict
-from core.rewards.math_answer import last_boxed, math_boxed, normalize
+from core.rewards.math_answer import is_equivalent, last_boxed, math_boxed
 
 
 def sample(response, truth=None):
@@ -72,15 +72,18 @@ def test_last_boxed(text, boxed):
         ("\\left( 2, 5 \\right)", "(2,5)"),
         ("\\sqrt3", "\\sqrt{3}"),
         ("\\$10", "10"),
+        ("0.75", "\\frac34"),  # values, not strings: math-verify evaluates
+        ("\\frac{6}{8}", "3/4"),
     ],
 )
-def test_math_normalisation_equates(a, b):
-    assert normalize(a) == normalize(b)
+def test_math_answers_equal_by_value(a, b):
+    assert is_equivalent(a, b)
 
 
-def test_math_normalisation_keeps_different_answers_apart():
-    assert normalize("\\frac{3}{4}") != normalize("\\frac{4}{3}")
-    assert normalize("a + b = 5") != normalize("5")  # long left-hand side: an equation, kept
+def test_math_answers_that_differ_stay_apart():
+    assert not is_equivalent("\\frac{3}{4}", "\\frac{4}{3}")
+    assert not is_equivalent("0.7", "\\frac34")
+    assert not is_equivalent("", "4") and not is_equivalent("}{", "4")  # nothing parseable equals nothing
 
 
 @pytest.mark.parametrize(
@@ -88,7 +91,7 @@ def test_math_normalisation_keeps_different_answers_apart():
     [
         ("Thus $x = \\boxed{4}$.", "4", 1.0),
         ("The sum is $\\boxed{\\dfrac{3}{4}}$.", "\\frac{3}{4}", 1.0),
-        ("The sum is $\\boxed{0.75}$.", "\\frac{3}{4}", 0.0),  # no numeric evaluation, by design
+        ("The sum is $\\boxed{0.75}$.", "\\frac{3}{4}", 1.0),  # the same value
         ("Thus $x = \\boxed{5}$.", "4", 0.0),
         ("Thus x = 4.", "4", 0.0),  # missing box
         ("Thus $x = \\boxed{4", "4", 0.0),  # truncated
