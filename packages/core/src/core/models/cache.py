@@ -43,4 +43,7 @@ def save_hf_weights(model, out: Path) -> None:
     tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
     save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    # vLLM picks its model class by `architectures`; without it, a text-only model_type such as gemma3_text
+    # or qwen3 resolves to vLLM's embedding model, not the causal LM (save_pretrained would write it; this does not)
+    model.config.architectures = [type(model).__name__]
     model.config.save_pretrained(out)

@@ -82,18 +82,28 @@ def attention(module, query, key, value, attention_mask, scaling=None, dropout=0
     if shared_keys is not None:
         k, v = k[shared_keys], v[shared_keys]
         bounds = (cumulative, kwargs["cu_seq_lens_k"], longest, kwargs["max_length_k"])
+    if kwargs.get("softcap") is not None:
+        raise ValueError(f"{NAME} attention has no logit soft-capping; this model asks for {kwargs['softcap']}")
+    # a sliding-window layer (Gemma 3: 512 tokens) sees only its last `window` keys; shorter rows are unaffected
+    window = kwargs.get("sliding_window")
+    window = window if window is not None and bounds[3] > window else None  # bounds[3]: the most keys a segment has
     flash = q.is_cuda and q.dtype in (torch.bfloat16, torch.float16)  # the flash kernels' only dtypes
-    out = (varlen_causal if flash else rowwise_causal)(q, k, v, *bounds, scaling)
+    out = (varlen_causal if flash else rowwise_causal)(q, k, v, *bounds, scaling, window)
     return out.unsqueeze(0), None
 
 
-def varlen_causal(q, k, v, cu_q, cu_k, max_q, max_k, scale):
+def varlen_causal(q, k, v, cu_q, cu_k, max_q, max_k, scale, window=None):
     """Causal varlen attention; a segment with more keys than queries aligns its queries with its last keys
-    (the flash kernels' bottom-right rule), as a response after its shared prompt needs."""
+    (the flash kernels' bottom-right rule), as a response after its shared prompt needs. `window`: each
+    query sees itself and the `window - 1` keys before it (transformers' sliding window)."""
     from torch.nn.attention.varlen import varlen_attn
 
     accepted = _varlen_parameters()
-    options = {"window_size": (-1, 0)} if "window_size" in accepted else {"is_causal": True}  # torch > 2.10 / 2.10
+    if window is not None and "window_size" not in accepted:
+        raise ValueError(f"torch {torch.__version__}'s varlen_attn has no sliding window; pack rows of at most "
+                         f"{window} tokens or use trainer.remove_padding=false")
+    left = -1 if window is None else window - 1
+    options = {"window_size": (left, 0)} if "window_size" in accepted else {"is_causal": True}  # torch > 2.10 / 2.10
     if "scale" in accepted:
         options["scale"] = scale
     if q.shape[1] != k.shape[1]:  # grouped-query attention
@@ -111,20 +121,27 @@ def _varlen_parameters() -> frozenset[str]:
     return frozenset(inspect.signature(varlen_attn).parameters)
 
 
-def rowwise_causal(q, k, v, cu_q, cu_k, max_q, max_k, scale):
+def rowwise_causal(q, k, v, cu_q, cu_k, max_q, max_k, scale, window=None):
     """The CPU fallback: causal sdpa segment by segment over [tokens, heads, dim] tensors, queries aligned with
-    the last keys where a segment has more keys than queries (as `varlen_causal`)."""
+    the last keys where a segment has more keys than queries (as `varlen_causal`), within `window` if given."""
     rows = []
     for (q_start, q_end), (k_start, k_end) in zip(_segments(cu_q), _segments(cu_k)):
         qi = q[q_start:q_end].transpose(0, 1)  # [heads, queries, dim]
         ki, vi = (t[k_start:k_end].transpose(0, 1) for t in (k, v))  # [kv_heads, keys, dim]
         queries, keys = qi.shape[1], ki.shape[1]
         # sdpa's is_causal aligns top-left; query i sees keys up to keys - queries + i
-        causal = dict(is_causal=True) if queries == keys else dict(
-            attn_mask=torch.ones(queries, keys, dtype=torch.bool, device=q.device).tril(keys - queries))
+        causal = dict(is_causal=True) if queries == keys and window is None else dict(
+            attn_mask=_causal_mask(queries, keys, window, q.device))
         rows.append(F.scaled_dot_product_attention(qi, ki, vi, scale=scale, enable_gqa=qi.shape[0] != ki.shape[0],
                                                    **causal).transpose(0, 1))
     return torch.cat(rows)
+
+
+def _causal_mask(queries: int, keys: int, window: int | None, device) -> torch.Tensor:
+    """[queries, keys] bool: query i (aligned with the last keys) sees keys up to keys - queries + i, and with a
+    window only the last `window` of those."""
+    allowed = torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
+    return allowed if window is None else allowed.triu(keys - queries - window + 1)
 
 
 def _segments(cumulative: torch.Tensor) -> list[tuple[int, int]]:
