@@ -1,14 +1,16 @@
-"""Does a real model get better at a real task? Runs GRPO variants of `+experiment=smollm2_arithmetic`
-one after another on one GPU and prints, per variant, greedy validation accuracy before training and
-over time, and when (steps, wall seconds since the step-0 validation) it first gained +30 points.
-(Not side by side: vLLM's sleep mode checks the device's free memory around each sleep, and other
-processes on the GPU trip it, "Memory usage increased after sleeping"; seen on the H200.)
+"""Does RL make a real model better at the skill, on questions it never saw? Runs recipes of the arithmetic
+presets (`+experiment=smollm2_arithmetic`, `gemma3_arithmetic`) on one GPU, several at a time, and prints
+core.eval's table: the base model, every run, and each recipe's mean ± sd over its seeds; exact and
+format-insensitive, held-out and shifted (3-term) questions; and each run's entropy, end over start.
 
-    python benchmarks/real_learning.py --out /tmp/proof                  # the variants below
-    python benchmarks/real_learning.py --out /tmp/proof --report-only    # re-read finished runs
+    python benchmarks/real_learning.py --out /tmp/learn --recipes smollm2 gemma3 --seeds 0 1 2 --parallel 7 \
+        --ablations smollm2_exact_reward
+    python benchmarks/real_learning.py --out /tmp/learn --report-only
 
-Accuracy is `val/accuracy`: the share of the 200 unseen validation questions whose greedy reply scores
-1.0 under reasoning-gym's own checker (the reply, stripped, is exactly the answer).
+Runs side by side share the GPU without sleep mode (vLLM checks the device's free memory around each
+sleep, and other processes trip it), each with a small vLLM share and a fixed token budget; every run's
+own start/end evaluation (RUN/eval.json) is what the table reads, so base and trained are measured by the
+same engine, the same way. `--ablations` run once (seed 0) beside them, to show what a part of the recipe buys.
 """
 
 from __future__ import annotations
@@ -18,74 +20,86 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-BASE = ["+backend=cuda", "+experiment=smollm2_arithmetic", "trainer.loggers=[console,jsonl]"]
-VARIANTS = {
-    # name: extra overrides; measured on the H200: lr3e-5 +32 points at step 60 (README), lr1e-5 slower
-    "lr3e-5": ["trainer.lr=3e-5"],
-    "lr1e-5": ["trainer.lr=1e-5", "rollout.check_weight_sync=true"],
-    "add_sub_lr1e-5": [
-        "trainer.lr=1e-5",
-        "+data.reasoning_gym.datasets.basic_arithmetic.operators=['+','-']",
-    ],
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "packages/core/src"))
+from core.eval.table import markdown, mean_and_spread  # noqa: E402
+
+SIDE_BY_SIDE = ["+backend=cuda", "rollout.free_cache_engine=false", "rollout.gpu_memory_utilization=0.07",
+                "trainer.loggers=[console,jsonl]"]
+MODELS = {  # model -> (preset, overrides that fit it beside others)
+    "smollm2": ("smollm2_arithmetic", ["trainer.max_tokens_per_gpu=4096"]),
+    "gemma3": ("gemma3_arithmetic", ["trainer.max_tokens_per_gpu=2048"]),
 }
-GAIN = 0.30
+RECIPES = {  # name -> (model, overrides on its preset); the preset itself is "<model>"
+    "smollm2": ("smollm2", []),
+    "smollm2_lr2e-5": ("smollm2", ["trainer.lr=2e-5"]),
+    "smollm2_no_kl": ("smollm2", ["algorithm.kl_placement=none"]),
+    "smollm2_exact_reward": ("smollm2", ["reward.reward_fn=reasoning_gym"]),
+    "gemma3": ("gemma3", ["rollout.check_weight_sync=true"]),
+    "gemma3_lr2e-5": ("gemma3", ["trainer.lr=2e-5"]),
+}
 
 
-def launch(out: Path, steps: int, names: list[str]) -> None:
-    for name in names:
-        run_dir = out / name
+def launch(out: Path, jobs: list[tuple[str, int]], stagger_s: float) -> None:
+    """Start every (recipe, seed) at once, `stagger_s` apart (engines profile memory as they start); wait."""
+    running = []
+    for recipe, seed in jobs:
+        model, overrides = RECIPES[recipe]
+        preset, fit = MODELS[model]
+        run_dir = out / f"{recipe}-seed{seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "core.main", *BASE, *VARIANTS[name], f"trainer.output_dir={run_dir}",
-               f"trainer.total_steps={steps}", "trainer.resume=auto"]
-        with open(run_dir / "log.txt", "w") as log:
-            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}).returncode
-        print(f"{name}: exit {code}", flush=True)
+        cmd = [sys.executable, "-m", "core.main", f"+experiment={preset}", *SIDE_BY_SIDE, *fit, *overrides,
+               f"trainer.seed={seed}", f"trainer.output_dir={run_dir}", "trainer.resume=auto"]
+        log = open(run_dir / "log.txt", "w")
+        running.append((run_dir, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})))
+        print(f"started {run_dir.name}", flush=True)
+        time.sleep(stagger_s)
+    for run_dir, process in running:
+        print(f"{run_dir.name}: exit {process.wait()}", flush=True)
 
 
-def read_run(run_dir: Path) -> dict:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    vals = [(r["step"], r["time"], r["val/accuracy"]) for r in rows if "val/accuracy" in r]
-    steps = [r for r in rows if "timing/step" in r]
-    if not vals:
-        return {}
-    step0, t0, acc0 = vals[0]
-    best = max(vals, key=lambda v: v[2])
-    reached = next(((s, t - t0) for s, t, a in vals if a >= acc0 + GAIN), None)
-    return {
-        "acc0": acc0, "best": best[2], "best_step": best[0], "final": vals[-1][2], "final_step": vals[-1][0],
-        "wall_s": vals[-1][1] - t0, "step_s": sum(r["timing/step"] for r in steps) / max(len(steps), 1),
-        "reached": reached, "curve": [(s, round(a, 3)) for s, _, a in vals],
-    }
+def read_eval(run_dir: Path) -> dict:
+    path = run_dir / "eval.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def report(out: Path, names: list[str]) -> None:
-    print(f"\n{'variant':<16} {'acc@0':>6} {'best':>6} {'@step':>6} {'final':>6} {'gain':>6} "
-          f"{'s/step':>7} {'wall_s':>7}  first +{int(GAIN * 100)} pts (step, s)")
-    for name in names:
-        run = read_run(out / name) if (out / name / "metrics.jsonl").is_file() else {}
-        if not run:
-            print(f"{name:<16} (no validation logged)")
-            continue
-        reached = f"{run['reached'][0]}, {run['reached'][1]:.0f}" if run["reached"] else "not reached"
-        print(f"{name:<16} {run['acc0']:6.3f} {run['best']:6.3f} {run['best_step']:6d} {run['final']:6.3f} "
-              f"{run['best'] - run['acc0']:+6.3f} {run['step_s']:7.2f} {run['wall_s']:7.0f}  {reached}")
-    for name in names:
-        if (out / name / "metrics.jsonl").is_file():
-            print(f"{name} curve (step, accuracy): {read_run(out / name).get('curve')}")
+def report(out: Path) -> None:
+    runs = sorted(p.parent for p in out.glob("*/eval.json"))
+    by_recipe: dict[str, list[Path]] = {}
+    for run in runs:
+        by_recipe.setdefault(run.name.rsplit("-seed", 1)[0], []).append(run)
+    for recipe, recipe_runs in by_recipe.items():
+        results = [read_eval(run) for run in recipe_runs]
+        rows = [(f"base ({results[0]['base']['model']})", results[0]["base"]["metrics"])]
+        finals = [r["final"]["metrics"] for r in results if "final" in r]
+        rows += [(run.name, r["final"]["metrics"]) for run, r in zip(recipe_runs, results) if "final" in r]
+        if len(finals) > 1:
+            rows.append((f"{recipe}: mean ± sd of {len(finals)}", mean_and_spread(finals)))
+        print(f"\n## {recipe}\n{markdown(rows)}")
+        for run, result in zip(recipe_runs, results):
+            entropy = result.get("entropy")
+            if entropy:
+                print(f"{run.name}: entropy {entropy['start']:.3f} -> {entropy['end']:.3f} "
+                      f"({entropy['end_over_start']:.0%}{', COLLAPSED' if entropy['collapsed'] else ''})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--recipes", nargs="*", default=["smollm2", "gemma3"], choices=list(RECIPES))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--ablations", nargs="*", default=[], choices=list(RECIPES), help="run once, seed 0")
+    parser.add_argument("--parallel", type=int, default=4, help="runs on the GPU at once")
+    parser.add_argument("--stagger-s", type=float, default=15.0)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     if not args.report_only:
-        launch(args.out, args.steps, args.variants)
-    report(args.out, args.variants)
+        jobs = [(recipe, seed) for recipe in args.recipes for seed in args.seeds] + [(a, 0) for a in args.ablations]
+        for start in range(0, len(jobs), args.parallel):
+            launch(args.out, jobs[start:start + args.parallel], args.stagger_s)
+    report(args.out)
 
 
 if __name__ == "__main__":

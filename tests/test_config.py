@@ -105,8 +105,16 @@ def test_every_experiment_composes_and_keeps_its_values(option, compose_config):
 def test_smollm2_experiment_selects_the_real_model_and_task(compose_config):
     cfg = compose_config("+experiment=smollm2_arithmetic", "+backend=cuda")
     assert cfg.model.path == "packaged:smollm2-135m-instruct"
-    assert cfg.data.task == "reasoning_gym" and cfg.reward.reward_fn == "reasoning_gym"
-    assert cfg.rollout.max_tokens == 48 and cfg.trainer.test_freq == 10
+    assert cfg.data.task == "reasoning_gym" and cfg.reward.reward_fn == "graded"
+    assert cfg.rollout.max_tokens == 48 and cfg.trainer.test_freq == 20
+    assert cfg.eval.shifted == {"basic_arithmetic": {"min_terms": 3, "max_terms": 3}}
+
+
+def test_gemma3_experiment_prompts_the_base_model_in_plain_text(compose_config):
+    cfg = compose_config("+experiment=gemma3_arithmetic", "+backend=cuda")
+    assert cfg.model.path == "packaged:gemma3-270m" and cfg.model.dtype == "float32"
+    assert cfg.data.prompt_template == "Question: {content}\nAnswer:" and list(cfg.rollout.stop) == ["\n"]
+    assert cfg.reward.reward_fn == "graded" and "basic_arithmetic" in cfg.eval.shifted
 
 
 @pytest.mark.parametrize("group", ["algorithm", "model", "rollout", "trainer", "data"])

@@ -124,3 +124,20 @@ def test_sampler_resumes_mid_epoch_exactly():
 
 def test_sampler_without_shuffle_is_in_order():
     assert EpochSampler(3, shuffle=False).next_indices(5) == [0, 1, 2, 0, 1]
+
+
+def test_a_plain_prompt_template_for_base_models(tiny_tokenizer, tmp_path):
+    """A base model has no chat template: the user text fills data.prompt_template, tokenised as plain text."""
+    path = write_jsonl(tmp_path / "p.jsonl", [row(prompt="What is 2+3?")])
+    dataset = load_rl_dataset([path], tiny_tokenizer, 256, prompt_template="Question: {content}\nAnswer:")
+    assert dataset.samples[0].prompt_ids == tiny_tokenizer("Question: What is 2+3?\nAnswer:")["input_ids"]
+    assert dataset.samples[0].prompt_text == "Question: What is 2+3?\nAnswer:"
+
+
+def test_a_tokenizer_without_chat_template_names_the_prompt_template_key(tiny_tokenizer, tmp_path):
+    import copy
+
+    plain = copy.deepcopy(tiny_tokenizer)
+    plain.chat_template = None
+    with pytest.raises(TandemError, match="data.prompt_template="):
+        load_rl_dataset([write_jsonl(tmp_path / "p.jsonl", [row()])], plain, 256)

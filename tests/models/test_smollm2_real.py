@@ -49,13 +49,17 @@ def test_one_grpo_step_on_the_cpu(experiment, max_tokens, smollm2_dir, tmp_path)
         "+backend=cpu", f"+experiment={experiment}", "trainer.total_steps=1", "data.prompt_batch_size=2",
         "rollout.n=2", f"rollout.max_tokens={max_tokens}", "data.val_size=2", "data.reasoning_gym.train_size=16",
         "trainer.test_freq=0", "trainer.save_model=false", "trainer.report=false", f"trainer.output_dir={tmp_path}",
+        "eval.size=2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "core.main", *overrides], capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["step"] == 0 and "val/accuracy" in rows[0]  # validation before training
-    assert rows[-1]["step"] == 1 and rows[-1]["response_length/mean"] > 0
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [{k: v for line in lines if line["step"] == step for k, v in line.items()} for step in (0, 1)]
+    assert "val/accuracy" in rows[0]  # validation before training
+    if experiment == "smollm2_arithmetic":  # held-out evaluation of the base model, then of the trained one
+        assert "eval/heldout/lenient" in rows[0] and "eval/shifted/exact" in rows[-1]
+    assert lines[-1]["step"] == 1 and rows[-1]["response_length/mean"] > 0
     if experiment == "smollm2_calculator":  # multi-turn rollouts with the calculator, validation included
         assert "agent/tool_call_rate" in rows[-1] and "val/agent/turns_mean" in rows[0]

