@@ -81,8 +81,9 @@ def run(cfg: DictConfig) -> dict:
         "done: %d steps in %.1f s; reward %.3f -> %.3f (mean of the first -> last tenth of the steps)",
         summary["steps"], summary["wall_s"], summary["reward_start"], summary["reward_end"],
     )
-    if "eval" in summary:
-        log.info("held-out evaluation (greedy; exact and format-insensitive):\n%s", summary["eval"])
+    if "eval" in summary:  # printed, not logged: the log handler would wrap the table's lines
+        log.info("held-out evaluation (greedy; exact and format-insensitive), also in RUN/eval.md:")
+        print(summary["eval"], flush=True)
     log_locations(summary)
     return summary
 
