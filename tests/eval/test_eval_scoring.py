@@ -65,3 +65,12 @@ def test_pass_at_k_by_hand():
 @pytest.mark.parametrize("reply, reward", [("68", 1.0), ("The answer is 68.", 0.5), ("67", 0.0), ("69.", 0.0)])
 def test_graded_reward_puts_the_answer_before_the_format(reply, reward):
     assert graded_reward(arithmetic(reply)) == reward
+
+
+def test_replies_are_scored_up_to_their_stop_string_whatever_the_engine():
+    from core.eval.runner import _cut_at_stop
+
+    replies = [arithmetic(" 68\nQuestion: Calculate 1 + 1.\nAnswer: 2"), arithmetic("68")]
+    cut = _cut_at_stop(replies, ("\n",))
+    assert [item.response for item in cut] == [" 68\n", "68"]
+    assert exact_score(cut[0]) >= 1.0 and _cut_at_stop(replies, ()) == replies

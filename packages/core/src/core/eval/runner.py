@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.eval.scoring import exact_score, lenient_score, pass_at_k
 from core.eval.sets import EvalSet
@@ -30,7 +30,7 @@ def evaluate(engine: RolloutEngine, sets: list[EvalSet], tokenizer, max_tokens: 
         prompts = [sample.prompt_ids for sample in samples]
         greedy = engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, logprobs=False,
                                                           stop=stop))
-        inputs = reward_inputs(samples, greedy, tokenizer)
+        inputs = _cut_at_stop(reward_inputs(samples, greedy, tokenizer), stop)
         exact = [_checked(exact_score, item) >= 1.0 for item in inputs]
         lenient = [_checked(lenient_score, item, cut_at) >= 1.0 for item in inputs]
         prefix = f"eval/{eval_set.name}"
@@ -51,11 +51,24 @@ def evaluate(engine: RolloutEngine, sets: list[EvalSet], tokenizer, max_tokens: 
                                         stop=stop))
             for kind, check, extra in (("exact", exact_score, ()), ("lenient", lenient_score, (cut_at,))):
                 right = [0] * len(samples)
-                for group, item in zip(sampled.group_ids.tolist(), reward_inputs(samples, sampled, tokenizer)):
+                replies = _cut_at_stop(reward_inputs(samples, sampled, tokenizer), stop)
+                for group, item in zip(sampled.group_ids.tolist(), replies):
                     right[group] += _checked(check, item, *extra) >= 1.0
                 result.metrics[f"{prefix}/pass@{pass_k}_{kind}"] = (
                     sum(pass_at_k(pass_k, c, pass_k) for c in right) / len(samples))
     return result
+
+
+def _cut_at_stop(inputs: list, stop: tuple[str, ...]) -> list:
+    """Each reply up to and including its first stop string, as vLLM returns it: an engine that ignores stop
+    strings (the HF engine) is scored on the same text."""
+    if not stop:
+        return inputs
+    cut = []
+    for item in inputs:
+        ends = [item.response.index(s) + len(s) for s in stop if s in item.response]
+        cut.append(replace(item, response=item.response[:min(ends)]) if ends else item)
+    return cut
 
 
 def _checked(check, item, *args) -> float:
