@@ -47,6 +47,7 @@ def test_gsm8k_format_dataset_with_gsm8k_reward(compose_config, tmp_path):
 
 @pytest.mark.parametrize("overrides", [
     ("algorithm.rollout_correction=token_tis",),
+    ("algorithm.rollout_correction=seq_mask",),  # rejection takes tokens out of the mask before the counts
     ("algorithm=dapo", "rollout.logprobs=true"),  # dynamic sampling keeps the engine's log-probs of the kept rows
 ])
 def test_the_engines_logprobs_measure_and_correct_the_mismatch(overrides, compose_config, tmp_path):
@@ -61,3 +62,5 @@ def test_the_engines_logprobs_measure_and_correct_the_mismatch(overrides, compos
     assert last["mismatch/abs_logprob_diff_max"] < 1e-3
     if "algorithm.rollout_correction=token_tis" in overrides:
         assert last["actor/correction_weight_mean"] == pytest.approx(1.0, abs=1e-3)
+    if "algorithm.rollout_correction=seq_mask" in overrides:  # the same weights: nothing to reject
+        assert last["actor/correction_zeroed"] == pytest.approx(0.0) and last["actor/correction_weight_mean"] == 1.0

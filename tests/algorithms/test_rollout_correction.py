@@ -53,3 +53,46 @@ def test_token_weights_scale_the_per_token_policy_losses():
     assert loss.item() == pytest.approx(-2.25 / 2)
     loss.backward()
     assert torch.allclose(logprobs.grad, torch.tensor([[-1.0, -0.125]], dtype=torch.float64))  # -w A r / 2
+
+
+def test_seq_tis_clamps_the_sum_not_each_token():
+    # d = (30, -29, 0, 0): the sum is 1, e^1 = 2.72 -> capped at C = 2. Clamping each token at +-20 first would
+    # sum to 0 and give e^0 = 1 (the old behaviour; verl clamps only the sum)
+    old = torch.tensor([[30.0, -29.0, 0.0, 0.0]], dtype=torch.float64)
+    weights, _ = rollout_correction_weights(old, torch.zeros_like(old), torch.ones(1, 4, dtype=torch.bool),
+                                            "seq_tis", cap=2.0)
+    assert weights.tolist() == [[2.0, 2.0, 2.0, 2.0]]
+
+
+def test_rejected_tokens_leave_the_mask_so_means_divide_by_the_kept():
+    """verl's rollout_rs: token-mean over the kept tokens. Row 1 keeps 1 of 3 tokens, row 2 keeps 1 of 2
+    (`_rows`, token_mask, C = 2). Per-token losses -A r = -1 on every token (A = 1, ratio 1): token-mean over the
+    2 kept tokens is -2 / 2 = -1; weighting by 0/1 but dividing by all 5 tokens would give -2 / 5."""
+    from core.algorithms.rollout_correction import rejection_mask
+
+    old, rollout, mask = _rows()
+    kept = rejection_mask(old, rollout, mask, "token_mask", cap=2.0)
+    assert kept.tolist() == [[True, False, False], [True, False, False]]
+    logprobs = old.clone().requires_grad_(True)
+    loss, _ = compute_policy_loss("ppo_clip", logprobs=logprobs, old_logprobs=old, advantages=torch.ones_like(old),
+                                  response_mask=kept, loss_agg_mode="token-mean",
+                                  global_token_count=int(kept.sum()), global_seq_count=2)
+    assert loss.item() == pytest.approx(-1.0)
+    # seq-mean-token-mean: each row's mean over its kept tokens (-1 and -1), then the mean over rows: -1
+    loss, _ = compute_policy_loss("ppo_clip", logprobs=logprobs, old_logprobs=old, advantages=torch.ones_like(old),
+                                  response_mask=kept, loss_agg_mode="seq-mean-token-mean",
+                                  global_token_count=int(kept.sum()), global_seq_count=2)
+    assert loss.item() == pytest.approx(-1.0)
+
+
+def test_a_mask_mode_keeps_the_separate_behaviour_pass():
+    from types import SimpleNamespace
+
+    from core.algorithms.spec import AlgorithmSpec
+    from core.config.schema import AlgorithmConfig
+    from core.trainer.actor import behaviour_logprobs_from_update
+
+    trainer = SimpleNamespace(reuse_on_policy_logprobs=True, ppo_epochs=1, mini_batches=1)
+    for mode, reuse in (("token_mask", False), ("seq_mask", False), ("token_tis", True), ("none", True)):
+        spec = AlgorithmSpec.from_config(AlgorithmConfig(rollout_correction=mode), 16)
+        assert spec.rejects_tokens is (not reuse) and behaviour_logprobs_from_update(trainer, spec) is reuse

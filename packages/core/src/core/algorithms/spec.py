@@ -13,7 +13,7 @@ from core.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from core.algorithms.aggregation import check_loss_agg_mode
 from core.algorithms.kl import check_kl_estimator
 from core.algorithms.policy_loss import POLICY_LOSSES
-from core.algorithms.rollout_correction import ROLLOUT_CORRECTIONS
+from core.algorithms.rollout_correction import MASK_MODES, ROLLOUT_CORRECTIONS
 from core.errors import TandemError
 
 KL_PLACEMENTS = ("none", "loss", "reward")
@@ -30,6 +30,9 @@ class AlgorithmSpec:
     needs_greedy_baseline: bool  # a greedy response per prompt whose score is the baseline (ReMax)
     horizon: int  # the longest response, in tokens: the constant of seq-mean-token-sum-norm (Dr. GRPO)
     needs_rollout_logprobs: bool  # the loss corrects for the rollout/trainer mismatch with the engine's log-probs
+    # a mask mode of the rollout correction takes tokens out of the response mask before the loss is aggregated,
+    # over the whole mini-batch: it needs the behaviour log-probs beforehand, from their own pass
+    rejects_tokens: bool = False
 
     @classmethod
     def from_config(cls, algorithm: Any, max_response_tokens: int) -> "AlgorithmSpec":
@@ -42,6 +45,7 @@ class AlgorithmSpec:
             needs_greedy_baseline=algorithm.adv_estimator == "remax",
             horizon=int(max_response_tokens),
             needs_rollout_logprobs=algorithm.rollout_correction != "none",
+            rejects_tokens=algorithm.rollout_correction in MASK_MODES,
         )
 
 

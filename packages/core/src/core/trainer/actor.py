@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -12,7 +12,7 @@ from core.algorithms.entropy import logprobs_and_entropy_from_logits
 from core.algorithms.kl import kl_estimate
 from core.algorithms.logprobs import logprobs_from_logits
 from core.algorithms.policy_loss import compute_policy_loss, policy_loss_options
-from core.algorithms.rollout_correction import rollout_correction_weights
+from core.algorithms.rollout_correction import rejection_mask, rollout_correction_weights
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
 from core.distributed.fsdp import clip_grad_norm
@@ -65,10 +65,11 @@ def behaviour_logprobs_from_update(trainer_cfg, spec: AlgorithmSpec) -> bool:
 
     With one epoch of one mini-batch the policy is still the one that sampled when the update scores
     the batch, so old = new.detach() exactly (ratio 1, the same loss and gradient). A KL penalty in
-    the reward needs the behaviour log-probs before the advantages, so it keeps the separate pass.
+    the reward needs the behaviour log-probs before the advantages, and a rollout-correction mask before
+    the update's token counts, so both keep the separate pass.
     """
     return (bool(trainer_cfg.reuse_on_policy_logprobs) and trainer_cfg.ppo_epochs == 1
-            and trainer_cfg.mini_batches == 1 and not spec.kl_in_reward)
+            and trainer_cfg.mini_batches == 1 and not spec.kl_in_reward and not spec.rejects_tokens)
 
 
 @dataclass
@@ -168,8 +169,11 @@ class Actor:
 
     def _optimizer_step(self, mini: TrainingBatch, keep_scores: bool = False):
         """One optimizer step; with keep_scores also the detached log-probs and entropies in `mini`'s order."""
-        counts = global_loss_counts(mini.response_mask)
         algo = self.algo
+        rejected = {}
+        if self.spec.rejects_tokens:  # verl's rollout_rs: rejected tokens leave the mask before anything counts
+            mini, rejected = _without_rejected_tokens(mini, algo)
+        counts = global_loss_counts(mini.response_mask)
         agg = dict(
             mode=algo.loss_agg_mode,
             global_token_count=counts.tokens,
@@ -193,7 +197,7 @@ class Actor:
             # share of this step's tokens; a dummy pass (rank padding) counts for nothing
             weight = 0.0 if plan_item.dummy else micro.response_mask.sum().item() / max(counts.tokens, 1)
             token_weights = None
-            if algo.rollout_correction != "none":  # the sampler's log-probs are not the trainer's
+            if algo.rollout_correction != "none" and not self.spec.rejects_tokens:  # TIS: weights, not a mask
                 token_weights, correction = rollout_correction_weights(
                     old_logprobs, micro.rollout_logprobs, micro.response_mask, algo.rollout_correction,
                     algo.rollout_correction_cap)
@@ -219,6 +223,7 @@ class Actor:
             if need_entropy:
                 loss = loss - algo.entropy_coef * aggregate_loss(entropy, micro.response_mask, **agg)
             (loss * (0.0 if plan_item.dummy else data_parallel_size())).backward()
+        metrics.update(rejected)
         metrics = sum_over_ranks(metrics)
         grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
         if math.isfinite(grad_norm):
@@ -233,6 +238,18 @@ class Actor:
         if keep_scores:
             scores = tuple(scatter_rows(plan, [part[i] for part in kept], mini.rows) for i in (0, 1))
         return {f"actor/{key}": value for key, value in metrics.items()}, scores
+
+
+def _without_rejected_tokens(mini: TrainingBatch, algo) -> tuple[TrainingBatch, dict[str, float]]:
+    """`mini` with the tokens a rollout-correction mask rejects taken out of its response mask (they stay in the
+    sequence, attended to, as a tool result's tokens do), and the metrics: their share, summed over ranks later
+    (each rank's share of this step's tokens)."""
+    kept = rejection_mask(mini.old_logprobs, mini.rollout_logprobs, mini.response_mask, algo.rollout_correction,
+                          algo.rollout_correction_cap)
+    counts = global_loss_counts(mini.response_mask)
+    share = mini.response_mask.sum().item() / max(counts.tokens, 1)
+    zeroed = (mini.response_mask.bool() & ~kept).sum().item() / max(mini.response_mask.sum().item(), 1)
+    return replace(mini, response_mask=kept), {"correction_zeroed": zeroed * share, "correction_weight_mean": (1 - zeroed) * share}
 
 
 def allocate_adam_state(optimizer: torch.optim.Optimizer) -> None:
