@@ -11,3 +11,10 @@ def slow(sample) -> float:
 
     time.sleep(0.02)
     return 0.5
+
+
+def exits(sample) -> float:
+    """User code that calls sys.exit: it must not end the run silently with its exit code."""
+    import sys
+
+    sys.exit(3)

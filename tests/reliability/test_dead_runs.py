@@ -60,6 +60,13 @@ def test_a_reward_that_fails_on_every_sample_stops_the_run(tmp_path):
     assert "returned inf, not a finite number" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_reward_that_calls_sys_exit_is_a_failing_reward_not_a_silent_exit(tmp_path):
+    done = run_demo(tmp_path, "reward.reward_fn=broken_rewards:exits")
+    assert done.returncode == 3, done.stderr[-2000:]  # every sample failed: the run stops, and says why
+    assert "reward function 'exits' failed on 128 of 128 samples" in done.stderr
+    assert "called sys.exit(3)" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_sft_with_a_diverging_lr_stops(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "sft.main", "+backend=cpu", "trainer.lr=1e30", "trainer.total_steps=4",

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from core.backends.base import Backend
 from core.config.cli_lists import single_values_as_lists
+from core.config.known_keys import refuse_unknown_keys
 from core.config.schema import TandemConfig, register_schemas
 from core.errors import exit_on_user_error
 from core.plugins.manager import backend_from_argv, detect_backend, load_backend, require_backend
@@ -54,6 +55,7 @@ def launch(config_path: str, config_name: str, run: Callable[[DictConfig], objec
     @hydra.main(version_base=None, config_path=config_path, config_name=config_name)
     def _hydra_main(cfg: DictConfig) -> None:
         setup_logging()
+        exit_on_user_error(refuse_unknown_keys)(cfg, schema)
         run(cfg)
 
     _hydra_main()

@@ -158,6 +158,8 @@ def _call(fn_and_sample: tuple[RewardFn, RewardInput]) -> tuple[float, str | Non
         raise  # a configuration mistake (e.g. no rule for this data_source): fail, don't average it away
     except Exception as exc:  # user code: any other failure becomes this sample's error
         return math.nan, f"{type(exc).__name__}: {exc}"
+    except SystemExit as exc:  # sys.exit() in user code would end the whole run, silently, with its code
+        return math.nan, f"called sys.exit({exc.code!r})"
     if not isinstance(value, numbers.Real) or not math.isfinite(value):
         return math.nan, f"returned {value!r}, not a finite number"
     return float(value), None
