@@ -94,19 +94,33 @@ def test_guard_resets_its_count_on_a_good_step():
     assert NonFiniteGuard("stop").check(bad).startswith("non-finite loss (inf) in the update phase")
 
 
-def test_collapse_watch_warns_once_per_kind(caplog):
+def test_collapse_watch_tells_a_dead_policy_from_an_equal_reward_batch(caplog):
     import math
 
-    from core.trainer.health import CollapseWatch
+    import torch
 
-    watch = CollapseWatch(vocab_size=100, patience=2)
+    from core.trainer.health import CollapseWatch, rewards_vary_within_groups
+
     uniform = math.log(100)  # 4.61 nats
+    watch = CollapseWatch(vocab_size=100, patience=2)
     with caplog.at_level("WARNING", logger="tandem"):
-        assert watch.check(1, 1.0, 0.5) == []
-        assert watch.check(2, 2.0, 0.0) == []  # one zero step is not yet a pattern
-        warned = watch.check(3, 0.99 * uniform, 0.0)
-        assert len(warned) == 2 and "uniform maximum" in warned[0] and "exactly 0 for 2 steps" in warned[1]
-        assert watch.check(4, uniform, 0.0) == []  # said once
-    assert caplog.text.count("uniform maximum") == 1
+        assert watch.check(1, 1.0, 0.5) is None
+        assert watch.check(2, 2.0, 0.0) is None  # one zero step is not yet a pattern
+        assert watch.check(3, 2.0, 0.0, rewards_vary=False) is None  # equal rewards: nothing to learn, warned
+        assert watch.check(4, 2.0, 0.0, rewards_vary=False) is None
+        assert "exactly 0 for 4 steps" in watch.check(5, 2.0, 0.0, rewards_vary=True)  # varying rewards: dead
+        assert "uniform maximum" in watch.check(6, 0.99 * uniform, 0.5)
+    assert caplog.text.count("nothing to learn from") == 1
     untrained = CollapseWatch(vocab_size=100)
-    assert untrained.check(1, uniform, 0.5) == [] and untrained.check(2, uniform, 0.5) == []  # random weights
+    assert untrained.check(1, uniform, 0.5) is None and untrained.check(2, uniform, 0.5) is None  # random weights
+    # groups 0 and 1: (1, 1) equal, (0, 1) varying
+    assert rewards_vary_within_groups(torch.tensor([1.0, 1.0, 0.0, 1.0]), torch.tensor([0, 0, 1, 1]))
+    assert not rewards_vary_within_groups(torch.tensor([1.0, 1.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1]))
+
+
+def test_a_collapsed_policy_stops_the_run_unless_told_to_warn(tmp_path):
+    done = run_demo(tmp_path / "stop", "trainer.lr=1e6", "trainer.total_steps=8")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "the policy collapsed at step" in done.stderr and "Traceback" not in done.stderr
+    warned = run_demo(tmp_path / "warn", "trainer.lr=1e6", "trainer.total_steps=8", "trainer.on_collapse=warn")
+    assert warned.returncode == 0 and "the policy collapsed" in warned.stdout + warned.stderr

@@ -46,6 +46,7 @@ RULES: list[Rule] = [
     ("trainer.keep_last", *POSITIVE_INT),
     ("trainer.max_nonfinite_steps", *POSITIVE_INT),
     ("trainer.on_nonfinite", lambda v: v in ("stop", "skip"), "stop or skip"),
+    ("trainer.on_collapse", lambda v: v in ("stop", "warn"), "stop or warn"),
     ("reward.workers", *POSITIVE_INT),
     ("reward.timeout_s", lambda v: v is None or v > 0, "null (none) or a number > 0"),
     ("reward.stop_if_failed_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),

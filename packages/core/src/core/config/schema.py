@@ -172,6 +172,8 @@ class TrainerConfig:
     test_freq: int = 0  # validate every N steps (and at the end); 0: never
     on_nonfinite: str = "stop"  # a NaN/inf reward, log-prob, loss or grad norm: stop | skip (the step)
     max_nonfinite_steps: int = 3  # with skip: stop after this many bad steps in a row
+    # a collapsed policy (entropy at the uniform maximum, or a zero gradient while rewards vary): stop | warn
+    on_collapse: str = "stop"
     val_before_train: bool = False
     val_temperature: float = 0.0  # 0: greedy validation
     report: bool = True  # write report.png and a text summary at the end

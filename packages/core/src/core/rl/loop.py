@@ -33,7 +33,7 @@ from core.eval.in_run import RunEvaluation
 from core.trainer.actor import behaviour_logprobs_from_update
 from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
-from core.trainer.health import CollapseWatch, NonFiniteGuard
+from core.trainer.health import CollapseWatch, NonFiniteGuard, rewards_vary_within_groups
 from core.trainer.preemption import Preemption
 from core.rl.experience import collect_experience
 from core.trainer.setup import load_tokenizer, logits_width, make_prompt_source, resolve_device
@@ -187,7 +187,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
             tracker.log(metrics, step)  # logged before a stop, so the file shows the values that died
             if died:
                 raise RunDied(f"step {step}: {died}")
-            collapse.check(step, metrics["actor/entropy"], update_metrics.get("actor/grad_norm"))
+            collapsed = collapse.check(step, metrics["actor/entropy"], update_metrics.get("actor/grad_norm"),
+                                       rewards_vary_within_groups(batch.scores, batch.group_ids.cpu()))
+            if collapsed and cfg.trainer.on_collapse == "stop":
+                raise RunDied(f"{collapsed}; the run stopped (trainer.on_collapse=warn goes on)")
+            if collapsed and "collapse" not in collapse.warned:  # on_collapse=warn: said once
+                collapse.warned.add("collapse")
+                log.warning(collapsed)
             history.append(metrics)
             saved, stopping = None, preemption.agreed()
             if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or stopping):

@@ -56,10 +56,12 @@ class NonFiniteGuard:
 
 
 class CollapseWatch:
-    """Warns (once each) when the policy looks collapsed: its entropy risen to the uniform maximum (it
-    says nothing any more), or a gradient norm of exactly 0 for `patience` steps (nothing is learned).
-    `vocab_size` is the model's (the logits' width), not the tokenizer's. A policy that starts at the
-    maximum (random weights: the demo's builtin models, a step benchmark) has not collapsed: no warning."""
+    """Tells a collapsed policy: its entropy risen to the uniform maximum (it says nothing any more), or a
+    gradient norm of exactly 0 for `patience` steps although rewards vary within groups (the weights no longer
+    respond: a GRPO step with varying rewards always has a gradient). A zero gradient under equal rewards is
+    only warned about (nothing to learn from, not a broken policy). `vocab_size` is the model's (the logits'
+    width), not the tokenizer's. A policy that starts at the maximum (random weights: the demo's builtin
+    models, a step benchmark) has not collapsed when it stays there."""
 
     def __init__(self, vocab_size: int, patience: int = 3):
         self.max_entropy = math.log(max(vocab_size, 2))
@@ -68,21 +70,30 @@ class CollapseWatch:
         self.zero_grad_steps = 0
         self.warned: set[str] = set()
 
-    def check(self, step: int, entropy: float, grad_norm: float | None) -> list[str]:
-        """The warnings this step raises for the first time (also logged)."""
-        found = []
+    def check(self, step: int, entropy: float, grad_norm: float | None, rewards_vary: bool = False) -> str | None:
+        """The diagnosis of a collapsed policy, or None (a zero gradient under equal rewards is warned, once)."""
         uniform = entropy >= 0.98 * self.max_entropy
         if self.started_uniform is None:
             self.started_uniform = uniform
-        if uniform and not self.started_uniform:
-            found.append(("uniform", f"step {step}: the policy's entropy {entropy:.2f} is at the uniform maximum "
-                          f"{self.max_entropy:.2f}: it no longer prefers any token (lr too high?)"))
         self.zero_grad_steps = self.zero_grad_steps + 1 if grad_norm == 0 else 0
-        if self.zero_grad_steps >= self.patience:
-            found.append(("zero_grad", f"step {step}: gradient norm exactly 0 for {self.zero_grad_steps} steps: "
-                          "nothing is learned (all rewards in each group equal?)"))
-        new = [message for kind, message in found if kind not in self.warned]
-        self.warned.update(kind for kind, _ in found)
-        for message in new:
-            log.warning(message)
-        return new
+        if uniform and not self.started_uniform:
+            return (f"the policy collapsed at step {step}: its entropy {entropy:.2f} is at the uniform maximum "
+                    f"{self.max_entropy:.2f}, it no longer prefers any token (trainer.lr too high?)")
+        if self.zero_grad_steps >= self.patience and rewards_vary:
+            return (f"the policy collapsed at step {step}: gradient norm exactly 0 for {self.zero_grad_steps} steps "
+                    "although rewards vary within groups, so the weights no longer respond (trainer.lr too high?)")
+        if self.zero_grad_steps >= self.patience and "zero_grad" not in self.warned:
+            self.warned.add("zero_grad")
+            log.warning("step %d: gradient norm exactly 0 for %d steps: every group's rewards are equal, nothing "
+                        "to learn from (too easy or too hard a task?)", step, self.zero_grad_steps)
+        return None
+
+
+def rewards_vary_within_groups(scores, group_ids) -> bool:
+    """Whether some prompt's responses scored differently ([rows] scores and group ids): a GRPO step learns."""
+    import torch
+
+    groups = torch.unique(group_ids, return_inverse=True)[1]
+    low = torch.full((int(groups.max()) + 1,), float("inf")).scatter_reduce(0, groups, scores.float().cpu(), "amin")
+    high = torch.full_like(low, -float("inf")).scatter_reduce(0, groups, scores.float().cpu(), "amax")
+    return bool((high > low).any())
