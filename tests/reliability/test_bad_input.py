@@ -63,6 +63,18 @@ def test_unreadable_data_files_are_named(tmp_path):
         read_records(latin)
 
 
+def test_a_data_file_without_rows_is_named(tmp_path, tiny_tokenizer):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from core.data.rl_dataset import load_rl_dataset
+
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string())}), path)
+    with pytest.raises(TandemError, match="empty.parquet holds no rows"):
+        load_rl_dataset([str(path)], tiny_tokenizer, 64)
+
+
 def test_rows_without_ground_truth_are_named(tiny_tokenizer):
     from core.data.rl_dataset import rl_dataset_from_rows
 

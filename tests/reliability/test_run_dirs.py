@@ -88,3 +88,19 @@ def test_resume_under_another_config_is_refused_naming_the_keys(tmp_path):
     with claim_run_dir(tmp_path, "auto", other, force=True):
         pass
     assert json.loads((tmp_path / "config.json").read_text())["model"]["path"] == "b"
+
+
+@pytest.mark.parametrize("below", ["", "sub/run"])
+def test_an_output_dir_that_is_a_file_is_named(tmp_path, below):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(TandemError, match=f"{blocker} is a file, not a directory"):
+        with claim_run_dir(blocker / below if below else blocker, "never"):
+            pass
+
+
+def test_an_output_dir_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only mount (root ignores chmod)
+    with pytest.raises(TandemError, match="is not writable"):
+        with claim_run_dir(tmp_path / "run", "never"):
+            pass

@@ -74,6 +74,8 @@ def prompt_token_ids(conversations: list[list[dict]], tokenizer, prompt_template
 
 def _templated(records, tokenizer, max_prompt_length: int, filter_overlong: bool, where: str,
                prompt_template: str | None = None) -> RLDataset:
+    if not records:
+        raise TandemError(f"{where} holds no rows")
     all_ids = prompt_token_ids([messages for messages, _ in records], tokenizer, prompt_template)
     kept, filtered = [], 0
     for ids, (_, row) in zip(all_ids, records):

@@ -68,8 +68,21 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _writable_directory(run_dir: Path) -> None:
+    """Create `run_dir`, or say in one line why it cannot hold a run (a file there, no permission, a full disk)."""
+    for parent in (run_dir, *run_dir.parents):
+        if parent.exists() and not parent.is_dir():
+            raise TandemError(f"trainer.output_dir {run_dir}: {parent} is a file, not a directory; choose another path")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TandemError(f"trainer.output_dir {run_dir} cannot be created: {exc.strerror}") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise TandemError(f"trainer.output_dir {run_dir} is not writable by this user; choose another directory")
+
+
 def _take(lock: Path) -> None:
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    _writable_directory(lock.parent)
     me = f"{socket.gethostname()} {os.getpid()}"
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
