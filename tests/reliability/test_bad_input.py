@@ -48,6 +48,19 @@ def test_broken_model_dirs_are_named(model_copy, damage, what):
         load_policy(_cfg(model_copy), torch.device("cpu"))
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"intermediate_size": 96}, "its config.json does not match its weights"),  # shapes the weights do not have
+    ({"num_hidden_layers": 3}, "must be equal to the number of `layer_types`"),  # a config contradicting itself
+])
+def test_a_config_that_does_not_fit_its_weights_is_named(model_copy, change, message):
+    import torch
+
+    config = json.loads((model_copy / "config.json").read_text())
+    (model_copy / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(TandemError, match=f"model.path {model_copy}: .*{message}"):
+        load_policy(_cfg(model_copy), torch.device("cpu"))
+
+
 def test_unreadable_data_files_are_named(tmp_path):
     empty = tmp_path / "empty.parquet"
     empty.write_bytes(b"")

@@ -89,10 +89,17 @@ def unreadable_model_named(model_dir: str, what: str):
     except (OSError, ValueError, KeyError, EnvironmentError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TandemError(f"model.path {model_dir}: cannot load its {what}: {first_line}") from None
-    except Exception as exc:  # safetensors' own error type for a truncated file, among others
-        if type(exc).__module__.split(".")[0] not in ("safetensors", "tokenizers"):
+    except RuntimeError as exc:  # transformers: tensors whose shapes the config does not give
+        if "mismatched_sizes" not in str(exc):
             raise
-        raise TandemError(f"model.path {model_dir}: cannot load its {what}: {exc}") from None
+        raise TandemError(f"model.path {model_dir}: its config.json does not match its weights (tensor shapes differ; "
+                          "transformers' report above names them)") from None
+    except Exception as exc:  # safetensors' own error type for a truncated file, huggingface_hub's for a config
+        # that contradicts itself, among others
+        if type(exc).__module__.split(".")[0] not in ("safetensors", "tokenizers", "huggingface_hub"):
+            raise
+        first_line = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        raise TandemError(f"model.path {model_dir}: cannot load its {what}: {first_line}") from None
 
 
 def model_dtype(model_cfg) -> torch.dtype:
