@@ -18,3 +18,11 @@ def exits(sample) -> float:
     import sys
 
     sys.exit(3)
+
+
+def sleepy(sample) -> float:
+    """A checker that takes a minute: a run validating before training is still starting when signalled."""
+    import time
+
+    time.sleep(60)
+    return 0.0

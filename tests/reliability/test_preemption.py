@@ -104,3 +104,22 @@ def test_sigterm_to_one_torchrun_rank_stops_every_rank_after_the_same_step(tmp_p
     assert f"stopped by SIGTERM after step {last}: checkpoint " in stderrs[0]  # rank 0 saw it through the vote
     assert all("Traceback" not in s for s in stderrs)
     assert (tmp_path / "checkpoints" / f"global_step_{last}").is_dir()
+
+
+def test_a_signal_before_the_first_step_stops_at_once_and_frees_the_directory(tmp_path):
+    """Model import, engine start and the step-0 validation take minutes on a real model: a stop must not
+    wait for them (here a one-minute reward check in the step-0 validation)."""
+    proc = start_demo(tmp_path, "trainer.total_steps=2", "trainer.val_before_train=true", "data.val_size=2",
+                      "reward.reward_fn=broken_rewards:sleepy", "reward.timeout_s=null")
+    deadline = time.monotonic() + 120
+    while not (tmp_path / ".tandem.lock").exists():  # the run holds its directory: setup under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    time.sleep(1.0)
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert time.monotonic() - signalled < 20  # not the minute the check would take
+    assert "stopped by SIGTERM before the first step: nothing to save" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / ".tandem.lock").exists()

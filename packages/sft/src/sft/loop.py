@@ -114,6 +114,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         if cfg.validation.validate_before_training and first_step == 1:
             validate(0)
         preemption = stack.enter_context(Preemption())
+        preemption.begin_steps()
         for step in tqdm(range(first_step, total + 1), desc="sft", unit="step", disable=rank != 0 or None):
             step_start = time.perf_counter()
             metrics = workers.run_all("train_step", sampler.next_indices(cfg.trainer.batch_size))[0]

@@ -124,6 +124,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         history = []
         steps = range(first_step, cfg.trainer.total_steps + 1)
         progress = tqdm(steps, desc="training", unit="step", disable=None)  # its note names the phase running
+        preemption.begin_steps()
         for step in progress:
             timings: dict[str, float] = {}
             with _timed(timings, "step"), _named_step(step):

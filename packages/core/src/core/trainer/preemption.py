@@ -45,6 +45,13 @@ class Preemption:
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        # before the first step (model import, engine start, the step-0 evaluation: minutes on a real model)
+        # there is no step to finish and nothing to save: a signal stops the run at once
+        self.stepping = False
+
+    def begin_steps(self) -> None:
+        """From here a signal lets the step under way finish (call before the first training step)."""
+        self.stepping = True
 
     @property
     def requested(self) -> bool:
@@ -68,11 +75,15 @@ class Preemption:
         if signum == FROM_WORKER:
             if self.signum is None:
                 self.signum = signal.SIGTERM
+                if not self.stepping:
+                    raise Preempted("a worker was signalled before the first step: nothing to save", signal.SIGTERM)
                 log.warning("a worker was signalled: finishing this step, then a checkpoint and exit")
             return
         if self.signum is not None:  # the second one: the user means now
             os._exit(128 + signum)
         self.signum = signum
+        if not self.stepping:  # raised in the main thread, wherever it is: the clean-up still runs
+            raise Preempted(f"stopped by {signal.Signals(signum).name} before the first step: nothing to save", signum)
         log.warning("%s: finishing this step, then a checkpoint and exit (send it again to exit now)",
                     signal.Signals(signum).name)
 
