@@ -154,4 +154,5 @@ class BaseBackend:
         from core.sharding.vllm import VllmShardingManager
 
         return VllmShardingManager(engine, trainer_model, free_cache_engine=self.frees_memory_between_rollouts(cfg),
-                                   check_weight_sync=bool(cfg.rollout.check_weight_sync), device=self.device())
+                                   check_weight_sync=bool(cfg.rollout.check_weight_sync), device=self.device(),
+                                   verify_weights=bool(cfg.rollout.verify_weights))

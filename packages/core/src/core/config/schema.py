@@ -108,6 +108,9 @@ class RolloutConfig:
     multiprocess: bool = False
     tensor_parallel_size: int = 1
     check_weight_sync: bool = False  # debug: compare engine prompt logprobs with the trainer's
+    # after every sync, read a few tensors back from the engine's memory and compare them with what was sent
+    # (core/rollout/fingerprint.py: ~1 ms); a stale or lost sync stops the run
+    verify_weights: bool = True
     # the engine returns the sampled tokens' log-probs: mismatch/* metrics every step (vLLM: logprobs=0,
     # flat, the cheapest path); on by itself whenever algorithm.rollout_correction is set
     logprobs: bool = False

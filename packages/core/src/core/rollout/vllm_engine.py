@@ -18,6 +18,7 @@ from core.config.schema import RolloutConfig
 from core.distributed.devices import empty_cache
 from core.errors import TandemError
 from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams, pad_responses
+from core.rollout.fingerprint import FingerprintTap
 from core.rollout.vllm_worker import encode_bucket, encode_oversized, share_buffer
 from core.rollout.weight_buckets import iter_buckets, iter_tensor_chunks
 from core.tracking.progress import vllm_progress
@@ -102,6 +103,7 @@ class VllmRolloutEngine:
         self._bucket_handle: bytes | None = None  # its IPC handle, mapped once by the worker
         self._asleep: set[str] = set()  # tags currently released
         self._prefix_cache_stale = False
+        self._fingerprints = FingerprintTap(self.dtype)  # of the last sync (core.rollout.fingerprint)
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
         from vllm.inputs import TokensPrompt
@@ -148,6 +150,7 @@ class VllmRolloutEngine:
         """Stream HF-named tensors into the engine, cast to the engine's dtype: in-process engines
         take the tensors themselves, a few at a time; across processes they travel in IPC buckets."""
         self.llm.collective_rpc("tandem_begin_sync")
+        named_tensors = self._fingerprints(named_tensors)
         if self.multiprocess:
             self._send_buckets(named_tensors)
         else:
@@ -159,6 +162,26 @@ class VllmRolloutEngine:
             torch.cuda.ipc_collect()  # let the allocator reuse oversized buffers vLLM has released
         self._prefix_cache_stale = True
         self._reset_stale_prefix_cache()
+
+    def verify_weights(self) -> None:
+        """Raise `RunDied` if the engine's memory does not hold what the last sync sent (the fingerprints of
+        `core.rollout.fingerprint`); call it after the engine is fully awake. Engines split over several
+        workers (tensor parallelism) hold shards, which the trainer's fingerprints do not describe: skipped."""
+        from core.errors import RunDied
+        from core.rollout.fingerprint import same
+
+        sent = self._fingerprints.taken
+        if not sent:
+            return
+        held = self.llm.collective_rpc("tandem_fingerprints", args=(list(sent),))
+        if len(held) != 1:
+            return
+        for name, value in held[0].items():
+            if not same(tuple(value), sent[name]):
+                raise RunDied(
+                    f"the rollout engine does not hold the weights just sent ({name}: fingerprint {value[0]:.6g} in "
+                    f"the engine, {sent[name][0]:.6g} sent): a stale or lost weight sync, so the rollout would "
+                    "sample from another policy than the one being trained")
 
     def _send_buckets(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         shared = self._shared_bucket()

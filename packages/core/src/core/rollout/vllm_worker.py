@@ -125,6 +125,17 @@ class WeightSyncExtension:
         plan = self.__dict__.setdefault("_tandem_copy_plan", CopyPlan())  # the model's layout never changes
         plan.load(model, weights)
 
+    def tandem_fingerprints(self, names: list[str]) -> dict[str, tuple[float, float]]:
+        """The fingerprints (core.rollout.fingerprint) of the model's parameters that `names` were copied into,
+        read from the engine's memory now; names the copy plan does not hold (loaders that transform, layerwise
+        reload) are left out."""
+        from core.rollout.fingerprint import fingerprint
+
+        plan = self.__dict__.get("_tandem_copy_plan")
+        if plan is None or getattr(self, "_tandem_layerwise", False):
+            return {}
+        return {name: fingerprint(plan.views[name][0]) for name in names if name in plan.views}
+
     def tandem_load_bucket(self, payload: Any) -> int:
         """Load one bucket of HF-named weights into the model in place; returns the tensor count."""
         buffer, wire, *keep = payload

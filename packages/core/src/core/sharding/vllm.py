@@ -35,12 +35,14 @@ CHECK_MAX_TOLERANCE = 5.0
 
 class VllmShardingManager:
     def __init__(self, engine: RolloutEngine, trainer_model: torch.nn.Module, free_cache_engine: bool = True,
-                 check_weight_sync: bool = False, device: torch.device = torch.device("cpu")) -> None:
+                 check_weight_sync: bool = False, device: torch.device = torch.device("cpu"),
+                 verify_weights: bool = True) -> None:
         self.engine = engine
         self.device = device  # the accelerator engine and trainer share
         self.trainer_model = trainer_model
         self.free_cache_engine = free_cache_engine  # sleep between rollouts (False: stay resident)
         self.check_weight_sync = check_weight_sync  # debug: compare prompt logprobs after every sync
+        self.verify_weights = verify_weights  # always-on fingerprints of a few tensors (core.rollout.fingerprint)
 
     def __enter__(self) -> "VllmShardingManager":
         empty_cache(self.device)  # the trainer's cached blocks would keep vLLM from waking up
@@ -49,6 +51,9 @@ class VllmShardingManager:
         self.engine.update_weights(iter_full_parameters(self.trainer_model, dtype=self.engine.dtype))
         if self.free_cache_engine:
             self.engine.wake_up(tags=["kv_cache"])  # also resets the now-stale prefix cache
+        verify = getattr(self.engine, "verify_weights", None)
+        if self.verify_weights and verify is not None:  # ~1 ms: the weights survived the wake
+            verify()
         if self.check_weight_sync:
             check_weight_sync(self.engine, self.trainer_model)
         return self
