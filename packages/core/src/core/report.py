@@ -9,12 +9,15 @@ at the end of training.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
 import math
 from pathlib import Path
 
 from core.errors import TandemError, exit_on_user_error
 
+log = logging.getLogger("tandem")
 Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)] in step order
 
 # (panel title, metrics drawn in it); "val/*" and "timing/*" are expanded from what was recorded
@@ -143,7 +146,13 @@ def write_report(run_dir: str | Path) -> str:
         raise TandemError(f"{run_dir} is a folder of {len(runs)} runs, not one run; report one of them "
                           f"(newest first):\n{listing}")
     series, times = read_metrics(run_dir / "metrics.jsonl")
-    plot(series, run_dir / "report.png", title=run_dir.name)
+    try:
+        plot(series, run_dir / "report.png", title=run_dir.name)
+    except OSError as exc:  # a full disk at the very end: the run's model and metrics are written already
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        (run_dir / "report.png").unlink(missing_ok=True)  # no half-written picture
+        log.warning("report.png not written: no space left on the device (the metrics and model are saved)")
     text = summary(series, times)
     evaluation = run_dir / "eval.md"  # core.eval's table: base vs trained on held-out questions
     if evaluation.is_file():

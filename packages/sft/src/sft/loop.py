@@ -66,7 +66,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         summary = _train(cfg)
         if world()[0] == 0 and cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
             summary["report"] = write_report(cfg.trainer.output_dir)  # the text summary; the plot is report.png
-            summary.setdefault("locations", []).append(f"report: {Path(cfg.trainer.output_dir) / 'report.png'}")
+            if (Path(cfg.trainer.output_dir) / "report.png").is_file():  # not written on a full disk
+                summary.setdefault("locations", []).append(f"report: {Path(cfg.trainer.output_dir) / 'report.png'}")
         return summary
     finally:
         if owns_group:

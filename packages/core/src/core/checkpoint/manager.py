@@ -15,6 +15,7 @@ next save removes. With several nodes, `<root>` must be a shared filesystem.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
@@ -108,16 +109,17 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
     _barrier()
-    with single_process_quiet():
-        dcp.save(_sharded_states(parts), checkpoint_id=tmp / "dcp", no_dist=not is_distributed())
-    torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
-    if rank == 0:
-        parts["actor"].model.config.save_pretrained(tmp / "hf")
-        if is_lora(parts["actor"].model):  # the export rebuilds base + adapters: peft's config names the base
-            parts["actor"].model.peft_config[ADAPTER].save_pretrained(tmp / "hf" / "adapter")
-        tokenizer.save_pretrained(tmp / "hf")
-        schedulers = {name: part.scheduler.state_dict() for name, part in parts.items() if part.scheduler}
-        torch.save({"step": step, "schedulers": schedulers, "trainer": trainer_state}, tmp / STATE_FILE)
+    with _removed_on_failure(tmp, rank, final):
+        with single_process_quiet():
+            dcp.save(_sharded_states(parts), checkpoint_id=tmp / "dcp", no_dist=not is_distributed())
+        torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
+        if rank == 0:
+            parts["actor"].model.config.save_pretrained(tmp / "hf")
+            if is_lora(parts["actor"].model):  # the export rebuilds base + adapters: peft's config names the base
+                parts["actor"].model.peft_config[ADAPTER].save_pretrained(tmp / "hf" / "adapter")
+            tokenizer.save_pretrained(tmp / "hf")
+            schedulers = {name: part.scheduler.state_dict() for name, part in parts.items() if part.scheduler}
+            torch.save({"step": step, "schedulers": schedulers, "trainer": trainer_state}, tmp / STATE_FILE)
     _barrier()
     if rank == 0:
         if final.exists():  # saving a step again after resuming from an older checkpoint
@@ -131,6 +133,38 @@ def save_checkpoint(
             shutil.rmtree(trash, ignore_errors=True)
     _barrier()
     return final
+
+
+# how a full disk surfaces through torch's zip writer and DCP, which wrap the OSError in their own errors
+DISK_FULL_SIGNS = ("No space left", "unexpected pos", "Disk quota exceeded")
+
+
+@contextmanager
+def _removed_on_failure(tmp: Path, rank: int, final: Path):
+    """A write that fails leaves no `.tmp-` directory behind; a full disk is one line naming the checkpoint."""
+    try:
+        yield
+    except BaseException as exc:
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        # DCP's CheckpointException is a BaseException; a signal (KeyboardInterrupt, SystemExit) passes through
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)) and _disk_full(exc):
+            raise TandemError(f"no space left on the device writing checkpoint {final}; nothing of it was kept, the "
+                              "previous checkpoints are intact: free some space and resume") from None
+        raise
+
+
+def _disk_full(exc: BaseException | None, depth: int = 0) -> bool:
+    """Whether `exc` comes from a full disk: an ENOSPC/EDQUOT OSError, or torch's zip writer's symptom of one,
+    possibly under a cause, a context, or DCP's per-rank `failures` (a CheckpointException)."""
+    if exc is None or depth > 10:
+        return False
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if any(sign in str(exc) for sign in DISK_FULL_SIGNS):
+        return True
+    wrapped = [failure[0] for failure in getattr(exc, "failures", {}).values() if isinstance(failure, tuple)]
+    return any(_disk_full(inner, depth + 1) for inner in [exc.__cause__ or exc.__context__, *wrapped])
 
 
 def load_checkpoint(path: Path, parts: dict[str, Trainable]) -> dict[str, Any]:

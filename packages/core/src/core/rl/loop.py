@@ -214,7 +214,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             summary["final_model"] = str(final_dir)
     if cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
         summary["report"] = write_report(run_dir)
-        summary["locations"].append(f"report: {run_dir / 'report.png'}")
+        if (run_dir / "report.png").is_file():  # not written on a full disk
+            summary["locations"].append(f"report: {run_dir / 'report.png'}")
     return summary
 
 
