@@ -23,8 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "packages/core/src"))
-from core.eval.table import markdown, mean_and_spread  # noqa: E402
+from core.eval.table import markdown, mean_and_spread
 
 SIDE_BY_SIDE = ["+backend=cuda", "rollout.free_cache_engine=false", "rollout.gpu_memory_utilization=0.07",
                 "trainer.loggers=[console,jsonl]"]

@@ -53,30 +53,31 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _evaluate_models(cfg, backend, models: list[tuple[str, str]]):
+    """(table rows, the trained models' metrics): every model in `models` ((path, label), the base first) on the
+    same sets, each by an engine of its own that loads its real weights."""
+    from core.models.builtin import resolve_model_path
     from core.rollout.base import EngineTarget
     from core.trainer.setup import load_tokenizer
 
-    model_dir, tokenizer = load_tokenizer(cfg.model)
+    _, tokenizer = load_tokenizer(cfg.model)  # trained models keep the base model's tokenizer
     sets = eval_sets(cfg.data, cfg.eval, tokenizer)
     if not sets:
         raise TandemError(f"data.task={cfg.data.task} has no held-out questions to evaluate on; give data.val_files")
+    options = (int(cfg.eval.max_tokens or cfg.rollout.max_tokens), int(cfg.eval.pass_k), float(cfg.eval.temperature),
+               question_marker(cfg.data.prompt_template), tuple(cfg.rollout.stop))
     rows, trained = [], []
     for path, label in models:
         engine_cfg = OmegaConf.merge(cfg, {"model": {"path": path},
                                            "rollout": {"load_format": "auto", "free_cache_engine": False}})
-        model_dir, _ = load_tokenizer(engine_cfg.model)
-        engine = backend.make_rollout_engine(engine_cfg, EngineTarget.from_config(engine_cfg, model_dir))
+        engine = backend.make_rollout_engine(engine_cfg, EngineTarget.from_config(engine_cfg, resolve_model_path(path)))
         try:
-            result = evaluate(engine, sets, tokenizer, int(cfg.eval.max_tokens or cfg.rollout.max_tokens),
-                              int(cfg.eval.pass_k), float(cfg.eval.temperature),
-                              question_marker(cfg.data.prompt_template), tuple(cfg.rollout.stop))
+            metrics = evaluate(engine, sets, tokenizer, *options).metrics
         finally:
             engine.close()
-        rows.append((label if label == "base" else f"{label}", result.metrics))
-        if label != "base":
-            trained.append(result.metrics)
         log.info("evaluated %s", path)
-    rows[0] = (f"base: {models[0][0]}", rows[0][1])
+        rows.append((f"base: {path}" if label == "base" else label, metrics))
+        if label != "base":
+            trained.append(metrics)
     return rows, trained
 
 

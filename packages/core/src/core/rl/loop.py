@@ -192,9 +192,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                        rewards_vary_within_groups(batch.scores, batch.group_ids.cpu()))
             if collapsed and cfg.trainer.on_collapse == "stop":
                 raise RunDied(f"{collapsed}; the run stopped (trainer.on_collapse=warn goes on)")
-            if collapsed and "collapse" not in collapse.warned:  # on_collapse=warn: said once
-                collapse.warned.add("collapse")
-                log.warning(collapsed)
+            if collapsed:  # on_collapse=warn
+                collapse.warn_once("collapse", collapsed)
             history.append(metrics)
             saved, stopping = None, preemption.agreed()
             if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or stopping):

@@ -82,11 +82,16 @@ class CollapseWatch:
         if self.zero_grad_steps >= self.patience and rewards_vary:
             return (f"the policy collapsed at step {step}: gradient norm exactly 0 for {self.zero_grad_steps} steps "
                     "although rewards vary within groups, so the weights no longer respond (trainer.lr too high?)")
-        if self.zero_grad_steps >= self.patience and "zero_grad" not in self.warned:
-            self.warned.add("zero_grad")
-            log.warning("step %d: gradient norm exactly 0 for %d steps: every group's rewards are equal, nothing "
-                        "to learn from (too easy or too hard a task?)", step, self.zero_grad_steps)
+        if self.zero_grad_steps >= self.patience:
+            self.warn_once("zero_grad", f"step {step}: gradient norm exactly 0 for {self.zero_grad_steps} steps: every "
+                           "group's rewards are equal, nothing to learn from (too easy or too hard a task?)")
         return None
+
+    def warn_once(self, kind: str, message: str) -> None:
+        """Log `message` the first time a warning of `kind` comes up in the run."""
+        if kind not in self.warned:
+            self.warned.add(kind)
+            log.warning(message)
 
 
 def rewards_vary_within_groups(scores, group_ids) -> bool:
