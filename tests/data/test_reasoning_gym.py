@@ -45,7 +45,8 @@ def test_in_memory_and_parquet_give_the_same_prompts(tmp_path, tiny_tokenizer):
           "--option", "min_terms=2", "--option", "max_terms=2", "--option", "min_digits=1",
           "--train-size", "60", "--val-size", "20", "--seed", "3"])
     data_cfg = SimpleNamespace(task="reasoning_gym", reasoning_gym=rg_cfg(), val_size=20, seed=3,
-                               max_prompt_length=128, filter_overlong_prompts=True, shuffle=False, prompt_template=None)
+                               max_prompt_length=128, filter_overlong_prompts=True, shuffle=False, prompt_template=None,
+                               few_shot=[])
     source, val = make_prompt_source(data_cfg, tiny_tokenizer)
     from_files_val = load_rl_dataset([str(tmp_path / "test.parquet")], tiny_tokenizer, 128)
     from_files_train = load_rl_dataset([str(tmp_path / "train.parquet")], tiny_tokenizer, 128)

@@ -141,3 +141,14 @@ def test_a_tokenizer_without_chat_template_names_the_prompt_template_key(tiny_to
     plain.chat_template = None
     with pytest.raises(TandemError, match="data.prompt_template="):
         load_rl_dataset([write_jsonl(tmp_path / "p.jsonl", [row()])], plain, 256)
+
+
+def test_few_shot_examples_come_before_every_question(tiny_tokenizer, tmp_path):
+    """data.few_shot: earlier chat turns under the chat template; filled templates with their answers without."""
+    path = write_jsonl(tmp_path / "d.jsonl", [row(prompt="Calculate 5 - 3.")])
+    shot = [{"user": "Calculate 12 + 7.", "assistant": "19"}]
+    plain = load_rl_dataset([path], tiny_tokenizer, 256, prompt_template="Question: {content}\nAnswer:", few_shot=shot)
+    assert plain.samples[0].prompt_text.endswith("Question: Calculate 12 + 7.\nAnswer: 19\n\n"
+                                                 "Question: Calculate 5 - 3.\nAnswer:")
+    chat = load_rl_dataset([path], tiny_tokenizer, 256, few_shot=shot).samples[0].prompt_text
+    assert chat.index("Calculate 12 + 7.") < chat.index("19") < chat.index("Calculate 5 - 3.")

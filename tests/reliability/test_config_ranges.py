@@ -26,6 +26,8 @@ BAD = [
     ("data.train_files=[train.parquet]", "data.train_files set, but data.task=repeat_letters generates its own data "
                                          "and would ignore them; add data.task=file to train on the files"),
     ("data.val_files=[test.parquet]", "data.val_files set, but data.task=repeat_letters"),
+    ("data.few_shot=[{user: x}]", "data.few_shot=[{'user': 'x'}] is out of range: it must be a list of {user: ..., "
+                                  "assistant: ...} examples"),
 ]
 
 

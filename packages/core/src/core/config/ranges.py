@@ -68,6 +68,8 @@ RULES: list[Rule] = [
     ("eval.temperature", *POSITIVE),
     ("eval.max_tokens", lambda v: v is None or v >= 1, "null (rollout.max_tokens) or an integer >= 1"),
     ("data.prompt_template", lambda v: v is None or "{content}" in v, "null (the chat template) or text with {content}"),
+    ("data.few_shot", lambda v: all(set(shot) == {"user", "assistant"} for shot in v),
+     "a list of {user: ..., assistant: ...} examples"),
 ]
 
 

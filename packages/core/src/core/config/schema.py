@@ -56,6 +56,9 @@ class DataConfig:
     # null: the tokenizer's chat template (the prompt is chat messages); a string with {content}: plain text for
     # base models without one, e.g. "Question: {content}\nAnswer:" (the user messages' text fills {content})
     prompt_template: Optional[str] = None
+    # worked examples shown before every question, [{user: ..., assistant: ...}]: earlier chat turns (or, with
+    # prompt_template, filled templates each followed by its answer); they show a small model the answer's shape
+    few_shot: List[Dict[str, str]] = field(default_factory=list)
     reasoning_gym: ReasoningGymConfig = field(default_factory=ReasoningGymConfig)
 
 

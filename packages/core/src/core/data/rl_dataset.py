@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -40,43 +40,56 @@ class RLDataset:
 
 def load_rl_dataset(
     files: Sequence[str], tokenizer, max_prompt_length: int, filter_overlong: bool = True,
-    prompt_template: str | None = None,
+    prompt_template: str | None = None, few_shot: Sequence[Mapping[str, str]] = (),
 ) -> RLDataset:
     """Read `files`, apply the chat template (or `prompt_template`, `prompt_token_ids` says how), and drop
     (or left-truncate) prompts over `max_prompt_length` tokens."""
     if not files:
         raise TandemError("no data files given (data.train_files / data.val_files)")
     records = [record for path in files for record in _checked_rows(read_records(path), str(path))]
-    return _templated(records, tokenizer, max_prompt_length, filter_overlong, ", ".join(files), prompt_template)
+    return _templated(records, tokenizer, max_prompt_length, filter_overlong, ", ".join(files), prompt_template,
+                      few_shot)
 
 
 def rl_dataset_from_rows(
     rows: Sequence[dict], tokenizer, max_prompt_length: int, filter_overlong: bool = True, where: str = "rows",
-    prompt_template: str | None = None,
+    prompt_template: str | None = None, few_shot: Sequence[Mapping[str, str]] = (),
 ) -> RLDataset:
     """The dataset `load_rl_dataset` would give for a file holding `rows` (rows generated in memory)."""
-    return _templated(_checked_rows(rows, where), tokenizer, max_prompt_length, filter_overlong, where, prompt_template)
+    return _templated(_checked_rows(rows, where), tokenizer, max_prompt_length, filter_overlong, where, prompt_template,
+                      few_shot)
 
 
-def prompt_token_ids(conversations: list[list[dict]], tokenizer, prompt_template: str | None) -> list[list[int]]:
+def prompt_token_ids(conversations: list[list[dict]], tokenizer, prompt_template: str | None,
+                     few_shot: Sequence[Mapping[str, str]] = ()) -> list[list[int]]:
     """Token ids of each conversation: the chat template with its generation prompt, or, for base models,
     `prompt_template` ("Question: {content}\nAnswer:") filled with the user messages' text, with the
-    tokenizer's own special tokens (a BOS where the model wants one)."""
+    tokenizer's own special tokens (a BOS where the model wants one).
+
+    `few_shot` ({user, assistant} pairs, data.few_shot) come first: as earlier chat turns, or as filled
+    templates each followed by its answer and a blank line."""
     if prompt_template is not None:
-        texts = [prompt_template.replace("{content}", "\n".join(m["content"] for m in messages if m["role"] == "user"))
+        def filled(text: str) -> str:
+            return prompt_template.replace("{content}", text)
+
+        shots = "".join(f"{filled(shot['user'])} {shot['assistant']}\n\n" for shot in few_shot)
+        texts = [shots + filled("\n".join(m["content"] for m in messages if m["role"] == "user"))
                  for messages in conversations]
         return [list(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
     if getattr(tokenizer, "chat_template", None) is None:
         raise TandemError(f"tokenizer '{tokenizer.name_or_path}' has no chat template (a base model?); give the "
                           "prompt as plain text: data.prompt_template='Question: {content}\\nAnswer:'")
-    return tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True, return_dict=False)
+    turns = [message for shot in few_shot for message in
+             ({"role": "user", "content": shot["user"]}, {"role": "assistant", "content": shot["assistant"]})]
+    return tokenizer.apply_chat_template([turns + list(messages) for messages in conversations],
+                                         add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
 def _templated(records, tokenizer, max_prompt_length: int, filter_overlong: bool, where: str,
-               prompt_template: str | None = None) -> RLDataset:
+               prompt_template: str | None = None, few_shot: Sequence[Mapping[str, str]] = ()) -> RLDataset:
     if not records:
         raise TandemError(f"{where} holds no rows")
-    all_ids = prompt_token_ids([messages for messages, _ in records], tokenizer, prompt_template)
+    all_ids = prompt_token_ids([messages for messages, _ in records], tokenizer, prompt_template, few_shot)
     kept, filtered = [], 0
     for ids, (_, row) in zip(all_ids, records):
         if len(ids) > max_prompt_length:

@@ -64,7 +64,8 @@ def _reasoning_gym_sets(data_cfg, eval_cfg, tokenizer) -> list[EvalSet]:
 def _file_heldout(data_cfg, tokenizer) -> EvalSet:
     def load(files):
         return load_rl_dataset(list(files), tokenizer, data_cfg.max_prompt_length, data_cfg.filter_overlong_prompts,
-                               data_cfg.prompt_template)
+                               data_cfg.prompt_template,
+                               data_cfg.few_shot)
 
     seen = {sample.prompt_text for sample in load(data_cfg.train_files).samples}
     validation = load(data_cfg.val_files).samples
@@ -100,4 +101,5 @@ def _dataset(rows: list[dict], data_cfg, tokenizer, name: str) -> RLDataset:
         raise TandemError(f"eval: every question of the {name} set was seen in training; the task is too small "
                           "for a held-out set (raise its difficulty, or lower data.reasoning_gym.train_size)")
     return rl_dataset_from_rows(rows, tokenizer, data_cfg.max_prompt_length, data_cfg.filter_overlong_prompts,
-                                f"eval {name} rows", data_cfg.prompt_template)
+                                f"eval {name} rows", data_cfg.prompt_template,
+                               data_cfg.few_shot)

@@ -179,7 +179,8 @@ def make_prompt_source(data_cfg, tokenizer):
         def from_rows(rows, split):
             where = f"reasoning_gym {split} rows"
             return rl_dataset_from_rows(rows, tokenizer, data_cfg.max_prompt_length, data_cfg.filter_overlong_prompts,
-                                        where, data_cfg.prompt_template)
+                                        where, data_cfg.prompt_template,
+                               data_cfg.few_shot)
 
         train = DatasetPromptSource(from_rows(train_rows, "train"), seed=data_cfg.seed, shuffle=data_cfg.shuffle)
         return train, from_rows(val_rows, "validation")
@@ -190,7 +191,8 @@ def make_prompt_source(data_cfg, tokenizer):
 
     def load(files):
         return load_rl_dataset(list(files), tokenizer, data_cfg.max_prompt_length, data_cfg.filter_overlong_prompts,
-                               data_cfg.prompt_template)
+                               data_cfg.prompt_template,
+                               data_cfg.few_shot)
 
     train = DatasetPromptSource(load(data_cfg.train_files), seed=data_cfg.seed, shuffle=data_cfg.shuffle)
     return train, load(data_cfg.val_files) if data_cfg.val_files else None
