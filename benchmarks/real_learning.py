@@ -35,13 +35,17 @@ RECIPES = {  # name -> (model, overrides on its preset); the preset itself is "<
     "smollm2": ("smollm2", []),
     "smollm2_lr2e-5": ("smollm2", ["trainer.lr=2e-5"]),
     "smollm2_no_kl": ("smollm2", ["algorithm.kl_placement=none"]),
+    "smollm2_kl0.02_no_bonus": ("smollm2", ["algorithm.kl_coef=0.02", "algorithm.entropy_coef=0"]),
     "smollm2_exact_reward": ("smollm2", ["reward.reward_fn=reasoning_gym"]),
+    # one worked example before each question: the instruct model then answers with a bare number
+    "smollm2_one_shot": ("smollm2", ['data.few_shot=[{user:"Calculate 12 + 7. Give only the final answer.",'
+                                     'assistant:"19"}]']),
     "gemma3": ("gemma3", ["rollout.check_weight_sync=true"]),
     "gemma3_lr2e-5": ("gemma3", ["trainer.lr=2e-5"]),
 }
 
 
-def launch(out: Path, jobs: list[tuple[str, int]], stagger_s: float) -> None:
+def launch(out: Path, jobs: list[tuple[str, int]], stagger_s: float, extra: list[str]) -> None:
     """Start every (recipe, seed) at once, `stagger_s` apart (engines profile memory as they start); wait."""
     running = []
     for recipe, seed in jobs:
@@ -49,7 +53,7 @@ def launch(out: Path, jobs: list[tuple[str, int]], stagger_s: float) -> None:
         preset, fit = MODELS[model]
         run_dir = out / f"{recipe}-seed{seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "core.main", f"+experiment={preset}", *SIDE_BY_SIDE, *fit, *overrides,
+        cmd = [sys.executable, "-m", "core.main", f"+experiment={preset}", *SIDE_BY_SIDE, *fit, *overrides, *extra,
                f"trainer.seed={seed}", f"trainer.output_dir={run_dir}", "trainer.resume=auto"]
         log = open(run_dir / "log.txt", "w")
         running.append((run_dir, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})))
@@ -93,11 +97,12 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4, help="runs on the GPU at once")
     parser.add_argument("--stagger-s", type=float, default=15.0)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--extra", nargs="*", default=[], help="key=value overrides for every run")
     args = parser.parse_args()
     if not args.report_only:
         jobs = [(recipe, seed) for recipe in args.recipes for seed in args.seeds] + [(a, 0) for a in args.ablations]
         for start in range(0, len(jobs), args.parallel):
-            launch(args.out, jobs[start:start + args.parallel], args.stagger_s)
+            launch(args.out, jobs[start:start + args.parallel], args.stagger_s, args.extra)
     report(args.out)
 
 
