@@ -41,7 +41,7 @@ def scripted_rollouts(monkeypatch):
 
 
 def test_rl_steps_with_a_calculator_log_the_agent_metrics(compose_config, tmp_path, scripted_rollouts):
-    cfg = compose_config("+backend=cpu", "agent.tools=[calculator,python]", "rollout.max_tokens=96",
+    cfg = compose_config("+backend=cpu", "agent.tools=[calculator,python]", "agent.sandbox=auto", "rollout.max_tokens=96",
                          "data.max_prompt_length=32", f"trainer.output_dir={tmp_path}", "trainer.total_steps=2",
                          "trainer.test_freq=2", "trainer.loggers=[jsonl]", "trainer.save_model=false", "trainer.report=false")
     assert rl_loop.train(cfg)["steps"] == 2

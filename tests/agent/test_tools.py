@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from core.agent.builtin_tools import resolve_tools
 from core.agent.formats import ChatTemplateFormat, TaggedFormat, make_format, template_tool_turn
+from core.agent import sandbox as sandbox_module
 from core.agent.python_tool import PythonExecutor
+from core.agent.sandbox import namespaces_missing
 from core.agent.tools import Calculator, ToolCall, run_tool_calls
 from core.errors import TandemError
 from core.models.tokenizer import build_byte_tokenizer
@@ -28,6 +31,20 @@ def test_calculator(expression, value):
 def test_calculator_refuses_what_is_not_arithmetic(expression):
     with pytest.raises((ValueError, SyntaxError)):
         Calculator().run(expression)
+
+
+@pytest.mark.parametrize("expression", ["((9**999)**999)**999", "round(1, -10**9)", "2**4096", "3**3000",
+                                        "(10**600) * (10**700)", "9" * 5000])
+def test_calculator_work_is_bounded(expression):
+    """Each would run for minutes or hours unchecked (and a thread cannot be stopped): refused at once."""
+    started = time.perf_counter()
+    with pytest.raises((ValueError, SyntaxError)):
+        Calculator().run(expression)
+    assert time.perf_counter() - started < 5  # liveness, not speed: unbounded, these take minutes to hours
+
+
+def test_calculator_still_takes_large_but_bounded_numbers():
+    assert Calculator().run("2**4095") == str(2**4095) and Calculator().run("round(2.567, 2)") == "2.57"
 
 
 def test_tagged_format_finds_the_first_complete_call():
@@ -61,9 +78,14 @@ def test_a_template_without_tool_turns_is_refused_by_name():
         template_tool_turn(DropsTools())
 
 
-def test_python_tool_runs_code_and_returns_its_output():
-    assert PythonExecutor().run("print(sum(range(10)))") == "45"
-    assert PythonExecutor().run("raise ValueError('bad input')") == "ValueError: bad input"
+@pytest.mark.parametrize("sandbox", ["namespaces", "process"])
+def test_python_tool_runs_code_and_returns_its_output(sandbox):
+    if sandbox == "namespaces" and namespaces_missing():
+        pytest.skip(f"no namespaced sandbox on this host: {namespaces_missing()}")
+    assert PythonExecutor(sandbox=sandbox).run("print(sum(range(10)))") == "45"
+    assert PythonExecutor(sandbox=sandbox).run("raise ValueError('bad input')") == "ValueError: bad input"
+    with pytest.raises(TimeoutError, match="longer than 0.5 s"):
+        PythonExecutor(timeout_s=0.5, sandbox=sandbox).run("while True: pass")
 
 
 @pytest.mark.parametrize("code, refused", [
@@ -72,23 +94,30 @@ def test_python_tool_runs_code_and_returns_its_output():
     ("import ctypes", "not allowed in this sandbox: ctypes"),
     ("x = bytearray(1 << 31)", "MemoryError"),
 ])
-def test_python_tool_sandbox_refuses(code, refused):
-    assert refused in PythonExecutor(memory_mb=256).run(code)
+def test_process_mode_refuses_the_obvious(code, refused):
+    assert refused in PythonExecutor(memory_mb=256, sandbox="process").run(code)
 
 
-def test_python_tool_cannot_touch_the_run_directory(tmp_path):
+def test_process_mode_cannot_touch_the_run_directory_by_plain_calls(tmp_path):
     run_file = tmp_path / "metrics.jsonl"
     run_file.write_text("keep")
     for code in (f"open({str(run_file)!r}, 'w').write('x')", f"import os; os.remove({str(run_file)!r})",
                  f"import shutil; shutil.rmtree({str(tmp_path)!r})"):
-        assert "PermissionError" in PythonExecutor().run(code)
+        assert "PermissionError" in PythonExecutor(sandbox="process").run(code)
     assert run_file.read_text() == "keep" and os.listdir(tmp_path) == ["metrics.jsonl"]
-    assert PythonExecutor().run("open('scratch.txt', 'w').write('ok'); print(open('scratch.txt').read())") == "ok"
+    assert PythonExecutor(sandbox="process").run("open('s.txt', 'w').write('ok'); print(open('s.txt').read())") == "ok"
 
 
-def test_python_tool_timeout_kills_the_code():
-    with pytest.raises(TimeoutError, match="longer than 0.5 s"):
-        PythonExecutor(timeout_s=0.5).run("while True: pass")
+def test_a_host_without_namespaces_refuses_or_degrades_as_asked(monkeypatch, caplog):
+    monkeypatch.setattr(sandbox_module, "namespaces_missing", lambda: "unshare: unshare failed: Operation not permitted")
+    with pytest.raises(TandemError, match=r"^agent.sandbox=namespaces: this host cannot isolate tool code "
+                                          r"\(unshare: unshare failed: Operation not permitted\); .* agent.sandbox=process"):
+        PythonExecutor(sandbox="namespaces")
+    with caplog.at_level("WARNING"):
+        assert PythonExecutor(sandbox="auto").mode == "process"
+    assert "does not hold against hostile code" in caplog.text
+    with pytest.raises(TandemError, match="agent.sandbox='docker' is unknown"):
+        PythonExecutor(sandbox="docker")
 
 
 class Echo:

@@ -15,7 +15,8 @@ from core.plugins.hookspecs import hookimpl
 def tandem_tools(agent_cfg):
     return {
         "calculator": Calculator,
-        "python": lambda: PythonExecutor(timeout_s=agent_cfg.tool_timeout_s, memory_mb=agent_cfg.python_memory_mb),
+        "python": lambda: PythonExecutor(timeout_s=agent_cfg.tool_timeout_s, memory_mb=agent_cfg.python_memory_mb,
+                                         sandbox=agent_cfg.sandbox),
     }
 
 

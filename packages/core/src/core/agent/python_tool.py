@@ -1,28 +1,18 @@
-"""A Python executor the model may call: a fresh interpreter per call, in a locked-down subprocess.
+"""A Python executor the model may call: a fresh interpreter per call, isolated as `agent.sandbox` says.
 
-What holds it in (all at once, none alone is a sandbox):
-- wall-clock timeout (the process group is killed), CPU-time and address-space limits (resource);
-- a fresh empty working directory, deleted afterwards; `python -I` (no site-packages of the user,
-  no PYTHON* variables), an environment with nothing of ours in it;
-- an audit hook (PEP 578, cannot be removed once installed) refusing every network call, every
-  process launch, ctypes, and any file write, rename or delete outside that directory; so the run
-  directory and the rest of the file system cannot be touched;
-- where the kernel allows unprivileged namespaces, `unshare --net` too (no network device at all).
-It is meant for model-written arithmetic and string code, not for hostile code on a shared host.
+With `namespaces` (the default; core.agent.sandbox) the operating system holds the code in: its own
+namespaces, a read-only root with a small tmpfs to write in, no capabilities, rlimits, and every process
+it starts killed at the deadline. `process` mode (for hosts without user namespaces, by choice only) runs
+it with rlimits in its own session behind the audit hook below, which refuses the obvious (sockets,
+processes, writes outside its directory) but lives in the same interpreter as the code: code written to
+escape it can (through gc, ctypes-free fork_exec, dir_fd writes...). It is for trusted or benign code.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import resource
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
+from core.agent.sandbox import Limits, resolve_mode, run_code
 
-# Runs first in the child: installs the audit hook, then executes the model's code from stdin.
+# process mode only: runs first in the child and installs the audit hook; the code follows from stdin.
 PRELUDE = r"""
 import os, sys
 _root = os.path.realpath(os.getcwd())
@@ -52,60 +42,32 @@ def _guard(event, args):
 
 sys.addaudithook(_guard)
 del _guard
-_code = sys.stdin.read()
-exec(compile(_code, "<tool>", "exec"), {"__name__": "__main__"})
 """
 
 
 class PythonExecutor:
-    """Runs the model's Python code; the result is what it prints (stdout, then stderr), cut to a length."""
+    """Runs the model's Python code; the result is what it prints (stdout, then the error's last line), cut to a
+    length. `sandbox` is resolved once, here: a host that cannot give it refuses in one line."""
 
     name = "python"
     description = "runs Python code and returns what it prints"
     parameter = "code"
 
-    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 512, max_output_chars: int = 2000):
-        self.timeout_s, self.memory_mb, self.max_output_chars = timeout_s, memory_mb, max_output_chars
+    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 512, max_output_chars: int = 2000,
+                 sandbox: str = "namespaces"):
+        self.limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb, max_output_bytes=4 * max_output_chars)
+        self.max_output_chars = max_output_chars
+        self.mode = resolve_mode(sandbox)
 
     def run(self, argument: str) -> str:
-        workdir = tempfile.mkdtemp(prefix="tandem-tool-")
-        command = [*network_isolation(), sys.executable, "-I", "-c", PRELUDE]
-        try:
-            child = subprocess.Popen(command, cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                     env={"PATH": "/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"},
-                                     preexec_fn=functools.partial(_limit, self.memory_mb, self.timeout_s))
-            try:
-                out, err = child.communicate(argument, timeout=self.timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.communicate()
-                raise TimeoutError(f"the code ran longer than {self.timeout_s:g} s") from None
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        err_lines = err.strip().splitlines()
-        if child.returncode != 0 and err_lines:  # a traceback's last line says what went wrong
+        finished = run_code(argument, self.limits, self.mode, process_prelude=PRELUDE)
+        if finished.timed_out:
+            raise TimeoutError(f"the code ran longer than {self.limits.timeout_s:g} s (all its processes were killed)")
+        err_lines = finished.stderr.strip().splitlines()
+        if finished.exit_code != 0 and err_lines:  # a traceback's last line says what went wrong
             err_lines = err_lines[-1:]
-        text = "\n".join([out.strip(), *err_lines]).strip() or f"(no output; exit code {child.returncode})"
+        text = "\n".join([finished.stdout.strip(), *err_lines]).strip()
+        if finished.output_cut:
+            return text[: self.max_output_chars] + " ...(output cut: the code printed too much and was stopped)"
+        text = text or f"(no output; exit code {finished.exit_code})"
         return text if len(text) <= self.max_output_chars else text[: self.max_output_chars] + " ...(cut)"
-
-
-def _limit(memory_mb: int, timeout_s: float) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-    cpu = int(timeout_s) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
-
-
-@functools.cache
-def network_isolation() -> tuple[str, ...]:
-    """`unshare --map-root-user --net` where unprivileged namespaces work here; else nothing (the audit hook
-    still refuses sockets)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return ()
-    try:
-        probe = subprocess.run([unshare, "--map-root-user", "--net", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return (unshare, "--map-root-user", "--net") if probe.returncode == 0 else ()

@@ -85,7 +85,9 @@ def _result(call: ToolCall, outcome: list, thread, timeout_s: float) -> ToolResu
 
 class Calculator:
     """Arithmetic on numbers: + - * / // % **, parentheses, unary minus, and a few math functions.
-    Evaluated from the syntax tree (never `eval`); huge powers are refused."""
+    Evaluated from the syntax tree (never `eval`), with bounded work: an integer may not grow past
+    MAX_BITS, and a power or product that would is refused before it is computed, so every call is quick
+    (an unbounded `((9**999)**999)**999` would run for hours, and no thread can be stopped)."""
 
     name = "calculator"
     description = "evaluates an arithmetic expression, e.g. (3 + 4) * -2"
@@ -93,8 +95,11 @@ class Calculator:
     BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
               ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
     UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
-    FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max}
-    MAX_EXPONENT = 1000
+    MAX_BITS = 4096  # ~1233 decimal digits
+    MAX_ROUND_DIGITS = 100
+
+    def __init__(self):
+        self.functions = {"sqrt": math.sqrt, "abs": abs, "round": self._round, "min": min, "max": max}
 
     def run(self, argument: str) -> str:
         value = self._value(ast.parse(argument.strip(), mode="eval").body)
@@ -104,15 +109,33 @@ class Calculator:
 
     def _value(self, node):
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return node.value
+            return self._bounded(node.value)
         if isinstance(node, ast.BinOp) and type(node.op) in self.BINARY:
             left, right = self._value(node.left), self._value(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > self.MAX_EXPONENT:
-                raise ValueError(f"exponent {right} is too large")
-            return self.BINARY[type(node.op)](left, right)
+            self._refuse_growth(node.op, left, right)
+            return self._bounded(self.BINARY[type(node.op)](left, right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in self.UNARY:
             return self.UNARY[type(node.op)](self._value(node.operand))
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in self.FUNCTIONS
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in self.functions
                 and not node.keywords):
-            return self.FUNCTIONS[node.func.id](*(self._value(arg) for arg in node.args))
+            return self._bounded(self.functions[node.func.id](*(self._value(arg) for arg in node.args)))
         raise ValueError(f"not arithmetic: {ast.unparse(node)}")
+
+    def _refuse_growth(self, op, left, right) -> None:
+        if not (isinstance(left, int) and isinstance(right, int)):
+            return  # float arithmetic is bounded: it overflows to an error or inf at once
+        # (bit_length - 1) * exponent is at most the power's size in bits: past the limit, it is surely too large
+        if isinstance(op, ast.Pow) and right > 0 and abs(left) > 1 and right * (left.bit_length() - 1) > self.MAX_BITS:
+            raise ValueError(f"a power to the {right} of a {left.bit_length()}-bit number is too large")
+        if isinstance(op, ast.Mult) and left.bit_length() + right.bit_length() > self.MAX_BITS + 1:
+            raise ValueError("the product is too large")
+
+    def _bounded(self, value):
+        if isinstance(value, int) and value.bit_length() > self.MAX_BITS:
+            raise ValueError("the number is too large")
+        return value
+
+    def _round(self, number, digits=None):
+        if digits is not None and (not isinstance(digits, int) or abs(digits) > self.MAX_ROUND_DIGITS):
+            raise ValueError(f"round(): digits must be an integer within ±{self.MAX_ROUND_DIGITS}")
+        return round(number, digits)

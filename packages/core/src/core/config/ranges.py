@@ -63,6 +63,7 @@ RULES: list[Rule] = [
     ("agent.tool_timeout_s", *POSITIVE),
     ("agent.max_parallel_tools", *POSITIVE_INT),
     ("agent.python_memory_mb", lambda v: v >= 64, "an integer >= 64"),
+    ("agent.sandbox", lambda v: v in ("namespaces", "auto", "process"), "namespaces, auto or process"),
     ("eval.size", *POSITIVE_INT),
     ("eval.pass_k", lambda v: v >= 0, "an integer >= 0 (0: greedy only)"),
     ("eval.temperature", *POSITIVE),

@@ -228,6 +228,10 @@ class AgentConfig:
     tool_timeout_s: float = 5.0  # per call; a slow or hanging tool answers "error: ... timed out"
     max_parallel_tools: int = 16  # tool calls running at once
     python_memory_mb: int = 512  # the python tool's address-space limit
+    # how the python tool's code is isolated (core.agent.sandbox): namespaces (the OS's; refuses on a host
+    # without user namespaces) | auto (namespaces, else process, said once) | process (rlimits + an audit
+    # hook: not safe against hostile code)
+    sandbox: str = "namespaces"
 
 
 @dataclass
