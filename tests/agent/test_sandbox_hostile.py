@@ -85,7 +85,8 @@ def _processes_with(token: str) -> list[str]:
 
 HOSTILE = {
     "write a file": "open('{dir}/pwned', 'w').write('x')",
-    "write through dir_fd": "import os; fd = os.open('{dir}', os.O_RDONLY); os.open('pwned', os.O_CREAT | os.O_WRONLY, dir_fd=fd)",
+    "write through dir_fd": ("import os; fd = os.open('{dir}', os.O_RDONLY); "
+                             "os.open('pwned', os.O_CREAT | os.O_WRONLY, dir_fd=fd)"),
     "hard link": "import os; os.link('{keep}', '{dir}/pwned')",
     "symlink": "import os; os.symlink('/etc/passwd', '{dir}/pwned')",
     "fifo": "import os; os.mkfifo('{dir}/pwned')",
@@ -125,7 +126,8 @@ HOSTILE = {
             except OSError:
                 pass"""),
     "memory bomb": "x = bytearray(4 << 30)",
-    "kill pid 1, then start a process": "import os, subprocess; os.kill(1, 9); subprocess.Popen(['sleep', '{token}'], start_new_session=True)",
+    "kill pid 1, then start a process": ("import os, subprocess; os.kill(1, 9); "
+                                         "subprocess.Popen(['sleep', '{token}'], start_new_session=True)"),
     "escape the chroot": "import os; os.mkdir('x'); os.chroot('x'); os.chdir('../../../..'); open('{dir}/pwned', 'w')",
     "unmount the read-only root": textwrap.dedent("""\
         import ctypes

@@ -109,9 +109,9 @@ def test_process_mode_cannot_touch_the_run_directory_by_plain_calls(tmp_path):
 
 
 def test_a_host_without_namespaces_refuses_or_degrades_as_asked(monkeypatch, caplog):
-    monkeypatch.setattr(sandbox_module, "namespaces_missing", lambda: "unshare: unshare failed: Operation not permitted")
+    monkeypatch.setattr(sandbox_module, "namespaces_missing", lambda: "unshare failed: Operation not permitted")
     with pytest.raises(TandemError, match=r"^agent.sandbox=namespaces: this host cannot isolate tool code "
-                                          r"\(unshare: unshare failed: Operation not permitted\); .* agent.sandbox=process"):
+                                          r"\(unshare failed: Operation not permitted\); .* agent.sandbox=process"):
         PythonExecutor(sandbox="namespaces")
     with caplog.at_level("WARNING"):
         assert PythonExecutor(sandbox="auto").mode == "process"

@@ -81,10 +81,13 @@ def test_compile_layer_parts_compiles_norms_and_mlp_not_attention_and_keeps_the_
                                rtol=1e-4, atol=1e-5)  # float sums in another order
 
 
-def test_compile_defaults_to_cuda_only_and_an_explicit_setting_wins():
-    assert resolve_compile(None, torch.device("cpu")) is False
-    assert resolve_compile(None, torch.device("cuda")) is True
-    assert resolve_compile(True, torch.device("cpu")) is True and resolve_compile(False, torch.device("cuda")) is False
+def test_compile_defaults_to_the_backends_answer_and_an_explicit_setting_wins():
+    from core.plugins.manager import load_backend
+
+    cpu, cuda, rocm = (load_backend(name).compiles_by_default for name in ("cpu", "cuda", "rocm"))
+    assert (cpu, cuda, rocm) == (False, True, True)
+    assert resolve_compile(None, cpu) is False and resolve_compile(None, cuda) is True
+    assert resolve_compile(True, False) is True and resolve_compile(False, True) is False
 
 
 def test_a_failing_compiler_is_one_line_and_null_falls_back_to_eager(monkeypatch, caplog):
@@ -99,8 +102,8 @@ def test_a_failing_compiler_is_one_line_and_null_falls_back_to_eager(monkeypatch
     cuda = torch.device("cuda")  # only resolved and named here: compile_failure runs on the CPU below
     monkeypatch.setattr(compiled_parts, "compile_failure", lambda device: "RuntimeError: no triton")
     with caplog.at_level("WARNING", logger="tandem"):
-        assert compiled_parts.use_compile(None, cuda) is False
+        assert compiled_parts.use_compile(None, cuda, by_default=True) is False
     assert "running eager" in caplog.text and "no triton" in caplog.text
     with pytest.raises(TandemError, match=r"trainer.compile=true, but torch.compile fails on cpu: RuntimeError: no triton"):
-        compiled_parts.use_compile(True, torch.device("cpu"))
-    assert compiled_parts.use_compile(None, torch.device("cpu")) is False  # off on CPU: not even checked
+        compiled_parts.use_compile(True, torch.device("cpu"), by_default=False)
+    assert compiled_parts.use_compile(None, torch.device("cpu"), by_default=False) is False  # not even checked

@@ -19,6 +19,12 @@ class CudaBackend(BaseBackend):
     dist_backend = "nccl"
     ray_resource = "GPU"
     config_searchpath = "pkg://backend_cuda.conf"  # backend/cuda.yaml
+    compiles_by_default = True  # inductor's Triton kernels pay for themselves on the GPU
+
+    def release_ipc_memory(self) -> None:
+        import torch
+
+        torch.cuda.ipc_collect()
 
     def probe(self) -> Availability:
         import torch

@@ -43,6 +43,12 @@ class RocmBackend(BaseBackend):
     dist_backend = "nccl"  # RCCL behind torch's nccl name
     ray_resource = "GPU"
     config_searchpath = "pkg://backend_rocm.conf"  # backend/rocm.yaml
+    compiles_by_default = True  # inductor's Triton kernels pay for themselves on the GPU
+
+    def release_ipc_memory(self) -> None:
+        import torch
+
+        torch.cuda.ipc_collect()
     settings_schema = RocmSettings
 
     def probe(self) -> Availability:

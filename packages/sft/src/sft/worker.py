@@ -45,7 +45,7 @@ class SFTWorker(ModelWorker):
         self.model_dir, self.tokenizer, self.policy = load_policy(
             cfg.model, device, precision.param_dtype, packed=cfg.trainer.remove_padding
         )
-        if switch_compile(cfg.trainer.compile, device, self.policy):  # before the trainer shards it
+        if switch_compile(cfg.trainer.compile, device, self.policy, backend.compiles_by_default):  # before sharding
             compile_layer_parts(self.policy)
         self.train_set, val_set = load_data(cfg, self.tokenizer)
         self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, compute_dtype=cfg.model.dtype,

@@ -183,7 +183,8 @@ def _collect(command: list[str], code: str, limits: Limits, cwd: str | None, pre
         child.wait()
     for pipe in chunks:
         pipe.close()
-    out, err = (bytes(chunks[p][: limits.max_output_bytes]).decode(errors="replace") for p in (child.stdout, child.stderr))
+    out, err = (bytes(chunks[pipe][: limits.max_output_bytes]).decode(errors="replace")
+                for pipe in (child.stdout, child.stderr))
     return Finished(out, err, exit_code, timed_out=timed_out, output_cut=cut)
 
 

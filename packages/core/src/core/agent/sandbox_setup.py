@@ -4,8 +4,8 @@ then starts the model's code in a child that holds no capabilities, under rlimit
 
 It is executed as a script (`python -I -S sandbox_setup.py ROOT READ_ONLY LIMITS...`, see `main`) and imports
 nothing of Tandem, nor json (10 ms of a call's ~35): the model's code then runs in a forked child of this same
-interpreter, so a call starts one Python, not two. Being pid 1 of the namespace matters: when it exits, or `unshare` above it is killed at the deadline (its
-parent-death signal), the kernel kills every process left in the namespace, setsid()-ed or not.
+interpreter, so a call starts one Python, not two. Being pid 1 of the namespace matters: when it exits, or
+`unshare` above it is killed at the deadline (its parent-death signal), the kernel kills every process left in the namespace, setsid()-ed or not.
 """
 
 import ctypes

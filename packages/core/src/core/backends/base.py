@@ -61,6 +61,7 @@ class Backend(Protocol):
     ray_resource: str | None  # the Ray resource one worker reserves ("GPU"); None: CPU only
     settings_schema: type | None  # dataclass of `backend.settings`; unknown keys and wrong types are refused
     config_searchpath: str | None  # Hydra search-path entry holding `backend/NAME.yaml` ("pkg://its_pkg.conf")
+    compiles_by_default: bool  # trainer.compile=null compiles the layers here (GPUs: yes; CPUs: it costs more)
 
     def device(self, index: int = 0) -> torch.device:
         """The device of local rank `index`."""
@@ -76,6 +77,9 @@ class Backend(Protocol):
 
     def vllm_engine_args(self, cfg: "DictConfig", engine_args: dict[str, Any]) -> dict[str, Any]:
         """vLLM `LLM(...)` kwargs to add to or override in `engine_args` (core's, derived from `cfg.rollout`)."""
+
+    def release_ipc_memory(self) -> None:
+        """After a weight sync: let the device allocator reuse buffers the engine has released (CUDA IPC)."""
 
     def frees_memory_between_rollouts(self, cfg: "DictConfig") -> bool:
         """Whether the engine sleeps between rollouts (the sharding manager's and SFT validation's answer)."""
@@ -100,6 +104,7 @@ class BaseBackend:
     settings_schema: ClassVar[type | None] = VllmSettings
     config_searchpath: ClassVar[str | None] = None
     hf_dtype: ClassVar[torch.dtype] = torch.bfloat16  # the HF engine's dtype on this backend's device
+    compiles_by_default: ClassVar[bool] = False
 
     def probe(self) -> Availability:
         raise NotImplementedError(f"backend {self.name} must say whether it can run here (probe)")
@@ -119,6 +124,9 @@ class BaseBackend:
 
     def vllm_engine_args(self, cfg: "DictConfig", engine_args: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+    def release_ipc_memory(self) -> None:
+        pass
 
     def frees_memory_between_rollouts(self, cfg: "DictConfig") -> bool:
         return bool(cfg.rollout.free_cache_engine)

@@ -21,10 +21,10 @@ from core.errors import TandemError
 log = logging.getLogger("tandem")
 
 
-def resolve_compile(setting: bool | None, device: torch.device) -> bool:
-    """`trainer.compile`, with null meaning: on CUDA devices only (on a CPU, compiling costs more than it
-    saves for the small models run there, and needs a C++ compiler)."""
-    return device.type == "cuda" if setting is None else bool(setting)
+def resolve_compile(setting: bool | None, by_default: bool) -> bool:
+    """`trainer.compile`, with null meaning the backend's `compiles_by_default` (GPUs: yes; on a CPU compiling
+    costs more than it saves for the small models run there, and needs a C++ compiler)."""
+    return by_default if setting is None else bool(setting)
 
 
 def compile_failure(device: torch.device) -> str | None:
@@ -39,10 +39,10 @@ def compile_failure(device: torch.device) -> str | None:
     return None
 
 
-def use_compile(setting: bool | None, device: torch.device) -> bool:
+def use_compile(setting: bool | None, device: torch.device, by_default: bool) -> bool:
     """`trainer.compile` resolved and checked: null falls back to eager (with a warning) where compiling
     fails; an explicit true that cannot be honoured stops the run naming the cause."""
-    if not resolve_compile(setting, device):
+    if not resolve_compile(setting, by_default):
         return False
     failure = compile_failure(device)
     if failure is None:
@@ -54,13 +54,13 @@ def use_compile(setting: bool | None, device: torch.device) -> bool:
     return False
 
 
-def switch_compile(setting: bool | None, device: torch.device, model: torch.nn.Module) -> bool:
+def switch_compile(setting: bool | None, device: torch.device, model: torch.nn.Module, by_default: bool) -> bool:
     """Whether this run compiles `model`'s layer parts (`use_compile`; never a LoRA model), with the log-prob
     chunk kernels switched to match."""
     from core.algorithms.logprobs import use_compiled_kernels
     from core.models.lora import is_lora
 
-    compiled = not is_lora(model) and use_compile(setting, device)
+    compiled = not is_lora(model) and use_compile(setting, device, by_default)
     use_compiled_kernels(compiled)
     return compiled
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -90,6 +90,7 @@ class VllmRolloutEngine:
         sleep_level: int = RolloutConfig.sleep_level,
         bucket_bytes: int = DEFAULT_BUCKET_BYTES,
         device: torch.device = torch.device("cpu"),
+        after_sync: Callable[[], None] = lambda: None,
     ) -> None:
         self.llm = llm
         self.multiprocess = multiprocess  # weights cross a process boundary: send IPC handles
@@ -99,6 +100,7 @@ class VllmRolloutEngine:
         self.max_model_len: int = llm.llm_engine.model_config.max_model_len
         self.pad_token_id = _pad_token_id(llm)
         self._device = device  # the backend's device, which the engine shares with the trainer
+        self._after_sync = after_sync
         self._bucket: torch.Tensor | None = None  # [bucket_bytes] uint8, reused by every sync
         self._bucket_handle: bytes | None = None  # its IPC handle, mapped once by the worker
         self._asleep: set[str] = set()  # tags currently released
@@ -158,8 +160,7 @@ class VllmRolloutEngine:
             for chunk in iter_tensor_chunks(cast, self.bucket_bytes):
                 self.llm.collective_rpc("tandem_load_tensors", args=(chunk,))
         self.llm.collective_rpc("tandem_end_sync")  # layerwise reload's finish; a tied LM head re-processed
-        if self._device.type == "cuda":
-            torch.cuda.ipc_collect()  # let the allocator reuse oversized buffers vLLM has released
+        self._after_sync()  # the backend's release_ipc_memory: reuse oversized buffers vLLM has released
         self._prefix_cache_stale = True
         self._reset_stale_prefix_cache()
 
@@ -276,4 +277,5 @@ def engine_from_config(cfg: Any, target: EngineTarget, backend: Any) -> VllmRoll
         sleep_level=int(cfg.rollout.sleep_level),
         bucket_bytes=int(settings.get("weight_bucket_mb", DEFAULT_BUCKET_BYTES >> 20)) << 20,
         device=backend.device(),
+        after_sync=backend.release_ipc_memory,
     )

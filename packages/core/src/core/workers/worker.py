@@ -51,7 +51,7 @@ class TrainWorker(ModelWorker):
             shared_prompts=cfg.trainer.share_prompts,
         )
         spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
-        compiled = switch_compile(cfg.trainer.compile, self.device, policy)
+        compiled = switch_compile(cfg.trainer.compile, self.device, policy, backend.compiles_by_default)
         prepare = (lambda model: shard(compile_layer_parts(model))) if compiled else shard
         reference = None
         if spec.needs_reference and not is_lora(policy):  # LoRA: the policy with its adapters off
