@@ -43,6 +43,17 @@ def test_a_misspelt_backend_setting_is_named_even_where_the_backend_cannot_run(t
     assert result.returncode == 2
 
 
+@pytest.mark.parametrize("typo, named", [
+    ("+backend.settings.weight_bukcet_mb=3", "backend.settings.weight_bukcet_mb: not a setting of backend cpu"),
+    ("+trainer.totl_steps=3", "unknown config key: trainer.totl_steps (did you mean trainer.total_steps?)"),
+])
+def test_cfg_job_refuses_what_a_run_would(typo, named, tmp_path):
+    """Hydra prints the config without calling the task; the checks a run makes first are made anyway."""
+    result = run_main("+backend=cpu", typo, "--cfg", "job", cwd=tmp_path)
+    assert_clean_failure(result, named)
+    assert result.returncode == 2 and result.stdout == ""
+
+
 def test_bad_config_key_names_it(tmp_path):
     assert_clean_failure(run_main("trainer.no_such_key=1", cwd=tmp_path), "no_such_key")
 

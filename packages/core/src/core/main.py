@@ -51,6 +51,8 @@ def launch(config_path: str, config_name: str, run: Callable[[DictConfig], objec
     """Choose the backend, then let Hydra compose `config_name` (typed by `schema`) from `config_path` and call
     `run`. A single value given to a list key is a one-item list (core/config/cli_lists.py)."""
     sys.argv = [sys.argv[0], *single_values_as_lists(choose_backend(sys.argv[1:]), schema)]
+    if {"--cfg", "-c"} & set(sys.argv):  # Hydra prints and returns without calling the task: check here
+        exit_on_user_error(check_printed_config)(config_path, config_name, sys.argv[1:], schema)
 
     @hydra.main(version_base=None, config_path=config_path, config_name=config_name)
     def _hydra_main(cfg: DictConfig) -> None:
@@ -59,6 +61,25 @@ def launch(config_path: str, config_name: str, run: Callable[[DictConfig], objec
         run(cfg)
 
     _hydra_main()
+
+
+def check_printed_config(config_path: str, config_name: str, argv: list[str], schema: type) -> None:
+    """What a run would refuse before starting, refused under `--cfg job` too: unknown keys, and
+    `backend.settings` against the backend's own schema."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+
+    from core.config.backend_settings import check_backend_settings
+
+    overrides = [arg for arg in argv if "=" in arg and not arg.startswith(("-", "hydra.", "hydra/"))]
+    try:
+        with initialize_config_module(config_module=config_path.removeprefix("pkg://"), version_base=None):
+            cfg = compose(config_name, overrides=overrides)
+    except HydraException:
+        return  # Hydra's own composition error follows, as it would for a run
+
+    refuse_unknown_keys(cfg, schema)
+    check_backend_settings(cfg, load_backend(cfg.backend.name))
 
 
 def prepare_backend(cfg: DictConfig) -> Backend:
