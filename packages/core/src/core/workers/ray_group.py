@@ -31,6 +31,7 @@ from core.tracking.verbosity import library_env, quiet_libraries, ray_log_level
 from core.trainer.setup import load_tokenizer, process_group_backend, resolve_device
 from core.workers.base import import_worker
 from core.workers.group import TRAIN_WORKER, WorkerGroup
+from core.workers.ray_reaper import watch_driver
 
 PLACEMENT_TIMEOUT_S = 120
 RELEASE_TIMEOUT_S = 10
@@ -100,6 +101,7 @@ class RayWorkerGroup(WorkerGroup):
             handlers = {sig: signal.getsignal(sig) for sig in SIGNALS}
             ray.init(address=trainer.ray_address, include_dashboard=False, logging_level=ray_log_level(),
                      runtime_env={"env_vars": {k: v for k, v in env.items() if v is not None}})
+            self._reaper = watch_driver()  # a SIGKILLed run takes its Ray processes with it
             if _main_thread():
                 for sig, handler in handlers.items():  # ray.init sets its own SIGTERM exit; the run's stays in charge
                     signal.signal(sig, handler)
@@ -168,6 +170,10 @@ class RayWorkerGroup(WorkerGroup):
         self._remove_placement_groups()
         if self.owns_ray:
             ray.shutdown()
+            reaper = getattr(self, "_reaper", None)
+            if reaper is not None:
+                reaper.kill()
+                reaper.wait()
 
     def _remove_placement_groups(self) -> None:
         from ray.util.placement_group import remove_placement_group
