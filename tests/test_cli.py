@@ -103,7 +103,7 @@ def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path):
 def test_one_value_for_a_list_key_is_a_one_item_list(tmp_path):
     """verl's command lines give one file as `data.train_files=path`: the file is read (here: named as missing),
     not refused as "str is not a ListConfig"."""
-    result = run_main("+backend=cpu", "data.task=file", f"data.train_files={tmp_path / 'train.parquet'}", cwd=tmp_path)
+    result = run_main("+backend=cpu", "data=file", f"data.train_files={tmp_path / 'train.parquet'}", cwd=tmp_path)
     assert_clean_failure(result, f"data file not found: {tmp_path / 'train.parquet'}")
     job = run_main("+backend=cpu", "trainer.loggers=jsonl", "data.val_files=a.jsonl,b.jsonl", "--cfg", "job", cwd=tmp_path)
     assert job.returncode == 0, job.stderr

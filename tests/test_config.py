@@ -124,3 +124,18 @@ def test_an_unknown_option_lists_only_real_options(group, compose_config):
     with pytest.raises(MissingConfigException) as err:
         compose_config(f"{group}=no_such_option")
     assert "_schema" not in str(err.value)
+
+
+def test_own_data_is_scored_by_its_rows_data_source(compose_config):
+    """`data=file`: not the demo's reward and 3-token replies, but each row's rule and room to answer."""
+    from core.config.ranges import check_ranges
+    from core.plugins.manager import get_plugin_manager
+    from core.rewards.base import RewardInput
+    from core.rewards.scoring import resolve_reward_fn
+
+    cfg = compose_config("+backend=cpu", "data=file", "data.train_files=[train.parquet]")
+    check_ranges(cfg)
+    assert cfg.data.task == "file" and cfg.reward.reward_fn == "auto" and cfg.rollout.max_tokens == 256
+    reward = resolve_reward_fn(cfg.reward.reward_fn, get_plugin_manager())
+    assert reward(RewardInput("so 12 * 6 = 72\n#### 72", "72", data_source="openai/gsm8k")) == 1.0
+    assert reward(RewardInput("the answer is \\boxed{\\frac34}", "0.75", data_source="math")) == 1.0

@@ -24,7 +24,9 @@ BAD = [
     ("reward.timeout_s=0", "reward.timeout_s=0.0"),
     # files given to the built-in task would be ignored (verl users set only the files)
     ("data.train_files=[train.parquet]", "data.train_files set, but data.task=repeat_letters generates its own data "
-                                         "and would ignore them; add data.task=file to train on the files"),
+                                         "and would ignore them; add data=file to train on the files"),
+    ("data.task=file", "data.task=file keeps the demo's reward (reward.reward_fn=repeat_letters) and its 3-token "
+                       "replies; use data=file"),
     ("data.val_files=[test.parquet]", "data.val_files set, but data.task=repeat_letters"),
     ("data.few_shot=[{user: x}]", "data.few_shot=[{'user': 'x'}] is out of range: it must be a list of {user: ..., "
                                   "assistant: ...} examples"),

@@ -90,9 +90,15 @@ def _check_files_are_read(cfg: Any) -> None:
     ignored and the run would train on something else: say so instead (verl users set only the files)."""
     task = OmegaConf.select(cfg, "data.task", default="file")
     given = [key for key in ("data.train_files", "data.val_files") if OmegaConf.select(cfg, key, default=None)]
+    reward_fn = OmegaConf.select(cfg, "reward.reward_fn", default=None)  # RL only: SFT has no reward
+    use_files = "data=file" if reward_fn is not None else "data.task=file"
     if task != "file" and given:
         raise TandemError(f"{' and '.join(given)} set, but data.task={task} generates its own data and would ignore "
-                          f"them; add data.task=file to train on the files")
+                          f"them; add {use_files} to train on the files")
+    if task == "file" and reward_fn == "repeat_letters":  # data.task=file over the demo: its reward and 3 tokens
+        raise TandemError("data.task=file keeps the demo's reward (reward.reward_fn=repeat_letters) and its 3-token "
+                          "replies; use data=file (each row scored by its data_source, 256 tokens) or set "
+                          "reward.reward_fn and rollout.max_tokens")
 
 
 _MISSING = object()

@@ -35,7 +35,7 @@ def by_data_source(sample: RewardInput) -> float:
         known = ", ".join([*RULE_BY_DATA_SOURCE, DATA_SOURCE_PREFIX + "*"])
         raise TandemError(
             f"reward 'auto' has no rule for data_source '{sample.data_source}' (known: {known}); "
-            "set data.reward_fn to a reward name or 'module:function'"
+            "set reward.reward_fn to a reward name or 'module:function'"
         )
     return rule(sample)
 
