@@ -120,3 +120,14 @@ def test_list_keys_and_their_rewriting():
     assert single_values_as_lists(argv, TandemConfig) == [
         "data.train_files=[a.parquet]", "+data.val_files=[b]", "rollout.cudagraph_capture_sizes=null",
         "rollout.n=2", "--cfg", "job"]
+
+
+def test_logs_piped_to_a_file_read_cleanly(tmp_path):
+    """Not a terminal: plain timed lines, no progress-bar frames (\\r), no path split by wrapping at 80 columns."""
+    run_dir = tmp_path / ("a-directory-name-long-enough-that-a-wrapping-logger-would-split-it-" * 2).rstrip("-")
+    result = run_main("+backend=cpu", "trainer.total_steps=2", "trainer.test_freq=0", f"trainer.output_dir={run_dir}",
+                      cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout + result.stderr
+    assert "\r" not in text and "\x1b[" not in text
+    assert str(run_dir / "metrics.jsonl") in text  # on one line

@@ -39,11 +39,16 @@ def choose_backend(argv: list[str]) -> list[str]:
 
 
 def setup_logging() -> None:
-    from rich.logging import RichHandler
-
+    """Rich's columns on a terminal; piped to a file or a CI log, plain lines (rich would wrap them at 80
+    columns and split paths) with their time."""
     from core.tracking.verbosity import quiet_libraries
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     quiet_libraries()  # vLLM/Ray/transformers INFO detail only with TANDEM_VERBOSE=1
 
 

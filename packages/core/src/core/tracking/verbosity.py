@@ -31,6 +31,7 @@ def library_env() -> dict[str, str]:
     env = {"VLLM_LOGGING_LEVEL": "WARNING"}
     if not sys.stdout.isatty():
         env["RAY_COLOR_PREFIX"] = "0"  # a log file gets worker prefixes without raw ANSI colour codes
+        env["TQDM_DISABLE"] = "1"  # and no progress-bar frames (\r) from any library's tqdm
     return env
 
 
