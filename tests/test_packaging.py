@@ -45,3 +45,18 @@ def test_backend_wheels_ship_their_config_and_entry_point(tmp_path, backend):
 
 def test_top_level_conf_is_the_packaged_one():
     assert (ROOT / "conf").resolve() == (ROOT / "packages" / "core" / "src" / "core" / "conf").resolve()
+
+
+def test_the_tandem_command_runs_each_entry_point(tmp_path):
+    """`tandem train ...` is `python -m core.main ...` (and so on), installed on PATH beside the interpreter."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="tandem")
+    assert script.value == "core.cli:main"
+    tandem = shutil.which("tandem", path=str(Path(sys.executable).parent))
+    assert tandem, "tandem is not installed beside this interpreter: pip install -e packages/core"
+    job = subprocess.run([tandem, "train", "+backend=cpu", "--cfg", "job"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert job.returncode == 0 and "name: cpu" in job.stdout, job.stderr
+    unknown = subprocess.run([tandem, "trian"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "unknown command 'trian'" in unknown.stderr and "train" in unknown.stderr
