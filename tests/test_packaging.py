@@ -58,5 +58,10 @@ def test_the_tandem_command_runs_each_entry_point(tmp_path):
     job = subprocess.run([tandem, "train", "+backend=cpu", "--cfg", "job"], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)
     assert job.returncode == 0 and "name: cpu" in job.stdout, job.stderr
+    (tmp_path / "my_rewards.py").write_text("def score(sample):\n    return 1.0\n")
+    own = subprocess.run([tandem, "train", "+backend=cpu", "trainer.total_steps=1", "trainer.test_freq=0",
+                          "reward.reward_fn=my_rewards:score", f"trainer.output_dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert own.returncode == 0, own.stderr[-1500:]  # the reward module is found in the working directory
     unknown = subprocess.run([tandem, "trian"], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "unknown command 'trian'" in unknown.stderr and "train" in unknown.stderr

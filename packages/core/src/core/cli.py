@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import runpy
 import sys
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
               f"pip install -e packages/{module.split('.')[0]}", file=sys.stderr)
         sys.exit(2)
     sys.argv = [f"tandem {command}", *rest]
+    sys.path.insert(0, os.getcwd())  # as `python -m` does: reward.reward_fn=my_rewards:score finds ./my_rewards.py
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
