@@ -145,3 +145,13 @@ def test_a_plugin_contributes_tools_and_unknown_names_are_refused(compose_config
             resolve_tools(["search"], pm, agent_cfg)
     finally:
         pm.unregister(name="echo-plugin")
+
+
+def test_the_bounded_calculator_answers_the_calculator_presets_questions_as_python_does():
+    """`+experiment=smollm2_calculator`'s task (3-digit, 2 terms, + - *): the work bounds change no answer."""
+    rg = pytest.importorskip("reasoning_gym")
+    dataset = rg.create_dataset("basic_arithmetic", size=300, seed=5, min_terms=2, max_terms=3, min_digits=3,
+                                max_digits=3, operators=("+", "-", "*"))
+    for entry in dataset:
+        expression = entry["question"].removeprefix("Calculate ").rstrip(".")
+        assert Calculator().run(expression) == str(eval(expression)) == entry["answer"], expression
