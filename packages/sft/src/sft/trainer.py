@@ -18,8 +18,9 @@ import torch.distributed as dist
 from core.checkpoint.manager import Trainable
 from core.distributed.batching import balance_rows
 from core.distributed.collectives import world
-from core.distributed.fsdp import FSDPSettings, clip_grad_norm, device_mesh, shard_model
+from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
 from core.distributed.packing import IGNORE, packed_token_logprobs
+from core.trainer.optimizer_step import optimizer_step
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.setup import DTYPES
@@ -114,18 +115,14 @@ class SFTTrainer:
                 summed, _ = self._loss_sum(micro)
                 (summed / max(total_tokens, 1)).backward()
                 loss_sum += summed.item()
-        grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
-        if torch.isfinite(torch.tensor(grad_norm)):
-            self.optimizer.step()
-        lr = self.scheduler.get_last_lr()[0]
-        self.scheduler.step()
+        stepped = optimizer_step(self.model, self.optimizer, self.cfg.grad_clip, self.scheduler)
         (loss_total,) = all_reduce_sum([loss_sum], self.device)
         budget = {"perf/micro_batch_tokens": float(self.token_budget.tokens)} if self.token_budget else {}  # the next step's
         return {
             **budget,
             "train/loss": loss_total / max(total_tokens, 1),
-            "train/grad_norm": grad_norm,
-            "train/lr": lr,
+            "train/grad_norm": stepped["grad_norm"],
+            "train/lr": stepped["lr"],
             "train/tokens": total_tokens,  # assistant (loss) tokens
             "train/input_tokens": input_tokens,  # every real token the forward ran on (MFU counts these)
             "train/micro_batches": len(batches),

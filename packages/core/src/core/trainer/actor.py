@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -15,11 +14,11 @@ from core.algorithms.policy_loss import compute_policy_loss, policy_loss_options
 from core.algorithms.rollout_correction import rejection_mask, rollout_correction_weights
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
-from core.distributed.fsdp import clip_grad_norm
 from core.distributed.packing import packed_response_logprobs
 from core.distributed.shared_prompts import shared_prompt_logprobs
 from core.trainer.batch import (TrainingBatch, budgeted_plan, forward_tokens, in_batch_order, minibatches,
                                 scatter_rows)
+from core.trainer.optimizer_step import optimizer_step
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, rl_sizing_hint, sized_update
@@ -225,15 +224,7 @@ class Actor:
             (loss * (0.0 if plan_item.dummy else data_parallel_size())).backward()
         metrics.update(rejected)
         metrics = sum_over_ranks(metrics)
-        grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
-        if math.isfinite(grad_norm):
-            self.optimizer.step()
-        # free the gradients now, not at the next step: alive through the rollout, each one pins
-        # the cached segment it was carved from, and the engine cannot wake into that memory
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        metrics["grad_norm"] = grad_norm
-        metrics["lr"] = self.scheduler.get_last_lr()[0]
+        metrics.update(optimizer_step(self.model, self.optimizer, self.cfg.grad_clip, self.scheduler))
         scores = None
         if keep_scores:
             scores = tuple(scatter_rows(plan, [part[i] for part in kept], mini.rows) for i in (0, 1))

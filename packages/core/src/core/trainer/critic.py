@@ -6,9 +6,9 @@ import torch
 
 from core.algorithms.value import value_loss
 from core.distributed.collectives import data_parallel_size, global_loss_counts
-from core.distributed.fsdp import clip_grad_norm
 from core.trainer.actor import allocate_adam_state
 from core.trainer.batch import TrainingBatch, budgeted_plan, minibatches, scatter_rows
+from core.trainer.optimizer_step import optimizer_step
 from core.trainer.precision import TrainingPrecision
 from core.trainer.token_budget import MemoryTokenBudget, rl_sizing_hint, sized_update
 
@@ -58,7 +58,7 @@ class Critic:
 
     def update(self, batch: TrainingBatch) -> dict[str, float]:
         self.model.train()
-        losses, clip_fracs, steps = [], [], 0
+        losses, clip_fracs, grad_norms, steps = [], [], [], 0
         with sized_update(self.token_budget, "critic's update", lambda: rl_sizing_hint(self.token_budget, self.cfg)):
             for _, mini in minibatches(batch, self.cfg.ppo_epochs, self.cfg.mini_batches):
                 counts = global_loss_counts(mini.response_mask)
@@ -73,8 +73,7 @@ class Critic:
                     (loss * (0.0 if plan_item.dummy else data_parallel_size())).backward()
                     losses.append(0.0 if plan_item.dummy else loss.item())
                     clip_fracs.append(metrics.get("vf_clip_frac", 0.0))
-                clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)  # no gradient lives through the rollout (see Actor)
+                grad_norms.append(optimizer_step(self.model, self.optimizer, self.cfg.grad_clip)["grad_norm"])
                 steps += 1
-        return {"critic/vf_loss": sum(losses) / max(steps, 1), "critic/vf_clip_frac": sum(clip_fracs) / max(len(clip_fracs), 1)}
+        return {"critic/vf_loss": sum(losses) / max(steps, 1), "critic/vf_clip_frac": sum(clip_fracs) / max(len(clip_fracs), 1),
+                "critic/grad_norm": sum(grad_norms) / max(steps, 1)}
