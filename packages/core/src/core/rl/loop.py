@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from core.report import start_and_end, write_report
 from core.rewards.build import build_reward_scorer
 from core.rl.evaluate import validate
 from core.rollout.base import SamplingParams
+from core.tracking.progress import Heartbeat
 from core.tracking.run_dir import CONFIG_FILE, claim_run_dir
 from core.tracking.tracker import Tracker
 from core.checkpoint.manager import resolve_resume
@@ -112,18 +113,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
             return val_dataset is not None and freq > 0 and (step % freq == 0 or last)
 
         evaluation = RunEvaluation.for_run(cfg, tokenizer, run_dir)  # held-out and shifted sets, before and after
+        steps = range(first_step, cfg.trainer.total_steps + 1)
+        # the bar's note names the phase running; piped to a file, a line when one runs long (Heartbeat)
+        progress = cleanup.enter_context(closing(Heartbeat(tqdm(steps, desc="training", unit="step", disable=None))))
         before = {}
         if evaluation is not None and not evaluation.has_base:
-            with workers.rollout():
+            with _timed({}, "eval", progress), workers.rollout():
                 before.update(evaluation.run("base", engine, tokenizer, step=0))
         if val_dataset is not None and cfg.trainer.val_before_train:
-            with workers.rollout():
+            with _timed({}, "val", progress), workers.rollout():
                 before.update(validation_metrics())
         if before:
             tracker.log(before, step=0)
         history = []
-        steps = range(first_step, cfg.trainer.total_steps + 1)
-        progress = tqdm(steps, desc="training", unit="step", disable=None)  # its note names the phase running
         preemption.begin_steps()
         for step in progress:
             timings: dict[str, float] = {}

@@ -4,9 +4,14 @@ where there is no terminal (a log file gets the metrics table, not bars)."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
+import time
 
 from tqdm.auto import tqdm
+
+log = logging.getLogger("tandem")
 
 
 def vllm_bar(*args, **kwargs) -> tqdm:
@@ -37,3 +42,44 @@ class DecodeSteps:
 
     def end(self) -> None:
         self._bar.close()
+
+
+class Heartbeat:
+    """The step bar, and where there is no terminal to draw it (a log file, CI), a line whenever one phase
+    has run for another `every_s` seconds: "step 3/60: gen for 120 s". Without it a piped run is silent
+    between metrics tables, minutes at a time on a CPU.
+
+    Used as the bar is: iterated for the steps, `set_postfix_str(phase)` as each phase starts, `close()`."""
+
+    def __init__(self, bar, every_s: float = 60.0, enabled: bool | None = None):
+        self.bar, self.every_s = bar, every_s
+        self._note, self._since, self._last, self._step = None, 0.0, 0.0, None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if (not sys.stderr.isatty()) if enabled is None else enabled:
+            threading.Thread(target=self._beat, daemon=True, name="tandem-heartbeat").start()
+
+    def __iter__(self):
+        for step in self.bar:
+            self._step = step
+            yield step
+
+    def set_postfix_str(self, note: str) -> None:
+        self.bar.set_postfix_str(note)
+        with self._lock:
+            self._note, self._since = note, time.monotonic()
+            self._last = self._since
+
+    def close(self) -> None:
+        self._stop.set()
+        self.bar.close()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.every_s / 4)):
+            with self._lock:
+                now = time.monotonic()
+                if self._note is None or now - self._last < self.every_s:
+                    continue
+                self._last = now
+                where = "before training" if self._step is None else f"step {self._step}/{self.bar.total or '?'}"
+                log.info("%s: %s for %.0f s", where, self._note, now - self._since)
