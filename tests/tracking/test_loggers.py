@@ -46,13 +46,17 @@ def test_console_table_is_compact_and_aligned():
     assert len({len(line.rstrip()) for line in lines[1:]}) == 1
 
 
-def test_console_repeats_the_header_when_columns_change():
+def test_console_repeats_the_header_when_a_column_first_appears_only():
+    """Validation every other step: the `val` column comes once with a header, then stays, blank between."""
     console = Console(record=True, width=120)
     logger = ConsoleLogger(console=console)
     logger.log({"reward/mean": 0.1}, 1)
-    logger.log({"reward/mean": 0.1, "val/reward": 0.3}, 2)
-    headers = [line.split() for line in console.export_text().splitlines() if line.split()[:1] == ["step"]]
+    for step in range(2, 7):
+        logger.log({"reward/mean": 0.1, **({"val/reward": 0.3} if step % 2 == 0 else {})}, step)
+    lines = [line.split() for line in console.export_text().splitlines() if line.strip()]
+    headers = [line for line in lines if line[:1] == ["step"]]
     assert headers == [["step", "reward"], ["step", "reward", "val"]]
+    assert lines[-2:] == [["5", "0.1"], ["6", "0.1", "0.3"]]
 
 
 def test_console_labels_are_never_cut():

@@ -54,7 +54,8 @@ def _require(package: str, logger: str, pip_name: str):
 
 class ConsoleLogger:
     """A compact table: step 1 (so a slow run shows its numbers at once), then one row per `every` steps;
-    fixed-width columns, the header repeated now and then."""
+    fixed-width columns, the header repeated now and then. A column, once seen, stays (blank in rows without
+    it): validation's `val` comes and goes without a new header each time."""
 
     def __init__(self, every: int = 1, console: Console | None = None):
         self.every = max(1, every)
@@ -67,7 +68,7 @@ class ConsoleLogger:
     def log(self, metrics: dict[str, float], step: int) -> None:
         if step % self.every and step != 1:
             return
-        columns = [name for name in CONSOLE_COLUMNS if name in metrics]
+        columns = [name for name in CONSOLE_COLUMNS if name in metrics or name in self._columns]
         show_header = columns != self._columns or self._rows_since_header >= _HEADER_EVERY
         self._columns, self._rows_since_header = columns, 0 if show_header else self._rows_since_header + 1
         table = Table(box=None, show_header=show_header, pad_edge=False, header_style="bold")
@@ -75,7 +76,7 @@ class ConsoleLogger:
         for name in columns:
             label = CONSOLE_COLUMNS[name]  # the whole label: "val_loss" printed as "val_lo…" in 7 columns
             table.add_column(label, width=max(7, len(label)), justify="right", no_wrap=True)
-        table.add_row(str(step), *(_compact(metrics[name]) for name in columns))
+        table.add_row(str(step), *(_compact(metrics[name]) if name in metrics else "" for name in columns))
         self.console.print(table)
 
     def close(self) -> None:
