@@ -85,7 +85,7 @@ class ValidationConfig:
     max_tokens: int = 128
     stop: List[str] = field(default_factory=list)  # stop strings; each must be one token, e.g. "<|im_end|>"
     seed: Optional[int] = None  # per-validation sampling seed (None: the engine's generator)
-    log_samples: int = 3  # (prompt, generation, reference) triples printed per validation
+    log_samples: int = 1  # (prompt, generation, reference) triples printed per validation (all go to a file)
     engine_fallback: bool = True  # if the backend's engine fails, generate with HF instead of stopping
 
 

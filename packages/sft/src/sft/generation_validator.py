@@ -57,7 +57,7 @@ class Validator:
     """Generates for `examples` with `engine`, scores with `scorer` (or not), logs a few samples."""
 
     def __init__(self, examples: Sequence[SFTExample], engine: ValidationEngine, tokenizer, params: SamplingParams,
-                 scorer: BatchScorer | None, run_dir: Path, log_samples: int = 3):
+                 scorer: BatchScorer | None, run_dir: Path, log_samples: int = 1):
         self.examples = list(examples)
         self.engine = engine
         self.tokenizer = tokenizer
@@ -110,6 +110,13 @@ class Validator:
         log.info("validation @ step %d: loss %.4f%s (%d prompts, generated in %.2f s after a %.3f s weight push)",
                  step, metrics["val/loss"], score, len(records), metrics["timing/val_generate"],
                  metrics["timing/val_weight_sync"])
-        for record in records[: self.log_samples]:
-            log.info("  prompt %r -> generation %r | reference %r%s", record.prompt, record.generation, record.reference,
-                     "" if record.score is None else f" | score {record.score:.2f}")
+        for record in records[: self.log_samples]:  # all of them are in the step's file
+            log.info("  e.g. prompt %r -> generation %r | reference %r%s (all: %s)", _short(record.prompt),
+                     _short(record.generation), _short(record.reference),
+                     "" if record.score is None else f" | score {record.score:.2f}",
+                     self.out_dir / f"step_{step:06d}.jsonl")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """A sample as one readable line: an untrained model's reply is often long noise."""
+    return text if len(text) <= limit else text[:limit] + "..."
