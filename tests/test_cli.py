@@ -131,3 +131,11 @@ def test_logs_piped_to_a_file_read_cleanly(tmp_path):
     text = result.stdout + result.stderr
     assert "\r" not in text and "\x1b[" not in text
     assert str(run_dir / "metrics.jsonl") in text  # on one line
+
+
+@pytest.mark.parametrize("module", ["core.main", "sft.main"])
+def test_help_lists_every_installed_backend(module, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env=env)
+    assert result.returncode == 0 and "backend: cpu, cuda, rocm\n" in result.stdout, result.stdout[:1500]

@@ -29,6 +29,8 @@ register_schemas()
 def choose_backend(argv: list[str]) -> list[str]:
     """Check a requested backend is installed, or add the detected one; returns the new argv."""
     requested = backend_from_argv(argv)
+    if requested is None and {"--help", "-h"} & set(argv):
+        return argv  # no backend chosen: the help lists every installed backend's option
     if requested is None:
         # beside the other overrides: argparse takes Hydra's overrides as one run of positionals,
         # so one appended after `--cfg job` would be refused as an unrecognised argument

