@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from core.errors import TandemError, exit_on_user_error
+from core.report_html import write_html
 
 log = logging.getLogger("tandem")
 Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)] in step order
@@ -138,7 +139,7 @@ def runs_under(folder: Path) -> list[Path]:
 
 
 def write_report(run_dir: str | Path) -> str:
-    """Write RUN_DIR/report.png and return the text summary."""
+    """Write RUN_DIR/report.png and report.html (core.report_html), and return the text summary."""
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.jsonl").is_file() and run_dir.is_dir() and runs_under(run_dir):
         runs = runs_under(run_dir)
@@ -154,6 +155,13 @@ def write_report(run_dir: str | Path) -> str:
         (run_dir / "report.png").unlink(missing_ok=True)  # no half-written picture
         log.warning("report.png not written: no space left on the device (the metrics and model are saved)")
     text = summary(series, times)
+    try:
+        write_html(run_dir, text)
+    except OSError as exc:  # as for the picture: a full disk loses the page, not the run
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        (run_dir / "report.html.tmp").unlink(missing_ok=True)
+        log.warning("report.html not written: no space left on the device (the metrics and model are saved)")
     evaluation = run_dir / "eval.md"  # core.eval's table: base vs trained on held-out questions
     if evaluation.is_file():
         text += "\nheld-out evaluation (greedy):\n" + evaluation.read_text().rstrip()
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir")
     args = parser.parse_args(argv)
     print(write_report(args.run_dir))
-    print(f"report: {Path(args.run_dir) / 'report.png'}")
+    print(f"report: {Path(args.run_dir) / 'report.png'}, {Path(args.run_dir) / 'report.html'}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from core.rl.evaluate import validate
 from core.rollout.base import SamplingParams
 from core.tracking.progress import Heartbeat
 from core.tracking.run_dir import CONFIG_FILE, claim_run_dir
+from core.tracking.samples import SampleLog
 from core.tracking.tracker import Tracker
 from core.checkpoint.manager import resolve_resume
 from core.eval.in_run import RunEvaluation
@@ -85,6 +86,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
         )
         cleanup.callback(tracker.close)
+        samples = SampleLog(run_dir, cfg.trainer.log_every)  # a few completions and rewards, for the report
+        cleanup.callback(samples.close)
         # the workers: policy, reference, critic and rollout engine on every device (one, in-process)
         workers = make_worker_group(cfg)
         cleanup.callback(workers.close)
@@ -103,9 +106,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             kl_controller.value = state["trainer"]["kl_coef"]
             first_step = state["step"] + 1
             tracker.rewind(state["step"])
+            samples.rewind(state["step"])
             log.info("resumed from %s", resume_from)
         elif cfg.trainer.resume != "never":  # killed before its first checkpoint: start the log over too
             tracker.rewind(-1)
+            samples.rewind(-1)
 
         def validation_due(step: int) -> bool:
             freq = cfg.trainer.test_freq
@@ -188,6 +193,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             })
             metrics["health/skipped_steps"] = float(guard.skipped)
             tracker.log(metrics, step)  # logged before a stop, so the file shows the values that died
+            samples.log(step, experience.output, batch.scores, tokenizer)
             if died:
                 raise RunDied(f"step {step}: {died}")
             collapsed = collapse.check(step, metrics["actor/entropy"], update_metrics.get("actor/grad_norm"),
@@ -215,8 +221,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             summary["final_model"] = str(final_dir)
     if cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
         summary["report"] = write_report(run_dir)
-        if (run_dir / "report.png").is_file():  # not written on a full disk
-            summary["locations"].append(f"report: {run_dir / 'report.png'}")
+        for page in ("report.png", "report.html"):  # not written on a full disk
+            if (run_dir / page).is_file():
+                summary["locations"].append(f"report: {run_dir / page}")
     return summary
 
 

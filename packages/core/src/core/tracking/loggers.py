@@ -86,9 +86,9 @@ class ConsoleLogger:
 class JsonlLogger:
     """RUN_DIR/metrics.jsonl: {"step": s, "time": unix seconds, metric: value, ...} per line, appended."""
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "metrics.jsonl"
-        self.where = f"metrics: {self.path}"
+    def __init__(self, run_dir: Path, name: str = "metrics.jsonl"):
+        self.path = run_dir / name
+        self.where = f"{name.removesuffix('.jsonl')}: {self.path}"
         self._file = self.path.open("a")
 
     def log(self, metrics: dict[str, float], step: int) -> None:
