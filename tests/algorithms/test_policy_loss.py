@@ -94,6 +94,8 @@ def test_unknown_policy_loss_and_mode_are_user_errors():
         compute_policy_loss("ppo_clip", loss_agg_mode="mean", **kwargs)
     with pytest.raises(TandemError, match="needs a positive horizon"):
         compute_policy_loss("ppo_clip", loss_agg_mode="seq-mean-token-sum-norm", **kwargs)
+    with pytest.raises(TypeError, match="unknown policy-loss option 'clip_ratio_hgh'; the options are clip_ratio_low"):
+        compute_policy_loss("ppo_clip", loss_agg_mode="token-mean", clip_ratio_hgh=0.28, **kwargs)
 
 
 def test_aggregation_modes_hand_numbers():

@@ -162,6 +162,9 @@ def compute_policy_loss(
     if name not in _LOSSES:
         raise TandemError(f"algorithm.policy_loss={name!r} is unknown; valid: {', '.join(POLICY_LOSSES)}")
     check_loss_agg_mode(loss_agg_mode)
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:  # each loss takes the options it declares: a misspelt one would silently be its default
+        raise TypeError(f"unknown policy-loss option {unknown[0]!r}; the options are {', '.join(OPTION_KEYS)}")
     loss_fn = _LOSSES[name]
     token_losses, metrics = loss_fn(logprobs, old_logprobs, advantages, response_mask, **_takes(loss_fn, options))
     if token_weights is not None:
