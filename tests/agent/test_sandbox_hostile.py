@@ -197,7 +197,21 @@ def test_an_output_flood_is_cut_while_read(tmp_path):
 
 def test_the_code_still_computes_reads_the_standard_library_and_writes_its_scratch_space():
     code = textwrap.dedent("""\
-        import json, math, os
+        import json, math, os, tempfile
         open('notes.txt', 'w').write(json.dumps({'x': math.factorial(10)}))
-        print(open('/tmp/notes.txt').read(), os.getcwd())""")
+        print(open(os.path.join(tempfile.gettempdir(), 'notes.txt')).read(), os.getcwd())""")
     assert PythonExecutor().run(code) == '{"x": 3628800} /scratch'
+
+
+def test_an_environment_under_tmp_is_bound_and_tmpdir_still_writable(tmp_path, monkeypatch):
+    """A checkout (and its .venv) under /tmp, as on CI: its bind occupies /tmp in the new root."""
+    from core.agent import sandbox
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "helper_for_sandbox.py").write_text("VALUE = 42\n")
+    paths = (*sandbox._python_paths(), str(library))  # tmp_path is under /tmp
+    monkeypatch.setattr(sandbox, "_python_paths", lambda: paths)
+    code = (f"import sys, tempfile; sys.path.insert(0, {str(library)!r}); import helper_for_sandbox; "
+            "open(tempfile.gettempdir() + '/x', 'w').write('ok'); print(helper_for_sandbox.VALUE, tempfile.gettempdir())")
+    assert PythonExecutor().run(code) == "42 /scratch"

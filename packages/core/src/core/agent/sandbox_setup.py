@@ -56,7 +56,8 @@ def build_root(root, read_only, disk_mb):
             bind(device, root + device, read_only=False)
     os.makedirs(root + "/scratch")
     mount("tmpfs", root + "/scratch", "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_mb}m,mode=777")
-    os.symlink("/scratch", root + "/tmp")
+    if not os.path.exists(root + "/tmp"):  # else a bind lives under /tmp (a venv there): TMPDIR says /scratch
+        os.symlink("/scratch", root + "/tmp")
     os.makedirs(root + "/proc")
     try:  # a container that masks parts of its own /proc forbids a new one; Python runs without it
         mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -94,7 +95,7 @@ def run_model_code():
     """In the child, without privileges: the environment a fresh `python -I` would have, then the code."""
     os.closerange(3, 1 << 16)
     os.environ.clear()
-    os.environ.update(PATH="/usr/bin:/bin", HOME="/scratch", LANG="C.UTF-8")
+    os.environ.update(PATH="/usr/bin:/bin", HOME="/scratch", TMPDIR="/scratch", LANG="C.UTF-8")
     sys.argv = [""]
     import site  # this interpreter started with -S (no site-packages): the code may import the environment's
 
