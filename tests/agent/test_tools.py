@@ -86,6 +86,8 @@ def test_python_tool_runs_code_and_returns_its_output(sandbox):
     assert PythonExecutor(sandbox=sandbox).run("raise ValueError('bad input')") == "ValueError: bad input"
     with pytest.raises(TimeoutError, match="longer than 0.5 s"):
         PythonExecutor(timeout_s=0.5, sandbox=sandbox).run("while True: pass")
+    with pytest.raises(TimeoutError, match="longer than 0.5 s"):  # its pipes closed: the deadline holds all the same
+        PythonExecutor(timeout_s=0.5, sandbox=sandbox).run("import os, time; os.close(1); os.close(2); time.sleep(60)")
 
 
 @pytest.mark.parametrize("code, refused", [

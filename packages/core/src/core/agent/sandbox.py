@@ -47,6 +47,14 @@ class Limits:
     disk_mb: int = 64  # the writable /scratch (namespaces); one file's size limit is min(disk_mb, 16)
     max_output_bytes: int = 64 << 10  # stdout + stderr read; beyond, the call is killed and the reply cut
 
+    @property
+    def cpu_s(self) -> int:  # RLIMIT_CPU: a busy loop dies by itself a second after the deadline
+        return int(self.timeout_s) + 1
+
+    @property
+    def file_mb(self) -> int:  # RLIMIT_FSIZE: one file's size
+        return min(self.disk_mb, 16)
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -109,7 +117,7 @@ def run_code(code: str, limits: Limits, mode: str, process_prelude: str = "") ->
 def _namespaced(limits: Limits, mount_point: str) -> list[str]:
     """`unshare` starting core.agent.sandbox_setup as the new namespaces' pid 1 (its argv: see its `main`)."""
     read_only = "\n".join([*SYSTEM_READ_ONLY, *_python_paths()])
-    limits_argv = [limits.memory_mb, int(limits.timeout_s) + 1, min(limits.disk_mb, 16), limits.disk_mb,
+    limits_argv = [limits.memory_mb, limits.cpu_s, limits.file_mb, limits.disk_mb,
                    _processes_of_this_user() + EXTRA_PROCESSES]
     return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
             "--kill-child", sys.executable, "-I", "-S", str(SETUP_SCRIPT), mount_point, read_only,
@@ -138,10 +146,8 @@ def _processes_of_this_user() -> int:
 
 
 def _process_limits(limits: Limits) -> None:
-    memory = limits.memory_mb << 20
-    cpu = int(limits.timeout_s) + 1
-    for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu),
-                         (resource.RLIMIT_FSIZE, min(limits.disk_mb, 16) << 20), (resource.RLIMIT_NOFILE, 64),
+    for limit, value in ((resource.RLIMIT_AS, limits.memory_mb << 20), (resource.RLIMIT_CPU, limits.cpu_s),
+                         (resource.RLIMIT_FSIZE, limits.file_mb << 20), (resource.RLIMIT_NOFILE, 64),
                          (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(limit, (value, value))
 
@@ -176,11 +182,15 @@ def _collect(command: list[str], code: str, limits: Limits, cwd: str | None, pre
             if sum(map(len, chunks.values())) > limits.max_output_bytes:
                 cut = True
                 break
+    if not (timed_out or cut):  # both pipes closed; code that closed them itself may still be running
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
     if timed_out or cut:
         _kill_group(child)
-    exit_code = child.wait() if not (timed_out or cut) else None
-    if exit_code is None:
-        child.wait()
+    returncode = child.wait()
+    exit_code = None if timed_out or cut else returncode
     for pipe in chunks:
         pipe.close()
     out, err = (bytes(chunks[pipe][: limits.max_output_bytes]).decode(errors="replace")
