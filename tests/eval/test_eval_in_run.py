@@ -69,3 +69,16 @@ def test_the_cli_names_a_run_without_a_final_model(finished_run, tmp_path):
     with pytest.raises(SystemExit) as stopped:
         cli.main([str(tmp_path)])
     assert stopped.value.code == 2
+
+
+@pytest.mark.parametrize("override, named", [
+    ("trainer.totl_steps=3", "totl_steps"),            # Hydra's composition error
+    ("+trainer.totl_steps=3", "trainer.totl_steps"),    # composes, then refused as unknown
+    ("+experiment=no_such_preset", "experiment/no_such_preset"),
+])
+def test_the_cli_names_a_bad_override_in_one_line(override, named, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["+backend=cpu", override])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and named in error
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1

@@ -88,17 +88,33 @@ def _run_config(runs: list[Path], overrides: list[str]):
         for section in ("data", "eval", "model"):
             if config.get(section) != configs[0].get(section):
                 raise TandemError(f"{run} has another {section} config than {runs[0]}; evaluate them apart")
-    cfg = OmegaConf.merge(OmegaConf.structured(_schema()), configs[0])
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(_schema()), configs[0])
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    except OmegaConfBaseException as exc:
+        raise TandemError(f"{runs[0]}/{RUN_CONFIG} with {' '.join(overrides) or 'no overrides'}: "
+                          f"{str(exc).splitlines()[0]}") from None
 
 
 def _composed_config(overrides: list[str]):
     from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from core.config.cli_lists import single_values_as_lists
+    from core.config.known_keys import refuse_unknown_keys
 
-    with initialize_config_module(config_module="core.conf", version_base=None):
-        return compose("config", overrides=single_values_as_lists(overrides, _schema()))
+    try:
+        with initialize_config_module(config_module="core.conf", version_base=None):
+            cfg = compose("config", overrides=single_values_as_lists(overrides, _schema()))
+    except (HydraException, OmegaConfBaseException) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else None
+        detail = f" ({str(cause).splitlines()[0]})" if cause else ""
+        raise TandemError(f"{str(exc).splitlines()[0]}{detail}") from None
+    refuse_unknown_keys(cfg, _schema())
+    return cfg
 
 
 def _final_model(target: str) -> str:
