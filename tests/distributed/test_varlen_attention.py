@@ -89,10 +89,11 @@ def test_fp32_master_weights_under_bf16_autocast_take_the_varlen_kernel(monkeypa
     reference, varlen = (m.to("cuda") for m in models())  # fp32 weights
     batch = random_batch(rows=6).to("cuda")
     mask = batch.response_mask
+    # the fp32 reference takes the row-by-row path itself (the flash kernel refuses fp32): run it before the trap
+    expected, _ = packed_response_logprobs(reference, batch)
     monkeypatch.setattr(varlen_attention, "rowwise_causal", lambda *args: pytest.fail("took the fp32 fallback"))
     with TrainingPrecision(torch.float32, torch.bfloat16).compute(torch.device("cuda")):
         got, _ = packed_response_logprobs(varlen, batch)
-    expected, _ = packed_response_logprobs(reference, batch)  # fp32 throughout (sdpa)
     torch.testing.assert_close(got[mask], expected[mask], rtol=0.02, atol=0.05)  # bf16 compute vs fp32
     got[mask].sum().backward()
     assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in varlen.parameters())
