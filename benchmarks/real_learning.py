@@ -31,6 +31,8 @@ MODELS = {  # model -> (preset, overrides that fit it beside others)
     "smollm2": ("smollm2_arithmetic", ["trainer.max_tokens_per_gpu=4096"]),
     "gemma3": ("gemma3_arithmetic", ["trainer.max_tokens_per_gpu=2048"]),
 }
+TWO_SHOT = ('data.few_shot=[{user:"Calculate 12 + 7. Give only the final answer.",assistant:"19"},'
+            '{user:"Calculate 9 * -4. Give only the final answer.",assistant:"-36"}]')
 RECIPES = {  # name -> (model, overrides on its preset); the preset itself is "<model>"
     "smollm2": ("smollm2", []),
     "smollm2_lr2e-5": ("smollm2", ["trainer.lr=2e-5"]),
@@ -40,8 +42,14 @@ RECIPES = {  # name -> (model, overrides on its preset); the preset itself is "<
     # one worked example before each question: the instruct model then answers with a bare number
     "smollm2_one_shot": ("smollm2", ['data.few_shot=[{user:"Calculate 12 + 7. Give only the final answer.",'
                                      'assistant:"19"}]']),
+    # the reward pays the asked-for shape by degrees ("= 68" beats "45 + 23 = 68"), towards the bare answer
+    "smollm2_concise": ("smollm2", ["reward.reward_fn=graded_concise"]),
+    "smollm2_concise_lr2e-5": ("smollm2", ["reward.reward_fn=graded_concise", "trainer.lr=2e-5"]),
     "gemma3": ("gemma3", ["rollout.check_weight_sync=true"]),
     "gemma3_lr2e-5": ("gemma3", ["trainer.lr=2e-5"]),
+    # two worked examples: the base model answers on the answer's line from the start (alone it starts a new line)
+    "gemma3_two_shot": ("gemma3", [TWO_SHOT]),
+    "gemma3_two_shot_lr2e-5": ("gemma3", [TWO_SHOT, "trainer.lr=2e-5"]),
 }
 
 

@@ -12,7 +12,7 @@ from core.eval.scoring import (  # noqa: E402
     exact_score, lenient_score, normalised_answer, pass_at_k, question_marker,
 )
 from core.rewards.base import RewardInput  # noqa: E402
-from core.rewards.graded import graded_reward  # noqa: E402
+from core.rewards.graded import concise_graded_reward, graded_reward  # noqa: E402
 
 ENTRY = json.dumps({"question": "Calculate 45 + 23.", "answer": "68", "metadata": {}})
 
@@ -65,6 +65,17 @@ def test_pass_at_k_by_hand():
 @pytest.mark.parametrize("reply, reward", [("68", 1.0), ("The answer is 68.", 0.5), ("67", 0.0), ("69.", 0.0)])
 def test_graded_reward_puts_the_answer_before_the_format(reply, reward):
     assert graded_reward(arithmetic(reply)) == reward
+
+
+@pytest.mark.parametrize("reply, reward", [
+    ("68", 1.0),
+    ("= 68", 0.75),                  # 0.5 + 0.5 * 2/4
+    ("45 + 23 = 68", 0.5 + 0.5 / 6),  # 0.5 + 0.5 * 2/12: the longer the way round, the nearer 0.5
+    ("The answer is 68.", 0.5 + 0.5 * 2 / 17),
+    ("45 + 23 = 67", 0.0),           # wrong: no credit for the shape
+])
+def test_concise_graded_reward_pays_the_format_by_degrees(reply, reward):
+    assert concise_graded_reward(arithmetic(reply)) == pytest.approx(reward)
 
 
 def test_replies_are_scored_up_to_their_stop_string_whatever_the_engine():

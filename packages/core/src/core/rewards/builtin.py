@@ -10,7 +10,7 @@ from core.errors import TandemError
 from core.plugins.hookspecs import hookimpl
 from core.rewards.base import RewardInput
 from core.rewards.format_reward import bare_number_format, boxed_format, hash_answer_format, think_format
-from core.rewards.graded import graded_reward
+from core.rewards.graded import concise_graded_reward, graded_reward
 from core.rewards.gsm8k import gsm8k_flexible, gsm8k_strict
 from core.rewards.math_answer import math_boxed
 from core.rewards.similarity import answer_similarity
@@ -55,4 +55,5 @@ def tandem_reward_functions():
         "reasoning_gym_last_number": reasoning_gym_last_number_reward,
         "similarity": answer_similarity,
         "graded": graded_reward,
+        "graded_concise": concise_graded_reward,
     }
