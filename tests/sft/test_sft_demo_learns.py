@@ -16,4 +16,6 @@ def test_the_demo_reaches_exact_answers(tmp_path):
                       "validation.validate_before_training=false", "trainer.save_model=false")
     summary = train(cfg)
     assert summary["val/exact_match_end"] >= 0.9, summary
-    assert (tmp_path / "report.png").is_file()
+    # the same report pages as an RL run, each named in the summary's locations
+    assert [f"report: {tmp_path / page}" for page in ("report.png", "report.html")] == [
+        where for where in summary["locations"] if where.startswith("report:")]

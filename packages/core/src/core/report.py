@@ -147,25 +147,31 @@ def write_report(run_dir: str | Path) -> str:
         raise TandemError(f"{run_dir} is a folder of {len(runs)} runs, not one run; report one of them "
                           f"(newest first):\n{listing}")
     series, times = read_metrics(run_dir / "metrics.jsonl")
-    try:
-        plot(series, run_dir / "report.png", title=run_dir.name)
-    except OSError as exc:  # a full disk at the very end: the run's model and metrics are written already
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        (run_dir / "report.png").unlink(missing_ok=True)  # no half-written picture
-        log.warning("report.png not written: no space left on the device (the metrics and model are saved)")
     text = summary(series, times)
-    try:
-        write_html(run_dir, text)
-    except OSError as exc:  # as for the picture: a full disk loses the page, not the run
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        (run_dir / "report.html.tmp").unlink(missing_ok=True)
-        log.warning("report.html not written: no space left on the device (the metrics and model are saved)")
+    _unless_disk_full(lambda: plot(series, run_dir / "report.png", title=run_dir.name), run_dir / "report.png")
+    _unless_disk_full(lambda: write_html(run_dir, text), run_dir / "report.html.tmp")
     evaluation = run_dir / "eval.md"  # core.eval's table: base vs trained on held-out questions
     if evaluation.is_file():
         text += "\nheld-out evaluation (greedy):\n" + evaluation.read_text().rstrip()
     return text
+
+
+def report_pages(run_dir: str | Path) -> list[Path]:
+    """The report files a run has (report.png, report.html): those a full disk let through."""
+    return [page for page in (Path(run_dir) / "report.png", Path(run_dir) / "report.html") if page.is_file()]
+
+
+def _unless_disk_full(write, leftover: Path) -> None:
+    """A full disk at the very end loses a report page, not the run (its model and metrics are saved):
+    a warning, and no half-written `leftover`."""
+    try:
+        write()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        leftover.unlink(missing_ok=True)
+        log.warning("%s not written: no space left on the device (the metrics and model are saved)",
+                    leftover.name.removesuffix(".tmp"))
 
 
 def _expand(patterns: tuple[str, ...], series: Series) -> list[str]:

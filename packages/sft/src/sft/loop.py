@@ -25,7 +25,7 @@ from core.data.rl_dataset import EpochSampler
 from core.distributed.collectives import world
 from core.errors import RunDied, TandemError
 from core.plugins.manager import load_backend
-from core.report import write_report
+from core.report import report_pages, write_report
 from core.trainer.setup import process_group_backend, resolve_device
 from core.trainer.health import NonFiniteGuard
 from core.trainer.preemption import Preemption
@@ -65,9 +65,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         summary = _train(cfg)
         if world()[0] == 0 and cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
-            summary["report"] = write_report(cfg.trainer.output_dir)  # the text summary; the plot is report.png
-            if (Path(cfg.trainer.output_dir) / "report.png").is_file():  # not written on a full disk
-                summary.setdefault("locations", []).append(f"report: {Path(cfg.trainer.output_dir) / 'report.png'}")
+            summary["report"] = write_report(cfg.trainer.output_dir)
+            summary.setdefault("locations", []).extend(
+                f"report: {page}" for page in report_pages(cfg.trainer.output_dir))
         return summary
     finally:
         if owns_group:

@@ -22,7 +22,7 @@ from core.algorithms.rollout_correction import mismatch_metrics
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.devices import use_cpu_threads
 from core.plugins.manager import get_plugin_manager, load_backend
-from core.report import start_and_end, write_report
+from core.report import report_pages, start_and_end, write_report
 from core.rewards.build import build_reward_scorer
 from core.rl.evaluate import validate
 from core.rollout.base import SamplingParams
@@ -221,9 +221,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             summary["final_model"] = str(final_dir)
     if cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
         summary["report"] = write_report(run_dir)
-        for page in ("report.png", "report.html"):  # not written on a full disk
-            if (run_dir / page).is_file():
-                summary["locations"].append(f"report: {run_dir / page}")
+        summary["locations"] += [f"report: {page}" for page in report_pages(run_dir)]
     return summary
 
 
