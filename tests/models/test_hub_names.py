@@ -38,5 +38,5 @@ def test_a_hub_name_in_the_cache_trains_offline(hub_cache, tmp_path):
 def test_a_hub_name_not_in_the_cache_offline_is_one_line(hub_cache, tmp_path):
     done = run_main("model.path=acme/absent", "trainer.total_steps=1", cache=hub_cache, tmp_path=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "model.path 'acme/absent': no local directory of that name, and not in the Hugging Face cache" in done.stderr
+    assert "model.path 'acme/absent': no local path of that name, and not in the Hugging Face cache" in done.stderr
     assert "HF_HUB_OFFLINE" in done.stderr

@@ -2,6 +2,7 @@
 
     python -m core.data.prepare gsm8k --input gsm8k/main --output data/gsm8k
     python -m core.data.prepare math --input MATH --output data/math
+    python -m core.data.prepare gsm8k --input openai/gsm8k/main --output data/gsm8k   # from the HF cache (core.hub)
 
 Input is a file or a directory searched recursively for .parquet, .jsonl and .json files; each
 file's split (train or test) is read from its path ("train-00000-of-00001.parquet",
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.data.rl_dataset import read_records
+from core.hub import dataset_path
 from core.errors import TandemError, exit_on_user_error
 from core.rewards.gsm8k import canonical_number
 from core.rewards.math_answer import last_boxed
@@ -74,7 +76,7 @@ def prepare(dataset: str, input_path: str | Path, output_dir: str | Path, split:
     convert, columns = CONVERTERS[dataset]
     rows: dict[str, list[dict]] = {name: [] for name in SPLITS}
     skipped = 0
-    input_path = Path(input_path)
+    input_path = dataset_path(str(input_path), "--input")
     for path in _input_files(input_path):
         file_split = split or _split_of(path, input_path)
         for raw in read_records(path):
@@ -129,7 +131,8 @@ def _write(rows: dict[str, list[dict]], output_dir: Path) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.data.prepare", description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=sorted(CONVERTERS))
-    parser.add_argument("--input", required=True, help="a downloaded file, or a directory of them")
+    parser.add_argument("--input", required=True,
+                        help="a downloaded file, a directory of them, or a Hub dataset (org/name[/folder])")
     parser.add_argument("--output", required=True, help="directory for train.parquet / test.parquet")
     parser.add_argument("--split", choices=SPLITS, help="force the split instead of reading it from file names")
     args = parser.parse_args(argv)

@@ -120,8 +120,11 @@ def _templated(records, tokenizer, max_prompt_length: int, filter_overlong: bool
 
 
 def read_records(path: str | Path) -> list[dict]:
-    """All rows of a parquet, JSONL or JSON (a list of rows, or one row) file as dicts."""
-    path = Path(path)
+    """All rows of a parquet, JSONL or JSON (a list of rows, or one row) file as dicts; `path` may name a file
+    of a Hugging Face Hub dataset (`org/name/path/in/repo.parquet`, core.hub)."""
+    from core.hub import dataset_path
+
+    path = dataset_path(str(path), "data file")
     if not path.is_file():
         raise TandemError(f"data file not found: {path}")
     if path.stat().st_size == 0:

@@ -7,7 +7,6 @@ engine, vLLM and `from_pretrained` all load the same files.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -40,13 +39,14 @@ BUILTIN_SHAPES: dict[str, dict] = {
 }
 
 
-HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name", not a path that starts with / . or ~
 HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "tokenizer*"]
+
 
 def resolve_model_path(path: str) -> str:
     """Return a local HF model directory for `model.path`: an HF directory as it is, a builtin model
     built on first use, a GGUF (a file, or `packaged:NAME`) imported once into the cache, or a Hugging Face
     Hub name ("Qwen/Qwen2.5-0.5B-Instruct") from the local HF cache (downloaded unless HF_HUB_OFFLINE=1)."""
+    from core.hub import HUB_NAME, hub_snapshot
     from core.models.gguf import PACKAGED_PREFIX, cached_import, packaged_gguf
 
     if path.startswith(BUILTIN_PREFIX):
@@ -57,35 +57,13 @@ def resolve_model_path(path: str) -> str:
     if model_dir.suffix == ".gguf" and model_dir.is_file():
         return str(cached_import(model_dir, cache_root()))
     if not model_dir.is_dir() and HUB_NAME.fullmatch(path):
-        model_dir = _from_hub(path)
+        model_dir = hub_snapshot(path, f"model.path '{path}'", patterns=HUB_FILES)
     if not model_dir.is_dir():
         raise TandemError(f"model.path '{path}' does not exist (builtin models: {_builtin_names()})")
     if not (model_dir / "config.json").is_file():
         raise TandemError(f"model.path '{path}' is not a Hugging Face model directory (no config.json)")
     _check_config_json(model_dir / "config.json")
     return str(model_dir)
-
-
-def _from_hub(repo_id: str) -> Path:
-    """The snapshot of `repo_id` in the Hugging Face cache; fetched (weights, config, tokenizer) when it is not
-    there and the hub is not switched off."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except LocalEntryNotFoundError:
-        pass
-    if constants.HF_HUB_OFFLINE:
-        raise TandemError(f"model.path '{repo_id}': no local directory of that name, and not in the Hugging Face "
-                          f"cache ({constants.HF_HUB_CACHE}) while HF_HUB_OFFLINE is set; download it where "
-                          "there is a network (hf download " + repo_id + "), or give a local path")
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
-    except Exception as exc:  # noqa: BLE001 - network, auth, a missing repo: one line, whatever the cause
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TandemError(f"model.path '{repo_id}': no local directory of that name, and fetching it from the "
-                          f"Hugging Face Hub failed ({reason[:200]})") from None
 
 
 def _check_config_json(config_file: Path) -> None:
