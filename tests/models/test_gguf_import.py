@@ -158,3 +158,33 @@ def test_a_corrupt_or_foreign_config_json_is_named(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="tandem"):
         assert resolve_model_path(str(tmp_path / "custom")) == str(tmp_path / "custom")
     assert "declares custom model code" in caplog.text
+
+
+def test_an_unfaithful_tokenizer_is_refused_and_nothing_is_written(tiny_gguf, tmp_path, monkeypatch):
+    from core.models import gguf_tokenizer
+
+    _, path = tiny_gguf
+    vocabulary = gguf_tokenizer.read_vocabulary(path)
+    # the file asks for a BOS token its tokenizer (as transformers built it) does not add: Gemma 3 under 5.17
+    monkeypatch.setattr(gguf_tokenizer, "read_vocabulary",
+                        lambda _: gguf_tokenizer.GGUFVocabulary(vocabulary.tokens, True, vocabulary.bos_id))
+    with pytest.raises(TandemError, match=r"reads the tokenizer of tiny-llama.F32.gguf wrongly: prompts do not "
+                                          r"start with the BOS token .*transformers>=5.25"):
+        import_gguf(path, tmp_path / "hf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cached_import_made_with_a_wrong_tokenizer_is_imported_again(tiny_gguf, tmp_path, monkeypatch):
+    from core.models import gguf_tokenizer
+    from core.models.gguf import TOKENIZER_CHECKED
+
+    _, path = tiny_gguf
+    first = cached_import(path, tmp_path)
+    assert (first / TOKENIZER_CHECKED).is_file()
+    (first / TOKENIZER_CHECKED).unlink()  # as a directory imported before the check existed
+    (first / "stale-marker").touch()
+    answers = iter(["prompts do not start with the BOS token 1, which the file asks for", None])
+    monkeypatch.setattr(gguf_tokenizer, "tokenizer_problem", lambda *_: next(answers))
+    assert cached_import(path, tmp_path) == first
+    assert (first / TOKENIZER_CHECKED).is_file() and not (first / "stale-marker").exists()  # imported afresh
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from core.errors import TandemError
 
 PACKAGED_PREFIX = "packaged:"
+TOKENIZER_CHECKED = "tokenizer-checked"  # marks an imported directory whose tokenizer matched the file's
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,23 @@ def _assembled(model: PackagedModel, cache_root: Path | None) -> Path:
 
 
 def cached_import(gguf_file: Path, cache_root: Path) -> Path:
-    """The HF directory imported from `gguf_file` under `cache_root`, importing it on first use."""
+    """The HF directory imported from `gguf_file` under `cache_root`, importing it on first use. A directory
+    imported before its tokenizer was checked (core.models.gguf_tokenizer) is checked once, and imported
+    again if its tokenizer is not the file's."""
     target = cache_root / f"gguf-{gguf_file.stem}-{file_checksum(gguf_file)[:16]}"
-    if (target / "config.json").is_file():
+    if (target / TOKENIZER_CHECKED).is_file():
         return target
+    if (target / "config.json").is_file():
+        from transformers import AutoTokenizer
+
+        from core.models.gguf_tokenizer import read_vocabulary, tokenizer_problem
+
+        if tokenizer_problem(AutoTokenizer.from_pretrained(target), read_vocabulary(gguf_file)) is None:
+            (target / TOKENIZER_CHECKED).touch()
+            return target
+        stale = target.with_name(f".stale-{target.name}.{os.getpid()}")
+        os.replace(target, stale)  # out of the way at once; other processes then import afresh too
+        shutil.rmtree(stale, ignore_errors=True)
     return import_gguf(gguf_file, target)
 
 
@@ -122,6 +137,7 @@ def _write_hf_dir(gguf_file: Path, out: Path, dtype: torch.dtype) -> None:
     where, name = str(gguf_file.parent), gguf_file.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
+        _refuse_unfaithful_tokenizer(tokenizer, gguf_file)  # before de-quantising: seconds, not minutes
         model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=dtype)
     except (ValueError, KeyError, OSError) as exc:
         raise TandemError(f"transformers cannot read {gguf_file}: {exc}") from None
@@ -131,6 +147,19 @@ def _write_hf_dir(gguf_file: Path, out: Path, dtype: torch.dtype) -> None:
     save_hf_weights(model, out)
     GenerationConfig.from_model_config(model.config).save_pretrained(out)
     tokenizer.save_pretrained(out)
+    (out / TOKENIZER_CHECKED).touch()
+
+
+def _refuse_unfaithful_tokenizer(tokenizer, gguf_file: Path) -> None:
+    import transformers
+
+    from core.models.gguf_tokenizer import read_vocabulary, tokenizer_problem
+
+    problem = tokenizer_problem(tokenizer, read_vocabulary(gguf_file))
+    if problem:
+        raise TandemError(f"transformers {transformers.__version__} reads the tokenizer of {gguf_file.name} wrongly: "
+                          f"{problem}. The model would see other tokens than it learnt on; transformers 5.25 reads "
+                          "it right: pip install 'transformers>=5.25'")
 
 
 def file_checksum(path: Path, chunk_bytes: int = 1 << 24) -> str:
