@@ -71,3 +71,24 @@ def test_vllm_gets_a_bar_only_in_a_terminal(monkeypatch):
     bar = progress.vllm_bar(total=3, desc="Processed prompts", dynamic_ncols=True)
     assert bar.leave is False and bar.total == 3
     bar.close()
+
+
+def test_bars_stay_out_of_a_log_though_tqdm_was_imported_first(monkeypatch):
+    import io
+
+    from tqdm import std
+    from tqdm.auto import tqdm
+
+    monkeypatch.setattr(std.tqdm, "__init__", vars(std.tqdm)["__init__"])  # undone after the test
+    monkeypatch.setattr(std.tqdm, "_tandem_silenced", False, raising=False)
+    monkeypatch.delenv("TANDEM_VERBOSE", raising=False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what library_env() gives a process whose output is a file
+    quiet_libraries()
+    log = io.StringIO()
+    for _ in tqdm(range(3), desc="de-quantising", file=log):  # a library's bar with no `disable` of its own
+        pass
+    assert log.getvalue() == ""
+    asked = io.StringIO()
+    for _ in tqdm(range(3), desc="ours", file=asked, disable=False):
+        pass
+    assert "ours" in asked.getvalue()  # a bar that decides for itself still does

@@ -40,6 +40,8 @@ def quiet_libraries() -> None:
     each Ray worker's start do)."""
     for key, value in library_env().items():
         os.environ.setdefault(key, value)
+    if os.environ.get("TQDM_DISABLE") == "1":
+        _silence_imported_tqdm()
     if "vllm" in sys.modules:  # imported already: it has read its level; set the one now in force
         logging.getLogger("vllm").setLevel(os.environ.get("VLLM_LOGGING_LEVEL", "INFO").upper())
     if not is_verbose():  # a new local Ray cluster says at every start that it turned token auth on, as it should
@@ -51,6 +53,22 @@ def quiet_libraries() -> None:
     else:
         transformers_logging.set_verbosity_error()  # its warnings are about generation flags we set on purpose
         transformers_logging.disable_progress_bar()
+
+
+def _silence_imported_tqdm() -> None:
+    """TQDM_DISABLE for the tqdm already imported here. tqdm reads its TQDM_* variables once, when it is
+    imported, and `import torch` imports it before any line of ours runs, so in this process the variable
+    came too late; bars that choose no `disable` of their own (transformers' GGUF de-quantising one) would
+    write their \\r frames into the log. A bar that asks for itself (disable=None or False) keeps its say."""
+    if "tqdm" not in sys.modules:
+        return  # imported later, it reads the variable itself
+    from functools import partialmethod
+
+    from tqdm import std
+
+    if not getattr(std.tqdm, "_tandem_silenced", False):
+        std.tqdm.__init__ = partialmethod(vars(std.tqdm)["__init__"], disable=True)
+        std.tqdm._tandem_silenced = True
 
 
 def ray_log_level() -> int:
