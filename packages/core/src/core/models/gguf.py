@@ -158,8 +158,8 @@ def _refuse_unfaithful_tokenizer(tokenizer, gguf_file: Path) -> None:
     problem = tokenizer_problem(tokenizer, read_vocabulary(gguf_file))
     if problem:
         raise TandemError(f"transformers {transformers.__version__} reads the tokenizer of {gguf_file.name} wrongly: "
-                          f"{problem}. The model would see other tokens than it learnt on; transformers 5.25 reads "
-                          "it right: pip install 'transformers>=5.25'")
+                          f"{problem}. The model would see other tokens than it learnt on; transformers 5.23 and later "
+                          "read it right: pip install 'transformers>=5.23'")
 
 
 def file_checksum(path: Path, chunk_bytes: int = 1 << 24) -> str:

@@ -1,9 +1,9 @@
 """Is the tokenizer transformers built from a GGUF the model's own? Checked against the file's vocabulary.
 
 transformers rebuilds a GGUF's tokenizer from the vocabulary and scores the file stores, and some versions
-get it wrong without a word: transformers 5.17 builds Gemma 3's with no start-of-text token and with
-merges that split common words ("ation" -> "at" + "ion"), and Gemma then writes nonsense; 5.25 builds it
-right. Two checks catch this: the file's own flag `tokenizer.ggml.add_bos_token`, and that common
+get it wrong without a word: transformers 5.17 to 5.22 build Gemma 3's with no start-of-text token and
+with merges that split common words ("ation" -> "at" + "ion"), and Gemma then writes nonsense; 5.23 and
+later build it right. Two checks catch this: the file's own flag `tokenizer.ggml.add_bos_token`, and that common
 whole-word pieces of the vocabulary encode to themselves (a faithful tokenizer: 0 of 200 differ for
 SmolLM2 and Gemma 3; the broken one: 171 of 200).
 """
