@@ -4,9 +4,10 @@
                 system of read-only binds (/usr, /lib, /bin, /etc, Python) and a 64 MiB tmpfs at /scratch (= /tmp),
                 no capabilities, no new privileges, rlimits; pid 1 of the namespace is ours
                 (core.agent.sandbox_setup), so killing it at the deadline kills everything the code started.
-    process     a child process in its own session under the same rlimits, with an audit hook (PEP 578)
-                refusing sockets, processes and writes outside its directory. Python-level only: it does
-                not hold against code written to escape (core.agent.python_tool says why).
+                A seccomp filter refuses the kernel's rarely-needed system calls (core.agent.seccomp_filter).
+    process     a child process in its own session under the same rlimits and seccomp filter, with an audit hook
+                (PEP 578) refusing sockets, processes and writes outside its directory. Python-level only: it
+                does not hold against code written to escape (core.agent.python_tool says why).
     auto        namespaces where the host allows them, else process, said once in the log.
 
 Output is read as it comes and capped: past `max_output_bytes` the call is killed, so a flood never
@@ -30,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.agent.seccomp_filter import for_this_host as seccomp_for_this_host
+from core.agent.seccomp_filter import install as install_seccomp
 from core.errors import TandemError
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ def resolve_mode(requested: str) -> str:
     """The isolation a call will get: `requested`, or a one-line refusal when the host cannot give it."""
     if requested not in SANDBOX_MODES:
         raise TandemError(f"agent.sandbox={requested!r} is unknown; choose {', '.join(SANDBOX_MODES)}")
+    _say_if_no_seccomp()
     if requested == "process":
         return "process"
     missing = namespaces_missing()
@@ -81,6 +85,14 @@ def resolve_mode(requested: str) -> str:
     log.warning("agent.sandbox=auto: no namespaces here (%s); the python tool runs with rlimits and an audit "
                 "hook only, which does not hold against hostile code", missing)
     return "process"
+
+
+@functools.cache
+def _say_if_no_seccomp() -> None:
+    why = seccomp_for_this_host()[1]
+    if why:
+        log.warning("no seccomp filter for the python tool (%s): tool code can reach every system call the "
+                    "namespaces leave it", why)
 
 
 @functools.cache
@@ -117,8 +129,9 @@ def run_code(code: str, limits: Limits, mode: str, process_prelude: str = "") ->
 def _namespaced(limits: Limits, mount_point: str) -> list[str]:
     """`unshare` starting core.agent.sandbox_setup as the new namespaces' pid 1 (its argv: see its `main`)."""
     read_only = "\n".join([*SYSTEM_READ_ONLY, *_python_paths()])
+    seccomp = seccomp_for_this_host()[0]
     limits_argv = [limits.memory_mb, limits.cpu_s, limits.file_mb, limits.disk_mb,
-                   _processes_of_this_user() + EXTRA_PROCESSES]
+                   _processes_of_this_user() + EXTRA_PROCESSES, seccomp.hex() if seccomp else "-"]
     return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
             "--kill-child", sys.executable, "-I", "-S", str(SETUP_SCRIPT), mount_point, read_only,
             *map(str, limits_argv)]
@@ -150,6 +163,9 @@ def _process_limits(limits: Limits) -> None:
                          (resource.RLIMIT_FSIZE, limits.file_mb << 20), (resource.RLIMIT_NOFILE, 64),
                          (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(limit, (value, value))
+    seccomp = seccomp_for_this_host()[0]
+    if seccomp:
+        install_seccomp(seccomp)
 
 
 def _collect(command: list[str], code: str, limits: Limits, cwd: str | None, preexec=None) -> Finished:

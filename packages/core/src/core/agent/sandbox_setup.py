@@ -2,10 +2,11 @@
 core.agent.sandbox): builds a root file system of read-only binds and a small writable tmpfs, moves into it,
 then starts the model's code in a child that holds no capabilities, under rlimits, and waits for it.
 
-It is executed as a script (`python -I -S sandbox_setup.py ROOT READ_ONLY LIMITS...`, see `main`) and imports
-nothing of Tandem, nor json (10 ms of a call's ~35): the model's code then runs in a forked child of this same
-interpreter, so a call starts one Python, not two. Being pid 1 of the namespace matters: when it exits, or
-`unshare` above it is killed at the deadline (its parent-death signal), the kernel kills every process left in the namespace, setsid()-ed or not.
+It is executed as a script (`python -I -S sandbox_setup.py ROOT READ_ONLY LIMITS... SECCOMP`, see `main`) and
+imports nothing of Tandem but its sibling seccomp_filter (standard library only), nor json (10 ms of a call's
+~35): the model's code then runs in a forked child of this same interpreter, so a call starts one Python, not
+two. Being pid 1 of the namespace matters: when it exits, or `unshare` above it is killed at the deadline (its
+parent-death signal), the kernel kills every process left in the namespace, setsid()-ed or not.
 """
 
 import ctypes
@@ -105,11 +106,16 @@ def run_model_code():
 
 
 def main():
-    root, read_only, memory_mb, cpu_s, file_mb, disk_mb, processes = sys.argv[1:8]
+    root, read_only, memory_mb, cpu_s, file_mb, disk_mb, processes, seccomp = sys.argv[1:9]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # read now: the new root will not hold it
+    from seccomp_filter import install as install_seccomp
+
     build_root(root, read_only.split("\n"), int(disk_mb))
     child = os.fork()
     if child == 0:
         drop_privileges(int(memory_mb), int(cpu_s), int(file_mb), int(processes))
+        if seccomp != "-":  # last: the filter refuses mount and chroot, which the steps before needed
+            install_seccomp(bytes.fromhex(seccomp))
         run_model_code()
         sys.exit(0)
     os.close(0)
