@@ -59,6 +59,8 @@ class SFTTrainerConfig:
     output_dir: str = "runs/sft-${now:%Y-%m-%d_%H-%M-%S}"
     loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])
     log_every: int = 10  # console table row every N steps (JSONL gets every step)
+    project_name: str = "tandem"  # wandb / mlflow project
+    experiment_name: Optional[str] = None  # None: the run directory's name
     save_model: bool = True  # write the final model as an HF directory under output_dir/final
     report: bool = True  # write report.png (losses, validation reward, LR, tokens/s) and its summary at the end
     save_freq: int = 0  # sharded checkpoint (core.checkpoint) every N steps under output_dir/checkpoints; 0: never

@@ -6,14 +6,12 @@ plugins and config; the loop itself never names a backend.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-from contextlib import ExitStack, closing, contextmanager
-from pathlib import Path
+from contextlib import closing, contextmanager
 
 import torch
 from tqdm.auto import tqdm
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from core.agent.builtin_tools import agent_engine
 from core.algorithms.advantages import compute_advantages
@@ -22,22 +20,18 @@ from core.algorithms.rollout_correction import mismatch_metrics
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.devices import use_cpu_threads
 from core.plugins.manager import get_plugin_manager, load_backend
-from core.report import report_pages, start_and_end, write_report
+from core.report import start_and_end
 from core.rewards.build import build_reward_scorer
 from core.rl.evaluate import validate
 from core.rollout.base import SamplingParams
 from core.tracking.progress import Heartbeat
-from core.tracking.run_dir import CONFIG_FILE, claim_run_dir
-from core.tracking.samples import SampleLog
-from core.tracking.tracker import Tracker
-from core.checkpoint.manager import resolve_resume
 from core.eval.in_run import RunEvaluation
 from core.trainer.actor import behaviour_logprobs_from_update
 from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
 from core.trainer.health import CollapseWatch, NonFiniteGuard, rewards_vary_within_groups
-from core.trainer.preemption import Preemption
 from core.rl.experience import collect_experience
+from core.run_session import RunSession
 from core.trainer.setup import load_tokenizer, logits_width, make_prompt_source, resolve_device
 from core.workers.launch import make_worker_group
 
@@ -54,7 +48,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     use_cpu_threads(device)
     model_dir, tokenizer = load_tokenizer(cfg.model)
     prompts_source, val_dataset = make_prompt_source(cfg.data, tokenizer)
-    scorer = build_reward_scorer(pm, device=str(device), **cfg.reward)
     kl_controller = make_kl_controller(cfg.algorithm.kl_coef, cfg.algorithm.kl_target, cfg.algorithm.kl_horizon)
     params = SamplingParams(
         n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
@@ -70,27 +63,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     guard = NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.max_nonfinite_steps)
     collapse = CollapseWatch(logits_width(model_dir))
-    run_dir = Path(cfg.trainer.output_dir)
-    checkpoints = run_dir / "checkpoints"
-    with ExitStack() as cleanup:  # closed in reverse order, on success and on any error
-        cleanup.callback(scorer.close)
-        # entered first, left last: a second signal during the clean-up below still exits at once
-        preemption = cleanup.enter_context(Preemption())
-        if not run_dir.exists():  # a run that fails before writing anything leaves no directory behind
-            cleanup.push(lambda exc_type, *_: _discard_unused_run_dir(run_dir, exc_type))
-        config = OmegaConf.to_container(cfg, resolve=True)
-        cleanup.enter_context(claim_run_dir(run_dir, cfg.trainer.resume, config, cfg.trainer.resume_force))
-        log.info("run directory: %s", run_dir.resolve())
-        tracker = Tracker(
-            list(cfg.trainer.loggers), run_dir, config,
-            project=cfg.trainer.project_name, run_name=cfg.trainer.experiment_name, console_every=cfg.trainer.log_every,
-        )
-        cleanup.callback(tracker.close)
-        samples = SampleLog(run_dir, cfg.trainer.log_every)  # a few completions and rewards, for the report
-        cleanup.callback(samples.close)
+    session = RunSession(cfg, with_samples=True)
+    with session:  # run dir, tracker, sample log, SIGTERM, checkpoints; closed in reverse, on success and error
+        scorer = build_reward_scorer(pm, device=str(device), **cfg.reward)
+        session.callback(scorer.close)
         # the workers: policy, reference, critic and rollout engine on every device (one, in-process)
         workers = make_worker_group(cfg)
-        cleanup.callback(workers.close)
+        session.callback(workers.close)
         engine = agent_engine(workers, cfg, tokenizer, pm)  # with agent.tools: multi-turn conversations on it
 
         def validation_metrics() -> dict[str, float]:
@@ -98,29 +77,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if engine is not workers:
                 metrics.update({f"val/{key}": value for key, value in engine.last_metrics.items()})
             return metrics
-        first_step = 1
-        resume_from = resolve_resume(cfg.trainer.resume, checkpoints)
-        if resume_from is not None:
-            state = workers.load_checkpoint(str(resume_from))
-            prompts_source.load_state_dict(state["trainer"]["prompts"])
-            kl_controller.value = state["trainer"]["kl_coef"]
-            first_step = state["step"] + 1
-            tracker.rewind(state["step"])
-            samples.rewind(state["step"])
-            log.info("resumed from %s", resume_from)
-        elif cfg.trainer.resume != "never":  # killed before its first checkpoint: start the log over too
-            tracker.rewind(-1)
-            samples.rewind(-1)
+        first_step, loop_state = session.resume(workers)
+        if loop_state:
+            prompts_source.load_state_dict(loop_state["prompts"])
+            kl_controller.value = loop_state["kl_coef"]
 
         def validation_due(step: int) -> bool:
             freq = cfg.trainer.test_freq
             last = step == cfg.trainer.total_steps
             return val_dataset is not None and freq > 0 and (step % freq == 0 or last)
 
-        evaluation = RunEvaluation.for_run(cfg, tokenizer, run_dir)  # held-out and shifted sets, before and after
+        evaluation = RunEvaluation.for_run(cfg, tokenizer, session.run_dir)  # held-out and shifted, before and after
         steps = range(first_step, cfg.trainer.total_steps + 1)
         # the bar's note names the phase running; piped to a file, a line when one runs long (Heartbeat)
-        progress = cleanup.enter_context(closing(Heartbeat(tqdm(steps, desc="training", unit="step", disable=None))))
+        progress = session.enter_context(closing(Heartbeat(tqdm(steps, desc="training", unit="step", disable=None))))
         before = {}
         if evaluation is not None and not evaluation.has_base:
             with _timed({}, "eval", progress), workers.rollout():
@@ -129,9 +99,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with _timed({}, "val", progress), workers.rollout():
                 before.update(validation_metrics())
         if before:
-            tracker.log(before, step=0)
+            session.log(before, step=0)
         history = []
-        preemption.begin_steps()
+        session.preemption.begin_steps()
         for step in progress:
             timings: dict[str, float] = {}
             with _timed(timings, "step"), _named_step(step):
@@ -192,8 +162,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 ("update", "gradient norm"): update_metrics.get("actor/grad_norm"),
             })
             metrics["health/skipped_steps"] = float(guard.skipped)
-            tracker.log(metrics, step)  # logged before a stop, so the file shows the values that died
-            samples.log(step, experience.output, batch.scores, tokenizer)
+            session.log(metrics, step)  # logged before a stop, so the file shows the values that died
+            session.samples.log(step, experience.output, batch.scores, tokenizer)
             if died:
                 raise RunDied(f"step {step}: {died}")
             collapsed = collapse.check(step, metrics["actor/entropy"], update_metrics.get("actor/grad_norm"),
@@ -203,35 +173,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if collapsed:  # on_collapse=warn
                 collapse.warn_once("collapse", collapsed)
             history.append(metrics)
-            saved, stopping = None, preemption.agreed()
-            if cfg.trainer.save_freq > 0 and (step % cfg.trainer.save_freq == 0 or stopping):
-                loop_state = {"prompts": prompts_source.state_dict(), "kl_coef": kl_controller.value}
-                saved = workers.save_checkpoint(str(checkpoints), step, loop_state)
-                log.info("saved step %d -> %s", step, saved)
-            if stopping:  # SIGTERM / Ctrl-C: this step is done and saved; stop here
-                raise preemption.stop(step, saved)
+            session.checkpoint_if_due(step, workers, lambda: {"prompts": prompts_source.state_dict(),
+                                                              "kl_coef": kl_controller.value})
         summary = _summary(history)
         if evaluation is not None:
             evaluation.record_health([m["actor/entropy"] for m in history])
             summary["eval"] = evaluation.table()
-        summary["locations"] = tracker.locations()
-        if cfg.trainer.save_model:
-            final_dir = run_dir / "final"
-            workers.save_model(str(final_dir))
-            summary["final_model"] = str(final_dir)
-    if cfg.trainer.report and "jsonl" in cfg.trainer.loggers:
-        summary["report"] = write_report(run_dir)
-        summary["locations"] += [f"report: {page}" for page in report_pages(run_dir)]
-    return summary
-
-
-def _discard_unused_run_dir(run_dir: Path, exc_type) -> bool:
-    """After a failure, remove the run's new directory if it holds nothing but empty files (and the
-    config it was started with)."""
-    if exc_type is not None and all(p.is_file() and (p.stat().st_size == 0 or p.name == CONFIG_FILE)
-                                    for p in run_dir.rglob("*")):
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return False  # the error propagates
+        session.finish(workers, summary)
+    return session.write_report(summary)
 
 
 @contextmanager
