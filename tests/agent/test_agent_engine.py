@@ -85,7 +85,7 @@ def test_two_turns_with_the_result_masked_out():
     assert TOKENIZER.batch_decode(out.replies(), skip_special_tokens=True) == ["It is 5", "It is 5"]
     assert [(rows, params.n, params.stop, params.max_tokens) for rows, params in engine.calls] == [
         (2, 1, ("</calculator>",), 200), (2, 1, ("</calculator>",), 200 - 57)]  # the budget left after turn 1
-    assert runner.last_metrics == {
+    assert out.metrics == {
         "agent/turns_mean": 2.0, "agent/tool_calls_mean": 1.0, "agent/tool_call_rate": 1.0, "agent/tool_errors": 0.0,
         "agent/tool_timeouts": 0.0, "agent/model_tokens_mean": 47.0, "agent/tool_tokens_mean": 18.0}
 
@@ -106,14 +106,14 @@ def test_finished_conversations_leave_the_batch():
     out = runner.generate([prompt("Q: 2+2?"), prompt()], SamplingParams(n=1, max_tokens=200))
     assert [rows for rows, _ in engine.calls] == [2, 1]
     assert out.response_mask[0].sum() == 2 and out.response_mask[0].all() == out.context_mask[0].all()
-    assert runner.last_metrics["agent/tool_call_rate"] == 0.5 and runner.last_metrics["agent/turns_mean"] == 1.5
+    assert out.metrics["agent/tool_call_rate"] == 0.5 and out.metrics["agent/turns_mean"] == 1.5
 
 
 def test_max_turns_ends_a_model_that_keeps_calling():
     runner, engine = agent(lambda c: "<calculator>1+1</calculator>", max_turns=3)
     out = runner.generate([prompt()], SamplingParams(n=1, max_tokens=500))
     # three model turns; the third's call is not run: 28 + 18 ("<result>2</result>") + 28 + 18 + 28 tokens
-    assert len(engine.calls) == 3 and runner.last_metrics["agent/tool_calls_mean"] == 2.0
+    assert len(engine.calls) == 3 and out.metrics["agent/tool_calls_mean"] == 2.0
     assert out.response_mask[0].tolist() == [True] * 28 + [False] * 18 + [True] * 28 + [False] * 18 + [True] * 28
     assert out.finished.tolist() == [False]
 
@@ -137,5 +137,5 @@ def test_a_failing_tool_answers_with_an_error_and_the_run_goes_on(tools, call, m
     out = runner.generate([prompt()], SamplingParams(n=1, max_tokens=300))
     assert time.perf_counter() - started < 2  # a hanging tool costs its timeout, not its sleep
     assert message in TOKENIZER.decode(out.response_ids[0])
-    assert runner.last_metrics["agent/tool_errors"] == 1.0 and out.finished.tolist() == [True]
-    assert runner.last_metrics["agent/tool_timeouts"] == float("hangs" in tools)
+    assert out.metrics["agent/tool_errors"] == 1.0 and out.finished.tolist() == [True]
+    assert out.metrics["agent/tool_timeouts"] == float("hangs" in tools)

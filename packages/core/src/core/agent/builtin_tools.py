@@ -9,6 +9,7 @@ from core.agent.python_tool import PythonExecutor
 from core.agent.tools import Calculator, Tool
 from core.errors import TandemError
 from core.plugins.hookspecs import hookimpl
+from core.rollout.base import Sampler
 
 
 @hookimpl
@@ -30,8 +31,9 @@ def resolve_tools(names, pm, agent_cfg) -> dict[str, Tool]:
     return {name: available[name]() for name in names}
 
 
-def agent_engine(engine, cfg, tokenizer, pm):
-    """`engine` itself without `agent.tools`; else an AgentEngine running the conversations on it."""
+def agent_engine(engine: Sampler, cfg, tokenizer, pm) -> Sampler:
+    """What the RL loop samples from: `engine` itself without `agent.tools`; else an AgentEngine running the
+    conversations on it."""
     agent = cfg.agent
     if not agent.tools:
         return engine

@@ -47,19 +47,14 @@ class Conversation:
 
 
 class AgentEngine:
-    """Wraps `inner` (any RolloutEngine, the worker group included); everything but `generate` is inner's
-    (closing it is its owner's business). `last_metrics`: the last call's agent/* metrics."""
+    """Multi-turn conversations with tools, sampled turn by turn from `inner` (any RolloutEngine, the worker
+    group included): what the loops sample from, as `generate` (the Sampler protocol). Weights, sleep and
+    closing stay with `inner` and its owner. Each output carries its agent/* counts in `metrics`."""
 
     def __init__(self, inner: RolloutEngine, tools: dict[str, Tool], fmt: ToolFormat, tokenizer,
                  max_turns: int, tool_timeout_s: float, max_parallel_tools: int):
         self.inner, self.tools, self.format, self.tokenizer = inner, tools, fmt, tokenizer
         self.max_turns, self.tool_timeout_s, self.max_parallel_tools = max_turns, tool_timeout_s, max_parallel_tools
-        self.last_metrics: dict[str, float] = {}
-
-    def __getattr__(self, name):  # dtype, update_weights, sleep, wake_up, rollout(), ... of the inner engine
-        if name == "inner":  # not set yet (copy, unpickling): no endless lookup
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
         conversations = [Conversation(prompt, group) for group, prompt in enumerate(prompts) for _ in range(params.n)]
@@ -83,8 +78,9 @@ class AgentEngine:
                 left = budget - len(conversation.ids)
                 conversation.append(text_ids[:left], trained=False)
                 conversation.done = len(text_ids) >= left  # no room left for the model to read and answer
-        self.last_metrics = agent_metrics(conversations)
-        return to_rollout_output(conversations, self.tokenizer.pad_token_id, params.logprobs)
+        output = to_rollout_output(conversations, self.tokenizer.pad_token_id, params.logprobs)
+        output.metrics = agent_metrics(conversations)
+        return output
 
     def _take_turn(self, conversation: Conversation, out: RolloutOutput, row: int, left: int) -> ToolCall | None:
         """Append the model's turn (up to its first call); the call, if the conversation goes on."""

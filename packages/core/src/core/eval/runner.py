@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from core.eval.scoring import exact_score, lenient_score, pass_at_k
 from core.eval.sets import EvalSet
 from core.rewards.scoring import reward_inputs
-from core.rollout.base import RolloutEngine, SamplingParams
+from core.rollout.base import Sampler, SamplingParams
 
 log = logging.getLogger(__name__)
 EXAMPLES_PER_SET = 3
@@ -20,7 +20,7 @@ class EvalResult:
     examples: dict[str, list[dict]] = field(default_factory=dict)  # set -> a few (question, reply, answer) as read
 
 
-def evaluate(engine: RolloutEngine, sets: list[EvalSet], tokenizer, max_tokens: int, pass_k: int = 0,
+def evaluate(engine: Sampler, sets: list[EvalSet], tokenizer, max_tokens: int, pass_k: int = 0,
              temperature: float = 1.0, cut_at: str | None = None, stop: tuple[str, ...] = ()) -> EvalResult:
     """Greedy replies to every question of `sets` (one batched call per set), and with `pass_k` > 1, pass@k
     from that many samples per question. Call it where the engine holds the weights to evaluate."""

@@ -6,11 +6,11 @@ from collections import defaultdict
 
 from core.data.rl_dataset import RLDataset
 from core.rewards.scoring import BatchScorer, reward_inputs
-from core.rollout.base import RolloutEngine, SamplingParams
+from core.rollout.base import Sampler, SamplingParams
 
 
 def validate(
-    engine: RolloutEngine, dataset: RLDataset, scorer: BatchScorer, params: SamplingParams, tokenizer
+    engine: Sampler, dataset: RLDataset, scorer: BatchScorer, params: SamplingParams, tokenizer
 ) -> dict[str, float]:
     """Metrics for one pass over `dataset`, generated in one batched call.
 
@@ -38,6 +38,7 @@ def validate(
     metrics["val/accuracy"] = _accuracy(scores)
     metrics["val/response_length/mean"] = output.response_lengths.float().mean().item()
     metrics["val/reward/errors"] = float(scored.errors)
+    metrics.update({f"val/{key}": value for key, value in output.metrics.items()})  # the agent loop's counts
     if params.n > 1:
         best_by_source: dict[str, list[float]] = defaultdict(list)
         for group, best in best_by_prompt.items():

@@ -14,7 +14,7 @@ from core.algorithms.spec import AlgorithmSpec
 from core.algorithms.dapo import DynamicSamplingAccumulator, overlong_penalty
 from core.data.base import PromptItem
 from core.rewards.scoring import reward_inputs
-from core.rollout.base import RolloutEngine, RolloutOutput, SamplingParams
+from core.rollout.base import RolloutOutput, Sampler, SamplingParams
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Experience:
     metrics: dict[str, float]
 
 
-def collect_experience(engine: RolloutEngine, source, scorer, tokenizer, params: SamplingParams, cfg,
+def collect_experience(engine: Sampler, source, scorer, tokenizer, params: SamplingParams, cfg,
                        spec: AlgorithmSpec) -> Experience:
     """Sample `data.prompt_batch_size` groups (with DAPO: informative ones only) and score them."""
     algo, batch_size = cfg.algorithm, cfg.data.prompt_batch_size
@@ -80,7 +80,7 @@ def _sample_and_score(engine, items: list[PromptItem], scorer, tokenizer, params
     else:
         output = engine.generate([item.prompt_ids for item in items], params)
     rewards = scorer.score(reward_inputs(items, output, tokenizer))
-    scores, metrics = rewards.scores, dict(rewards.metrics)
+    scores, metrics = rewards.scores, {**output.metrics, **rewards.metrics}  # the engine's (agent/*), the reward's
     metrics["reward/raw_mean"] = scores.mean().item()
     if cfg.algorithm.overlong_buffer > 0:
         penalty = overlong_penalty(

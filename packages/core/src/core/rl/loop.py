@@ -73,10 +73,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         engine = agent_engine(workers, cfg, tokenizer, pm)  # with agent.tools: multi-turn conversations on it
 
         def validation_metrics() -> dict[str, float]:
-            metrics = validate(engine, val_dataset, scorer, val_params, tokenizer)
-            if engine is not workers:
-                metrics.update({f"val/{key}": value for key, value in engine.last_metrics.items()})
-            return metrics
+            return validate(engine, val_dataset, scorer, val_params, tokenizer)
         first_step, loop_state = session.resume(workers)
         if loop_state:
             prompts_source.load_state_dict(loop_state["prompts"])
@@ -108,8 +105,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
                 with _timed(timings, "gen", progress), workers.rollout():
                     experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, cfg, spec)
-                    if engine is not workers:
-                        experience.metrics.update(engine.last_metrics)
                 timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
                 batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
                 batch.scores = experience.scores

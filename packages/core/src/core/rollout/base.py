@@ -6,7 +6,7 @@ and get ids back, so RL, SFT and evaluation feed exactly the tokens the trainer 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Protocol, runtime_checkable
 
 import torch
@@ -61,6 +61,8 @@ class RolloutOutput:
     # then the model's tokens only (trained), context_mask every real token (attended to)
     context_mask: torch.Tensor | None = None  # [batch * n, response_len] bool; None: response_mask
     final_turn_start: torch.Tensor | None = None  # [batch * n] int64; column where the model's last turn starts
+    # what the engine measured of this call beyond the tokens (the agent loop: agent/* counts); {}: nothing
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def response_lengths(self) -> torch.Tensor:  # [batch * n]
@@ -83,14 +85,19 @@ class RolloutOutput:
 
 
 @runtime_checkable
-class RolloutEngine(Protocol):
+class Sampler(Protocol):
+    """What the loops and the evaluation sample from: a rollout engine, the worker group (whose engines hold
+    the current weights inside `rollout()`), or the agent loop (core.agent.engine) over either."""
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
+        """Sample `params.n` responses for every prompt, in one batched call."""
+
+
+class RolloutEngine(Sampler, Protocol):
     """What every rollout engine offers (HF on CPU, vLLM on GPU, or a third-party engine): all that
     the sharding managers and SFT validation use of it."""
 
     dtype: torch.dtype  # of the engine's weights; sharding managers cast the trainer's to it
-
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> RolloutOutput:
-        """Sample `params.n` responses for every prompt, in one batched call."""
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load new weights in place, in HF parameter names; tensors may arrive one at a time."""
