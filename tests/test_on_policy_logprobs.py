@@ -58,7 +58,7 @@ def test_reused_logprobs_give_the_step_of_the_separate_pass(tiny_model_dir, poli
 
 def _without_old(batch):
     batch = batch.select(torch.arange(batch.rows))
-    batch.old_logprobs = None
+    batch.old_logprobs, batch.on_policy = None, True
     return batch
 
 

@@ -142,7 +142,7 @@ def test_an_update_with_shared_prompts_is_the_packed_update(tiny_model_dir, on_p
         actor = Actor(model, algo, trainer, AlgorithmSpec.from_config(algo, 6))
         batch = grouped_batch(groups=3, n=4, seed=5)
         if on_policy:
-            batch.old_logprobs = None  # the update hands its log-probs back
+            batch.old_logprobs, batch.on_policy = None, True  # the update hands its log-probs back
         torch.manual_seed(1)  # the same mini-batch shuffle
         results.append(actor.update(batch))
     packed, shared = results

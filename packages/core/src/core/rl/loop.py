@@ -107,6 +107,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, cfg, spec)
                 timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
                 batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
+                batch.on_policy = on_policy
                 batch.scores = experience.scores
                 batch.token_rewards = last_token_rewards(experience.scores, batch.response_mask)
 

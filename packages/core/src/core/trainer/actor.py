@@ -139,13 +139,16 @@ class Actor:
     def update(self, batch: TrainingBatch) -> UpdateResult:
         """ppo_epochs x mini_batches optimizer steps over the batch; mean metrics.
 
-        A batch without `old_logprobs` is updated on-policy (see `behaviour_logprobs_from_update`):
-        one optimizer step whose forward also yields the log-probs and entropies the loop logs.
+        An `on_policy` batch (see `behaviour_logprobs_from_update`) takes one optimizer step whose forward
+        also yields the behaviour log-probs and entropies the loop logs; any other brings its `old_logprobs`.
         """
         self.model.train()
-        on_policy = batch.old_logprobs is None
+        on_policy = batch.on_policy
         if on_policy and (self.cfg.ppo_epochs, self.cfg.mini_batches) != (1, 1):
-            raise ValueError("a batch without old_logprobs needs trainer.ppo_epochs=1 and trainer.mini_batches=1")
+            raise ValueError("an on-policy batch needs trainer.ppo_epochs=1 and trainer.mini_batches=1")
+        if on_policy != (batch.old_logprobs is None):
+            raise ValueError("an on-policy batch gets its old log-probs from the update, any other brings them: "
+                             f"on_policy={on_policy}, old_logprobs {'given' if on_policy else 'missing'}")
         totals: dict[str, float] = {}
         n_updates = 0
         scored = None
@@ -190,7 +193,7 @@ class Actor:
                 logprobs, entropy = forward_logprobs(
                     self.model, micro, need_entropy or keep_scores, self.layout, self.temperature
                 )
-            old_logprobs = micro.old_logprobs if micro.old_logprobs is not None else logprobs.detach()
+            old_logprobs = logprobs.detach() if micro.on_policy else micro.old_logprobs
             if keep_scores:
                 kept.append((logprobs.detach().cpu(), entropy.detach().cpu()))
             # share of this step's tokens; a dummy pass (rank padding) counts for nothing

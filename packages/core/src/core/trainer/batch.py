@@ -31,6 +31,9 @@ class TrainingBatch:
     values: Optional[torch.Tensor] = None  # [rows, response_len] critic (PPO only)
     advantages: Optional[torch.Tensor] = None  # [rows, response_len]
     returns: Optional[torch.Tensor] = None  # [rows, response_len]
+    # the update's own forward gives the behaviour log-probs (old = new.detach(): one epoch of one mini-batch,
+    # core.trainer.actor.behaviour_logprobs_from_update); old_logprobs is then None until the update fills it
+    on_policy: bool = False
 
     @property
     def responses(self) -> torch.Tensor:  # [rows, response_len]
