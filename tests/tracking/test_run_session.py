@@ -56,3 +56,10 @@ def test_only_the_main_rank_writes_and_a_run_that_failed_at_once_leaves_nothing(
         with RunSession(_cfg(tmp_path / "failed")):
             raise RuntimeError("the model did not load")
     assert not (tmp_path / "failed").exists()
+
+
+def test_a_tracker_that_cannot_start_leaves_no_directory(tmp_path):
+    with pytest.raises(Exception, match="neptune"):
+        with RunSession(_cfg(tmp_path / "run", loggers=["neptune"])):
+            pass
+    assert list(tmp_path.iterdir()) == []

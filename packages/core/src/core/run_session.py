@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
@@ -59,9 +60,9 @@ class RunSession(ExitStack):
             self.preemption = self.enter_context(Preemption())
             if self.main_rank:
                 self._open_run_dir()
-        except BaseException:
-            self.close()
-            raise
+        except BaseException:  # what was entered is left as it would be at the end of a failed run
+            if not self.__exit__(*sys.exc_info()):
+                raise
         return self
 
     def _open_run_dir(self) -> None:
