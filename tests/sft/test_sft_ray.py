@@ -42,7 +42,7 @@ def test_two_ray_workers_train_validate_in_order_checkpoint_and_export(ray_clust
     assert (tmp_path / "checkpoints" / "global_step_4" / "trainer_state.pt").is_file()
     assert (tmp_path / "final" / "model.safetensors").is_file()  # shards gathered into one HF directory
 
-    resumed = train(tiny_run(tmp_path, "trainer.total_steps=5", "validation.val_freq=0", *run))
+    resumed = train(tiny_run(tmp_path, "trainer.total_steps=5", "validation.val_freq=0", "trainer.resume=auto", *run))
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps[-2:] == [5, 5] and 4 not in steps[len(metrics):]  # only step 5 (train + validation) ran
     assert resumed["validations"] == 1

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from core.config.schema import BackendConfig, ModelConfig, ReasoningGymConfig, RolloutConfig
+from core.config.schema import BackendConfig, ModelConfig, ReasoningGymConfig, RolloutConfig, RunConfig
 
 
 @dataclass
@@ -39,40 +39,23 @@ class SFTDataConfig:
 
 
 @dataclass
-class SFTTrainerConfig:
+class SFTTrainerConfig(RunConfig):
+    """SFT's own trainer keys; those every run has (seed, loggers, checkpoints, resume, launcher, ...) are
+    core's RunConfig, with the same defaults as RL's."""
+
     total_steps: int = 300
     batch_size: int = 32  # conversations per optimizer step (over all data-parallel ranks)
     # token budget of one forward/backward: rows x padded length (real tokens if packed); null: sized from free
     # memory on a GPU (core/trainer/token_budget.py), CPU_MICRO_BATCH_TOKENS on a CPU
     micro_batch_tokens: Optional[int] = None
-    remove_padding: Optional[bool] = None  # pack a micro-batch's rows into one sequence; null: where a varlen kernel runs (GPU)
-    compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the loss's chunk math; null: on CUDA only
-    master_weights: bool = False  # one device, bf16/fp16 model.dtype: fp32 weights, autocast compute (core/trainer/precision.py)
     lr: float = 1e-4
     lr_schedule: str = "cosine"  # constant | cosine, after the linear warm-up
     warmup_steps: int = 10
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
     weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
     output_dir: str = "runs/sft-${now:%Y-%m-%d_%H-%M-%S}"
-    loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])
     log_every: int = 10  # console table row every N steps (JSONL gets every step)
-    project_name: str = "tandem"  # wandb / mlflow project
-    experiment_name: Optional[str] = None  # None: the run directory's name
-    save_model: bool = True  # write the final model as an HF directory under output_dir/final
-    report: bool = True  # write report.png (losses, validation reward, LR, tokens/s) and its summary at the end
-    save_freq: int = 0  # sharded checkpoint (core.checkpoint) every N steps under output_dir/checkpoints; 0: never
-    keep_last: int = 2  # checkpoints kept
-    resume: str = "auto"  # auto: the latest checkpoint under output_dir/checkpoints | never | a checkpoint path
-    resume_force: bool = False  # resume even though model / data differ from the run's
     dist_timeout_s: int = 600  # collective timeout when several ranks run (torchrun)
-    launcher: str = "inprocess"  # inprocess: this process (one per rank under torchrun) | ray: one actor per GPU
-    nnodes: int = 1  # Ray launcher: nodes x n_gpus_per_node workers
-    n_gpus_per_node: int = 1
-    ray_address: Optional[str] = None  # None: start a local Ray; "auto" or an address: join that cluster
-    cpu_offload: bool = False  # FSDP: keep params, grads and optimizer state on the CPU between uses
 
 
 @dataclass

@@ -156,25 +156,52 @@ class AlgorithmConfig:
 
 
 @dataclass
-class TrainerConfig:
+class RunConfig:
+    """The trainer keys every run has, RL's and SFT's alike, with one default each (core.run_session reads them);
+    TrainerConfig and sft.config.SFTTrainerConfig add their own."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])  # + tensorboard | wandb | mlflow
+    project_name: str = "tandem"  # wandb / mlflow project
+    experiment_name: Optional[str] = None  # None: the run directory's name
+    report: bool = True  # write report.png and report.html (curves, evaluation, samples) at the end
+    save_model: bool = True  # write the final model as an HF directory under output_dir/final
+    # checkpoints under output_dir/checkpoints: model, optimizer, scheduler, RNG, data position, step
+    save_freq: int = 0  # every N steps; 0: never
+    keep_last: int = 2  # checkpoints kept (older ones are deleted)
+    # never: a directory that holds a run is refused (nothing overwritten) | auto: continue from its latest
+    # checkpoint (from the start without one) | a checkpoint path
+    resume: str = "never"
+    resume_force: bool = False  # resume even though model / data / algorithm differ from the run's
+    grad_clip: float = 1.0
+    # distribution: one worker per GPU (per CPU process on the cpu backend)
+    launcher: str = "inprocess"  # inprocess: this process (one per rank under torchrun) | ray: nnodes x n_gpus_per_node actors
+    nnodes: int = 1
+    n_gpus_per_node: int = 1
+    ray_address: Optional[str] = None  # None: start a local Ray; "auto" or an address: join that cluster
+    cpu_offload: bool = False  # FSDP: keep params, grads and optimizer state on the CPU between uses
+    remove_padding: Optional[bool] = None  # pack rows into one sequence; null: where a varlen kernel runs (GPU), padded on CPU
+    compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the log-prob math; null: on CUDA only
+    # one device, bf16/fp16 model.dtype: fp32 weights and Adam state, compute under autocast (FSDP's split); false:
+    # weights in model.dtype, whose rounding loses small updates (core/trainer/precision.py)
+    master_weights: bool = False
+
+
+@dataclass
+class TrainerConfig(RunConfig):
     total_steps: int = 60
     lr: float = 3e-3
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    grad_clip: float = 1.0
     ppo_epochs: int = 1
     mini_batches: int = 1  # optimizer steps per rollout batch (per epoch)
     # one epoch of one mini-batch is on-policy: the update's forward gives the behaviour log-probs
     # (exactly: old = new.detach()), sparing the separate log-prob pass; false: always recompute
     reuse_on_policy_logprobs: bool = True
     micro_batch_size: int = 64  # rows per forward/backward (on a GPU only with max_tokens_per_gpu: 0)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
     output_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}"
-    loggers: List[str] = field(default_factory=lambda: ["console", "jsonl"])  # + tensorboard | wandb | mlflow
     log_every: int = 5  # console table row every N steps (JSONL gets every step)
-    project_name: str = "tandem"
-    experiment_name: Optional[str] = None  # None: the run directory's name
     test_freq: int = 0  # validate every N steps (and at the end); 0: never
     on_nonfinite: str = "stop"  # a NaN/inf reward, log-prob, loss or grad norm: stop | skip (the step)
     max_nonfinite_steps: int = 3  # with skip: stop after this many bad steps in a row
@@ -182,31 +209,13 @@ class TrainerConfig:
     on_collapse: str = "stop"
     val_before_train: bool = False
     val_temperature: float = 0.0  # 0: greedy validation
-    report: bool = True  # write report.png and a text summary at the end
-    save_model: bool = True  # write the final model as an HF directory under output_dir/final
-    # distribution: one worker per GPU (per CPU process on the cpu backend), all roles colocated
-    launcher: str = "inprocess"  # inprocess: one worker in this process | ray: nnodes x n_gpus_per_node workers
-    nnodes: int = 1
-    n_gpus_per_node: int = 1
-    ray_address: Optional[str] = None  # None: start a local Ray; "auto" or an address: join that cluster
     # micro-batch token budget (dynamic batch size). null: sized from free memory on a GPU (trainer/token_budget.py),
     # micro_batch_size rows on a CPU; 0: micro_batch_size rows; N: N tokens
     max_tokens_per_gpu: Optional[int] = None
-    remove_padding: Optional[bool] = None  # pack rows into one sequence; null: packed where a varlen kernel runs (GPU), padded on CPU
     # run each prompt once per micro-batch, its n responses attending to that copy (packed rows, torch's varlen
     # kernel; core/distributed/shared_prompts.py): the trainer's tokens fall by (n-1)/n of the prompts'. null: on
     # where that kernel runs (GPU, bf16/fp16) with rollout.n > 1 and remove_padding not false; off on CPU
     share_prompts: Optional[bool] = None
-    compile: Optional[bool] = None  # torch.compile the layers' norms and MLPs and the log-prob math; null: on CUDA only
-    # one device, bf16/fp16 model.dtype: fp32 weights and Adam state, compute under autocast (FSDP's split); false:
-    # weights in model.dtype, whose rounding loses small updates (core/trainer/precision.py)
-    master_weights: bool = False
-    cpu_offload: bool = False  # FSDP: keep params, grads and optimizer state on the CPU between uses
-    # checkpoints under output_dir/checkpoints: model, optimizer, scheduler, RNG, data position, step
-    save_freq: int = 0  # every N steps; 0: never
-    keep_last: int = 2  # checkpoints kept (older ones are deleted)
-    resume: str = "never"  # never | auto (latest under output_dir/checkpoints) | a checkpoint path
-    resume_force: bool = False  # resume even though model / data / algorithm differ from the run's
 
 
 @dataclass
