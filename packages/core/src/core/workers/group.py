@@ -128,18 +128,26 @@ class InProcessWorkerGroup(WorkerGroup):
 
 
 def concat_outputs(outputs: list[tuple[RolloutOutput, int]], pad_token_id: int) -> RolloutOutput:
-    """Join per-rank outputs (each with the index of its first prompt), re-padding to the longest response."""
+    """Join per-rank outputs (each with the index of its first prompt), re-padding to the longest response;
+    every optional part (log-probs, finished, a multi-turn row's context mask and last-turn start) kept."""
     width = max(out.response_ids.shape[1] for out, _ in outputs)
+    parts = [out for out, _ in outputs]
 
-    def padded(tensor: torch.Tensor, value) -> torch.Tensor:
-        return F.pad(tensor, (0, width - tensor.shape[1]), value=value)
+    def joined(name: str, pad_value=None) -> torch.Tensor | None:
+        tensors = [getattr(out, name) for out in parts]
+        if any(t is None for t in tensors):
+            return None
+        if pad_value is not None:
+            tensors = [F.pad(t, (0, width - t.shape[1]), value=pad_value) for t in tensors]
+        return torch.cat(tensors)
 
-    with_logprobs = outputs[0][0].response_logprobs is not None
     return RolloutOutput(
-        prompt_ids=[ids for out, _ in outputs for ids in out.prompt_ids],
-        response_ids=torch.cat([padded(out.response_ids, pad_token_id) for out, _ in outputs]),
-        response_logprobs=torch.cat([padded(out.response_logprobs, 0.0) for out, _ in outputs]) if with_logprobs else None,
-        response_mask=torch.cat([padded(out.response_mask, False) for out, _ in outputs]),
+        prompt_ids=[ids for out in parts for ids in out.prompt_ids],
+        response_ids=joined("response_ids", pad_token_id),
+        response_logprobs=joined("response_logprobs", 0.0),
+        response_mask=joined("response_mask", False),
         group_ids=torch.cat([out.group_ids + first for out, first in outputs]),
-        finished=torch.cat([out.finished for out, _ in outputs]),
+        finished=joined("finished"),
+        context_mask=joined("context_mask", False),
+        final_turn_start=joined("final_turn_start"),
     )
