@@ -56,6 +56,8 @@ def test_each_readme_command_composes(command, tmp_path):
 
 CPU_RUNS = [c for c in readme_commands()  # the demos: they need no GPU, data or model files
             if "+backend" not in c and "data=" not in c and "--cfg" not in c]
+# a real model on the CPU, as the README gives it: ~2 minutes and ~7 GB here, so outside `make test`'s budget
+REAL_CPU_RUNS = [c for c in readme_commands() if "+backend=cpu" in c and "+experiment=" in c and "--cfg" not in c]
 
 
 @pytest.mark.slow
@@ -64,3 +66,12 @@ def test_cpu_readme_commands_run(command, tmp_path):
     argv = as_module_call(command) + ["+backend=cpu", "trainer.total_steps=2", f"trainer.output_dir={tmp_path / 'run'}"]
     result = run(argv, tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-1500:]
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("command", REAL_CPU_RUNS)
+def test_real_model_readme_commands_run_on_this_cpu(command, tmp_path):
+    """As written (its own steps and sizes), in a fresh directory; the packaged model is imported on first use."""
+    result = run(as_module_call(command) + [f"trainer.output_dir={tmp_path / 'run'}"], tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "done: 2 steps" in result.stderr + result.stdout
