@@ -8,9 +8,8 @@ import pytest
 
 pytest.importorskip("reasoning_gym")
 
-from core.eval.scoring import (  # noqa: E402
-    exact_score, lenient_score, normalised_answer, pass_at_k, question_marker,
-)
+from core.eval.scoring import pass_at_k, question_marker  # noqa: E402
+from core.rewards.answer_scores import exact_score, lenient_score, normalised_answer  # noqa: E402
 from core.rewards.base import RewardInput  # noqa: E402
 from core.rewards.graded import concise_graded_reward, graded_reward  # noqa: E402
 

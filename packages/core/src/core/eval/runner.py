@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from core.eval.scoring import exact_score, lenient_score, pass_at_k
+from core.eval.scoring import pass_at_k
+from core.rewards.answer_scores import exact_score, lenient_score
 from core.eval.sets import EvalSet
 from core.rewards.scoring import reward_inputs
 from core.rollout.base import Sampler, SamplingParams

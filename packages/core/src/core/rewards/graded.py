@@ -1,7 +1,8 @@
 """`reward.reward_fn=graded`: the right answer first, the asked-for format second.
 
     1.0  exactly right (the task's own checker on the reply)
-    0.5  the right answer in other words ("The answer is 12." for 12: core.eval.scoring's format-insensitive read)
+    0.5  the right answer in other words ("The answer is 12." for 12: the format-insensitive read of
+         core.rewards.answer_scores)
     0.0  wrong, however well formatted
 
 An exact-only reward lets a small model gain by learning the answer's shape alone, and its groups are
@@ -16,7 +17,7 @@ so `graded` has no signal towards the asked format; here "= 68" already beats "4
 
 from __future__ import annotations
 
-from core.eval.scoring import exact_score, lenient_score
+from core.rewards.answer_scores import exact_score, lenient_score
 from core.rewards.base import RewardInput
 
 RIGHT_IN_OTHER_WORDS = 0.5
