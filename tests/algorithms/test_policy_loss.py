@@ -139,13 +139,14 @@ def test_algorithm_config_validation_names_the_bad_key():
     check_algorithm_config(AlgorithmConfig())
     check_algorithm_config(AlgorithmConfig(kl_estimator="k3+", kl_placement="reward", kl_target=0.1))
     bad = {
-        "adv_estimator='ppo'": dict(adv_estimator="ppo"),
-        "policy_loss='clip'": dict(policy_loss="clip"),
-        "loss_agg_mode='sum'": dict(loss_agg_mode="sum"),
-        "kl_placement='both'": dict(kl_placement="both"),
-        "kl_estimator='k5'": dict(kl_estimator="k5"),
+        "adv_estimator=ppo is out of range: it must be one of grpo": dict(adv_estimator="ppo"),
+        "policy_loss=clip": dict(policy_loss="clip"),
+        "loss_agg_mode=sum": dict(loss_agg_mode="sum"),
+        "kl_placement=both": dict(kl_placement="both"),
+        "kl_estimator=k5": dict(kl_estimator="k5"),
         "kl_target": dict(kl_target=0.1, kl_placement="loss"),
-        "clip_ratio_c": dict(clip_ratio_c=0.5),
+        "clip_ratio_c=0.5": dict(clip_ratio_c=0.5),
+        "clip_cov_ratio=0.0": dict(clip_cov_ratio=0.0),  # a rule that lived in config/ranges.py before
     }
     for key, change in bad.items():
         with pytest.raises(TandemError, match=key.replace("(", r"\(")):

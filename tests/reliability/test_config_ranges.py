@@ -40,6 +40,23 @@ def test_bad_values_name_the_key_and_range(override, message, compose_config):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("algorithm.policy_loss=clip", "algorithm.policy_loss=clip is out of range: it must be one of ppo_clip, gspo"),
+    ("algorithm.kl_coef=-1", "algorithm.kl_coef=-1.0 is out of range: it must be a finite number >= 0"),
+])
+def test_the_algorithms_keys_have_their_rules_with_the_algorithms(override, message, compose_config, tmp_path):
+    """One rule per key (core.algorithms.spec), in the same words, before anything starts."""
+    from core.algorithms.spec import check_algorithm_config
+
+    with pytest.raises(TandemError, match=message):
+        check_algorithm_config(compose_config(override, "+backend=cpu").algorithm)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "core.main", override, f"trainer.output_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and done.stderr.strip().endswith(message.split(", gspo")[0] + (
+        ", gspo, cispo, clip_cov, kl_cov, reinforce, gpg" if "policy_loss" in override else ""))
+
+
 def test_every_shipped_option_is_in_range(compose_config):
     for override in ["", "data=reasoning_gym", "+experiment=smollm2_arithmetic", "algorithm=ppo"]:
         check_ranges(compose_config(*[o for o in [override] if o], "+backend=cpu"))

@@ -91,10 +91,13 @@ def check_printed_config(config_path: str, config_name: str, argv: list[str], sc
 
 def prepare_backend(cfg: DictConfig) -> Backend:
     """Before anything starts: value ranges, the backend usable here, its settings typed and checked."""
+    from core.algorithms.spec import check_algorithm_config
     from core.config.backend_settings import check_backend_settings
     from core.config.ranges import check_ranges
 
     check_ranges(cfg)
+    if "algorithm" in cfg:  # core.eval's and RL's configs; SFT's has none
+        check_algorithm_config(cfg.algorithm)
     check_backend_settings(cfg, load_backend(cfg.backend.name))  # a typo is named even where it cannot run
     backend, availability = require_backend(cfg.backend.name)
     log.info("backend %s: %s", backend.name, availability.reason)

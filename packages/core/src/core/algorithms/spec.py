@@ -6,14 +6,16 @@ instead of testing algorithm strings of their own; a typo fails here, before any
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from core.algorithms.advantages import ADVANTAGE_ESTIMATORS
-from core.algorithms.aggregation import check_loss_agg_mode
-from core.algorithms.kl import check_kl_estimator
+from core.algorithms.aggregation import LOSS_AGG_MODES
+from core.algorithms.kl import KL_ESTIMATORS
 from core.algorithms.policy_loss import POLICY_LOSSES
 from core.algorithms.rollout_correction import MASK_MODES, ROLLOUT_CORRECTIONS
+from core.config.rules import MISSING, NON_NEGATIVE, Rule, check_rules, one_of
 from core.errors import TandemError
 
 KL_PLACEMENTS = ("none", "loss", "reward")
@@ -49,27 +51,28 @@ class AlgorithmSpec:
         )
 
 
-def _one_of(key: str, value: str, valid) -> None:
-    if value not in valid:
-        raise TandemError(f"algorithm.{key}={value!r} is unknown; valid: {', '.join(valid)}")
+ALGORITHM_RULES: list[Rule] = [
+    ("algorithm.adv_estimator", *one_of(ADVANTAGE_ESTIMATORS)),
+    ("algorithm.policy_loss", *one_of(POLICY_LOSSES)),
+    ("algorithm.loss_agg_mode", *one_of(LOSS_AGG_MODES)),
+    ("algorithm.kl_placement", *one_of(KL_PLACEMENTS)),
+    ("algorithm.kl_estimator", lambda v: v.removesuffix("+") in KL_ESTIMATORS,
+     f"one of {', '.join(KL_ESTIMATORS)} (each optionally with '+')"),
+    ("algorithm.kl_coef", *NON_NEGATIVE),
+    ("algorithm.entropy_coef", lambda v: math.isfinite(v), "a finite number"),
+    ("algorithm.rollout_correction", *one_of(ROLLOUT_CORRECTIONS)),
+    ("algorithm.rollout_correction_cap", lambda v: v > 1, "> 1"),
+    ("algorithm.clip_ratio_low", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("algorithm.clip_ratio_high", lambda v: v >= 0, ">= 0"),
+    ("algorithm.clip_ratio_c", lambda v: v > 1, "> 1 (dual clip)"),
+    ("algorithm.clip_cov_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("algorithm.kl_cov_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("algorithm.kl_cov_coef", *NON_NEGATIVE),
+]
 
 
 def check_algorithm_config(algorithm: Any) -> None:
     """Raise TandemError naming the first bad key of an AlgorithmConfig (or any object with its fields)."""
-    _one_of("adv_estimator", algorithm.adv_estimator, ADVANTAGE_ESTIMATORS)
-    _one_of("policy_loss", algorithm.policy_loss, POLICY_LOSSES)
-    check_loss_agg_mode(algorithm.loss_agg_mode)
-    _one_of("kl_placement", algorithm.kl_placement, KL_PLACEMENTS)
-    check_kl_estimator(algorithm.kl_estimator)
-    _one_of("rollout_correction", algorithm.rollout_correction, ROLLOUT_CORRECTIONS)
-    if algorithm.rollout_correction_cap <= 1:
-        raise TandemError(f"algorithm.rollout_correction_cap must be > 1, got {algorithm.rollout_correction_cap}")
+    check_rules(lambda key: getattr(algorithm, key.removeprefix("algorithm."), MISSING), ALGORITHM_RULES)
     if algorithm.kl_target is not None and algorithm.kl_placement != "reward":
         raise TandemError("algorithm.kl_target (adaptive KL) only applies with algorithm.kl_placement=reward")
-    if not 0 <= algorithm.clip_ratio_low < 1 or algorithm.clip_ratio_high < 0:
-        raise TandemError(
-            f"algorithm.clip_ratio_low must be in [0, 1) and clip_ratio_high >= 0, "
-            f"got {algorithm.clip_ratio_low}, {algorithm.clip_ratio_high}"
-        )
-    if algorithm.clip_ratio_c <= 1:
-        raise TandemError(f"algorithm.clip_ratio_c (dual clip) must be > 1, got {algorithm.clip_ratio_c}")

@@ -6,18 +6,12 @@ in one line naming the key and what it allows, instead of as a traceback (or a s
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import OmegaConf
 
+from core.config.rules import MISSING, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, check_rules
 from core.errors import TandemError
-
-Rule = tuple[str, Callable[[Any], bool], str]  # key, predicate on its value, what is allowed
-
-POSITIVE_INT = (lambda v: v >= 1, "an integer >= 1")
-POSITIVE = (lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
-NON_NEGATIVE = (lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
 
 RULES: list[Rule] = [
     ("rollout.n", *POSITIVE_INT),
@@ -50,14 +44,9 @@ RULES: list[Rule] = [
     ("reward.workers", *POSITIVE_INT),
     ("reward.timeout_s", lambda v: v is None or v > 0, "null (none) or a number > 0"),
     ("reward.stop_if_failed_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("algorithm.kl_coef", *NON_NEGATIVE),
-    ("algorithm.entropy_coef", lambda v: math.isfinite(v), "a finite number"),
     ("model.lora.rank", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0: no LoRA)"),
     ("model.lora.alpha", lambda v: v > 0, "> 0"),
     ("model.lora.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("algorithm.clip_cov_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("algorithm.kl_cov_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("algorithm.kl_cov_coef", *NON_NEGATIVE),
     ("agent.format", lambda v: v in ("tagged", "chat_template"), "tagged or chat_template"),
     ("agent.max_turns", *POSITIVE_INT),
     ("agent.tool_timeout_s", *POSITIVE),
@@ -75,13 +64,9 @@ RULES: list[Rule] = [
 
 
 def check_ranges(cfg: Any, rules: list[Rule] = RULES) -> None:
-    """Raise TandemError for the first key of `cfg` whose value is outside its range."""
-    for key, allowed, description in rules:
-        value = OmegaConf.select(cfg, key, default=_MISSING)
-        if value is _MISSING:
-            continue  # a config without this section (SFT's has no rollout.n)
-        if not allowed(value):
-            raise TandemError(f"{key}={value} is out of range: it must be {description}")
+    """Raise TandemError for the first key of `cfg` whose value is outside its range (the algorithm's keys
+    have their rules with the algorithms: core.algorithms.spec.check_algorithm_config)."""
+    check_rules(lambda key: OmegaConf.select(cfg, key, default=MISSING), rules)
     _check_files_are_read(cfg)
 
 
@@ -99,9 +84,6 @@ def _check_files_are_read(cfg: Any) -> None:
         raise TandemError("data.task=file keeps the demo's reward (reward.reward_fn=repeat_letters) and its 3-token "
                           "replies; use data=file (each row scored by its data_source, 256 tokens) or set "
                           "reward.reward_fn and rollout.max_tokens")
-
-
-_MISSING = object()
 
 
 def _is_device(name) -> bool:
