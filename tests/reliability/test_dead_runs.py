@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from core.trainer.health import NonFiniteGuard, first_nonfinite
+from core.run.health import NonFiniteGuard, first_nonfinite
 
 HERE = Path(__file__).parent
 
@@ -99,7 +99,7 @@ def test_collapse_watch_tells_a_dead_policy_from_an_equal_reward_batch(caplog):
 
     import torch
 
-    from core.trainer.health import CollapseWatch, rewards_vary_within_groups
+    from core.run.health import CollapseWatch, rewards_vary_within_groups
 
     uniform = math.log(100)  # 4.61 nats
     watch = CollapseWatch(vocab_size=100, patience=2)

@@ -7,8 +7,8 @@ import signal
 import pytest
 from omegaconf import OmegaConf
 
-from core.run_session import RunSession
-from core.trainer.preemption import Preempted
+from core.run.session import RunSession
+from core.run.preemption import Preempted
 
 
 def _cfg(run_dir, **trainer):

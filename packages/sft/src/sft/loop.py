@@ -21,9 +21,9 @@ from core.data.rl_dataset import EpochSampler
 from core.distributed.collectives import world
 from core.errors import RunDied, TandemError
 from core.plugins.manager import load_backend
-from core.run_session import RunSession
+from core.run.session import RunSession
 from core.trainer.setup import process_group_backend, resolve_device
-from core.trainer.health import NonFiniteGuard
+from core.run.health import NonFiniteGuard
 from core.workers.launch import make_worker_group
 
 SFT_WORKER = "sft.worker:SFTWorker"

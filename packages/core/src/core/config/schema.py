@@ -157,7 +157,7 @@ class AlgorithmConfig:
 
 @dataclass
 class RunConfig:
-    """The trainer keys every run has, RL's and SFT's alike, with one default each (core.run_session reads them);
+    """The trainer keys every run has, RL's and SFT's alike, with one default each (core.run.session reads them);
     TrainerConfig and sft.config.SFTTrainerConfig add their own."""
 
     seed: int = 0

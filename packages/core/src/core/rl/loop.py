@@ -29,9 +29,9 @@ from core.eval.in_run import RunEvaluation
 from core.trainer.actor import behaviour_logprobs_from_update
 from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
-from core.trainer.health import CollapseWatch, NonFiniteGuard, rewards_vary_within_groups
+from core.run.health import CollapseWatch, NonFiniteGuard, rewards_vary_within_groups
 from core.rl.experience import collect_experience
-from core.run_session import RunSession
+from core.run.session import RunSession
 from core.trainer.setup import load_tokenizer, logits_width, make_prompt_source, resolve_device
 from core.workers.launch import make_worker_group
 

@@ -9,7 +9,7 @@ worker's traceback. A Ray this group started (no `trainer.ray_address` cluster t
 when the group closes, on every exit path. If the controller is SIGKILLed, Ray's own fate-sharing ends
 its daemons (Ray 2.60: at once, except the raylet's two agents, which exit about 65 s later).
 A worker signalled with SIGTERM/SIGINT finishes its step and asks the controller to stop
-(core/trainer/preemption.py).
+(core/run/preemption.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from core.backends.base import Backend
 from core.errors import TandemError
 from core.plugins.manager import load_backend
-from core.trainer.preemption import FROM_WORKER, SIGNALS, hold_in_worker, release_worker
+from core.run.preemption import FROM_WORKER, SIGNALS, hold_in_worker, release_worker
 from core.tracking.verbosity import library_env, quiet_libraries, ray_log_level
 from core.trainer.setup import load_tokenizer, process_group_backend, resolve_device
 from core.workers.base import import_worker

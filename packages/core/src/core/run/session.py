@@ -32,7 +32,7 @@ from core.report import report_pages, write_report
 from core.tracking.run_dir import CONFIG_FILE, claim_run_dir
 from core.tracking.samples import SampleLog
 from core.tracking.tracker import Tracker
-from core.trainer.preemption import Preemption
+from core.run.preemption import Preemption
 
 log = logging.getLogger("tandem")
 
