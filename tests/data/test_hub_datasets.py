@@ -53,3 +53,10 @@ def test_a_local_folder_of_that_name_makes_it_a_local_typo(hub_cache, tmp_path):
     (tmp_path / "acme").mkdir()  # ./acme exists: "acme/gsm8k/..." is a local path that is not there
     with pytest.raises(TandemError, match="data file not found: acme/gsm8k/main/test-00000-of-00001.parquet"):
         read_records("acme/gsm8k/main/test-00000-of-00001.parquet")
+
+
+def test_a_two_part_name_is_a_local_file_not_a_hub_repo(hub_cache, monkeypatch):
+    """"out/train.parquet" could name a Hub repo, but a repo is no file: read as the local typo it is, no lookup."""
+    monkeypatch.setattr("core.hub.hub_snapshot", lambda *args, **kwargs: pytest.fail("looked on the Hub"))
+    with pytest.raises(TandemError, match="data file not found: out/train.parquet"):
+        read_records("out/train.parquet")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from core.errors import TandemError
 
-HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name", not a path that starts with / . or ~
-HUB_PATH = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:/(?P<inside>[\w.=/-]+))?")  # org/name[/path/in/repo]
+REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"  # "org/name", not a path that starts with / . or ~
+HUB_NAME = re.compile(REPO_ID)
+HUB_PATH = re.compile(rf"(?P<repo>{REPO_ID})(?:/(?P<inside>[\w.=/-]+))?")  # org/name[/path/in/repo]
 
 
 def hub_snapshot(repo_id: str, what: str, repo_type: str = "model", patterns: list[str] | None = None,
@@ -47,12 +48,14 @@ def hub_snapshot(repo_id: str, what: str, repo_type: str = "model", patterns: li
                           f"failed ({reason[:200]})") from None
 
 
-def dataset_path(text: str, what: str) -> Path:
+def dataset_path(text: str, what: str, file: bool = False) -> Path:
     """`text` as a local path if it exists, else as `org/name[/path/in/repo]` of a Hub dataset (a file or a
-    folder of it); other text is returned as a path, for the caller's own "not found"."""
+    folder of it; with `file`, only a path inside the repo can be one); other text is returned as a path, for
+    the caller's own "not found"."""
     local = Path(text).expanduser()
     match = HUB_PATH.fullmatch(text)
-    if local.exists() or match is None or Path(match["repo"].split("/")[0]).expanduser().exists():
+    if (local.exists() or match is None or (file and match["inside"] is None)
+            or Path(match["repo"].split("/")[0]).expanduser().exists()):
         return local  # an existing local folder "data/" makes "data/trian.parquet" a local typo, not a Hub name
     inside = match["inside"]
     patterns = None if inside is None else [inside, f"{inside}/*", f"{inside}/**"]

@@ -124,7 +124,7 @@ def read_records(path: str | Path) -> list[dict]:
     of a Hugging Face Hub dataset (`org/name/path/in/repo.parquet`, core.hub)."""
     from core.hub import dataset_path
 
-    path = dataset_path(str(path), "data file")
+    path = dataset_path(str(path), "data file", file=True)
     if not path.is_file():
         raise TandemError(f"data file not found: {path}")
     if path.stat().st_size == 0:
