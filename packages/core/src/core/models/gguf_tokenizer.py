@@ -48,8 +48,8 @@ def tokenizer_problem(tokenizer, vocabulary: GGUFVocabulary) -> str | None:
             return f"prompts do not start with the BOS token {vocabulary.bos_id}, which the file asks for"
     words = [(token_id, piece) for token_id, piece in enumerate(vocabulary.tokens) if WORD_PIECE.fullmatch(piece)]
     words = words[:WORDS_CHECKED]
-    differ = [(piece, tokenizer(piece, add_special_tokens=False).input_ids, token_id) for token_id, piece in words
-              if tokenizer(piece, add_special_tokens=False).input_ids != [token_id]]
+    encoded = [(piece, tokenizer(piece, add_special_tokens=False).input_ids, token_id) for token_id, piece in words]
+    differ = [(piece, ids, token_id) for piece, ids, token_id in encoded if ids != [token_id]]
     if words and len(differ) > WORDS_ALLOWED_TO_DIFFER * len(words):
         piece, ids, token_id = differ[0]
         return (f"{len(differ)} of {len(words)} whole-word pieces of its vocabulary encode to other tokens "
