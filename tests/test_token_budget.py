@@ -136,9 +136,8 @@ def test_an_sft_step_under_a_token_budget_plans_by_it_and_logs_it(tiny_model_dir
     from sft.trainer import CPU_MICRO_BATCH_TOKENS, SFTTrainer
 
     cfg = OmegaConf.structured(SFTTrainerConfig)
-    cfg.remove_padding = False
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    trainer = SFTTrainer(model, cfg, pad_token_id=0)
+    trainer = SFTTrainer(model, cfg, pad_token_id=0, packed=False)
     assert trainer.token_budget is None and trainer.micro_batch_tokens() == CPU_MICRO_BATCH_TOKENS  # a CPU
     examples = [SFTExample(input_ids=list(range(3, 13)), loss_mask=[False] * 5 + [True] * 5, prompt_ids=[3, 4],
                            prompt_text="", reference="") for _ in range(4)]

@@ -32,8 +32,8 @@ def scripted_rollouts(monkeypatch):
     """The RL loop's agent engine with scripted generations in place of the model's."""
     real = rl_loop.agent_engine
 
-    def scripted_agent_engine(workers, cfg, tokenizer, pm):
-        engine = real(workers, cfg, tokenizer, pm)
+    def scripted_agent_engine(workers, agent_cfg, tokenizer, pm):
+        engine = real(workers, agent_cfg, tokenizer, pm)
         engine.inner = ScriptedWorkers(workers)
         return engine
 

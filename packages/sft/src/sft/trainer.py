@@ -53,9 +53,10 @@ class SFTTrainer:
     """Owns the model being trained (FSDP2-sharded with fp32 master weights on several ranks; on one device
     in `precision`'s dtypes), its AdamW optimizer and LR schedule (linear warm-up, then constant or cosine)."""
 
-    def __init__(self, model: torch.nn.Module, trainer_cfg, pad_token_id: int, compute_dtype: str = "float32",
-                 precision: TrainingPrecision | None = None):
+    def __init__(self, model: torch.nn.Module, trainer_cfg, pad_token_id: int, *, packed: bool,
+                 compute_dtype: str = "float32", precision: TrainingPrecision | None = None):
         self.cfg = trainer_cfg
+        self.packed = packed  # `trainer.remove_padding` resolved for the device (the worker's)
         self.precision = precision or TrainingPrecision(next(model.parameters()).dtype)
         self.pad_token_id = pad_token_id
         self.device = next(model.parameters()).device
@@ -84,7 +85,7 @@ class SFTTrainer:
         local = self.local_share(examples)
         # a rank left without rows still joins every forward (FSDP), on a zero-weight stand-in
         shaped = local or list(examples[:1])
-        padded = not self.cfg.remove_padding
+        padded = not self.packed
         batches = micro_batches(shaped, self.micro_batch_tokens(), self.pad_token_id, padded=padded)
         if self.token_budget:  # what each costs: rows x padded length, or the real tokens packed
             self.token_budget.planned([int(b.input_ids.numel() if padded else b.attention_mask.sum()) for b in batches])
@@ -97,7 +98,7 @@ class SFTTrainer:
 
     def _loss_sum(self, micro: MicroBatch) -> tuple[torch.Tensor, int]:
         with self.precision.compute(self.device):
-            summed, count = micro_loss_sum(self.model, micro.to(self.device), packed=self.cfg.remove_padding)
+            summed, count = micro_loss_sum(self.model, micro.to(self.device), packed=self.packed)
         return summed * micro.weight, int(count * micro.weight)
 
     def train_step(self, examples: Sequence[SFTExample]) -> dict[str, float]:

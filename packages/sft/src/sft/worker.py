@@ -40,16 +40,14 @@ class SFTWorker(ModelWorker):
         device = resolve_device(cfg.trainer.device, backend, int(os.environ.get("LOCAL_RANK", "0")) if sharded else 0)
         use_cpu_threads(device)
         # under FSDP the parameters are fp32 masters and model.dtype is the forward's
-        cfg.trainer.remove_padding = resolve_packing(cfg.trainer.remove_padding, device, model_dtype(cfg.model))  # the trainer reads it
+        packed = resolve_packing(cfg.trainer.remove_padding, device, model_dtype(cfg.model))  # null: the device's best
         precision = configured_precision(cfg.model, cfg.trainer, model_dtype(cfg.model), sharded)
-        self.model_dir, self.tokenizer, self.policy = load_policy(
-            cfg.model, device, precision.param_dtype, packed=cfg.trainer.remove_padding
-        )
+        self.model_dir, self.tokenizer, self.policy = load_policy(cfg.model, device, precision.param_dtype, packed=packed)
         if switch_compile(cfg.trainer.compile, device, self.policy, backend.compiles_by_default):  # before sharding
             compile_layer_parts(self.policy)
         self.train_set, val_set = load_data(cfg, self.tokenizer)
-        self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, compute_dtype=cfg.model.dtype,
-                                  precision=precision)
+        self.trainer = SFTTrainer(self.policy, cfg.trainer, self.tokenizer.pad_token_id, packed=packed,
+                                  compute_dtype=cfg.model.dtype, precision=precision)
         pm = get_plugin_manager()
         self.scorer = RewardScorer(resolve_reward_fn(cfg.data.reward_fn, pm), workers=1) if cfg.data.reward_fn else None
         # validation prompts are left-truncated to data.max_prompt_length (dataset.py): that sizes the engine

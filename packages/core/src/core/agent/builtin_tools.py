@@ -31,10 +31,9 @@ def resolve_tools(names, pm, agent_cfg) -> dict[str, Tool]:
     return {name: available[name]() for name in names}
 
 
-def agent_engine(engine: Sampler, cfg, tokenizer, pm) -> Sampler:
+def agent_engine(engine: Sampler, agent, tokenizer, pm) -> Sampler:
     """What the RL loop samples from: `engine` itself without `agent.tools`; else an AgentEngine running the
-    conversations on it."""
-    agent = cfg.agent
+    conversations on it. `agent`: the config's agent group (core.config.schema.AgentConfig)."""
     if not agent.tools:
         return engine
     tools = resolve_tools(list(agent.tools), pm, agent)

@@ -25,21 +25,42 @@ class Experience:
     metrics: dict[str, float]
 
 
-def collect_experience(engine: Sampler, source, scorer, tokenizer, params: SamplingParams, cfg,
-                       spec: AlgorithmSpec) -> Experience:
-    """Sample `data.prompt_batch_size` groups (with DAPO: informative ones only) and score them."""
-    algo, batch_size = cfg.algorithm, cfg.data.prompt_batch_size
-    if not algo.dynamic_sampling:
+@dataclass(frozen=True)
+class ExperienceSettings:
+    """The keys `collect_experience` reads, from three config groups (`from_config`)."""
+
+    prompt_batch_size: int  # data.prompt_batch_size: the groups (prompts) a step trains on
+    max_tokens: int  # rollout.max_tokens: where DAPO's over-long penalty ends
+    expand_prompts: bool = False  # rollout.expand_prompts: n copies of each prompt, each sampled once
+    dynamic_sampling: bool = False  # algorithm.dynamic_sampling: DAPO's, keep groups whose rewards differ
+    max_sampling_tries: int = 3  # algorithm.max_sampling_tries: batches drawn before training on fewer groups
+    overlong_buffer: int = 0  # algorithm.overlong_buffer: tokens before max_tokens where the penalty ramps up
+    overlong_penalty: float = 1.0  # algorithm.overlong_penalty: the penalty at max_tokens
+
+    @classmethod
+    def from_config(cls, cfg) -> "ExperienceSettings":
+        algo = cfg.algorithm
+        return cls(prompt_batch_size=int(cfg.data.prompt_batch_size), max_tokens=int(cfg.rollout.max_tokens),
+                   expand_prompts=bool(cfg.rollout.expand_prompts), dynamic_sampling=bool(algo.dynamic_sampling),
+                   max_sampling_tries=int(algo.max_sampling_tries), overlong_buffer=int(algo.overlong_buffer),
+                   overlong_penalty=float(algo.overlong_penalty))
+
+
+def collect_experience(engine: Sampler, source, scorer, tokenizer, params: SamplingParams,
+                       settings: ExperienceSettings, spec: AlgorithmSpec) -> Experience:
+    """Sample `settings.prompt_batch_size` groups (with DAPO: informative ones only) and score them."""
+    batch_size = settings.prompt_batch_size
+    if not settings.dynamic_sampling:
         items = source.next_batch(batch_size)
-        output, scores, metrics = _sample_and_score(engine, items, scorer, tokenizer, params, cfg)
+        output, scores, metrics = _sample_and_score(engine, items, scorer, tokenizer, params, settings)
         baseline = _greedy_baseline(engine, items, scorer, tokenizer, params, spec, output.group_ids)
         return Experience(output, scores, baseline, metrics)
 
-    accumulator = DynamicSamplingAccumulator(target_groups=batch_size, max_tries=algo.max_sampling_tries)
+    accumulator = DynamicSamplingAccumulator(target_groups=batch_size, max_tries=settings.max_sampling_tries)
     metrics: dict[str, float] = {}
     while not accumulator.done:
         items = source.next_batch(batch_size)
-        output, scores, metrics = _sample_and_score(engine, items, scorer, tokenizer, params, cfg)
+        output, scores, metrics = _sample_and_score(engine, items, scorer, tokenizer, params, settings)
         accumulator.add({**_row_pieces(output), "scores": scores}, scores=scores, group_ids=output.group_ids)
     kept, group_ids = accumulator.result()
     output = _output_from_pieces(kept, group_ids, tokenizer.pad_token_id)
@@ -73,8 +94,8 @@ def _output_from_pieces(pieces: dict, group_ids: torch.Tensor, pad_token_id: int
                          final_turn_start=pieces.get("final_turn_start"))
 
 
-def _sample_and_score(engine, items: list[PromptItem], scorer, tokenizer, params, cfg):
-    if cfg.rollout.expand_prompts:  # n copies of each prompt with n=1: the same rows, another schedule
+def _sample_and_score(engine, items: list[PromptItem], scorer, tokenizer, params, settings: ExperienceSettings):
+    if settings.expand_prompts:  # n copies of each prompt with n=1: the same rows, another schedule
         output = engine.generate([i.prompt_ids for i in items for _ in range(params.n)], replace(params, n=1))
         output.group_ids = torch.arange(len(items)).repeat_interleave(params.n)
     else:
@@ -82,10 +103,9 @@ def _sample_and_score(engine, items: list[PromptItem], scorer, tokenizer, params
     rewards = scorer.score(reward_inputs(items, output, tokenizer))
     scores, metrics = rewards.scores, {**output.metrics, **rewards.metrics}  # the engine's (agent/*), the reward's
     metrics["reward/raw_mean"] = scores.mean().item()
-    if cfg.algorithm.overlong_buffer > 0:
+    if settings.overlong_buffer > 0:
         penalty = overlong_penalty(
-            output.response_lengths, cfg.rollout.max_tokens, cfg.algorithm.overlong_buffer, cfg.algorithm.overlong_penalty
-        )
+            output.response_lengths, settings.max_tokens, settings.overlong_buffer, settings.overlong_penalty)
         scores = scores + penalty
         metrics["dapo/overlong_penalty"] = penalty.mean().item()
     return output, scores, metrics

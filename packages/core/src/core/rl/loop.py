@@ -30,7 +30,7 @@ from core.trainer.actor import behaviour_logprobs_from_update
 from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
 from core.run.health import CollapseWatch, NonFiniteGuard, rewards_vary_within_groups
-from core.rl.experience import collect_experience
+from core.rl.experience import ExperienceSettings, collect_experience
 from core.run.session import RunSession
 from core.trainer.setup import load_tokenizer, logits_width, make_prompt_source, resolve_device
 from core.workers.launch import make_worker_group
@@ -56,6 +56,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # and correct the mismatch between the two
         logprobs=cfg.rollout.logprobs or spec.needs_rollout_logprobs,
     )
+    sampling = ExperienceSettings.from_config(cfg)
     val_params = SamplingParams(
         n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens, logprobs=False,
         stop=tuple(cfg.rollout.stop),
@@ -70,7 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # the workers: policy, reference, critic and rollout engine on every device (one, in-process)
         workers = make_worker_group(cfg)
         session.callback(workers.close)
-        engine = agent_engine(workers, cfg, tokenizer, pm)  # with agent.tools: multi-turn conversations on it
+        engine = agent_engine(workers, cfg.agent, tokenizer, pm)  # with agent.tools: multi-turn conversations on it
 
         def validation_metrics() -> dict[str, float]:
             return validate(engine, val_dataset, scorer, val_params, tokenizer)
@@ -104,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with _timed(timings, "step"), _named_step(step):
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
                 with _timed(timings, "gen", progress), workers.rollout():
-                    experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, cfg, spec)
+                    experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, sampling, spec)
                 timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
                 batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
                 batch.on_policy = on_policy

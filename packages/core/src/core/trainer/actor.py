@@ -44,12 +44,13 @@ def response_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy
 FORWARDS = {"padded": response_logprobs, "packed": packed_response_logprobs, "shared_prompts": shared_prompt_logprobs}
 
 
-def forward_layout(trainer_cfg) -> str:
-    """How the trainer lays a micro-batch out (`FORWARDS`): each prompt once (`trainer.share_prompts`), rows packed
-    padding-free (`trainer.remove_padding`, resolved to a bool by the worker), or padded rows."""
-    if trainer_cfg.get("share_prompts"):  # hand-made trainer configs (tests) may leave it out
+def forward_layout(share_prompts: bool, packed: bool) -> str:
+    """How the trainer lays a micro-batch out (`FORWARDS`): each prompt once, rows packed padding-free, or padded
+    rows. The worker resolves `trainer.share_prompts` / `trainer.remove_padding` (null: what the device runs
+    best, core.trainer.setup) into these two booleans."""
+    if share_prompts:
         return "shared_prompts"
-    return "packed" if trainer_cfg.remove_padding else "padded"
+    return "packed" if packed else "padded"
 
 
 def forward_logprobs(model: torch.nn.Module, batch: TrainingBatch, with_entropy: bool, layout: str,
@@ -93,7 +94,7 @@ class Actor:
     """
 
     def __init__(self, model: torch.nn.Module, algo_cfg, trainer_cfg, spec: AlgorithmSpec, temperature: float = 1.0,
-                 precision: TrainingPrecision | None = None):
+                 precision: TrainingPrecision | None = None, layout: str | None = None):
         self.model = model
         self.precision = precision or TrainingPrecision(next(model.parameters()).dtype)
         self.algo = algo_cfg
@@ -108,7 +109,8 @@ class Actor:
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, total_steps=0)
         # micro-batch tokens sized from free memory (a GPU, trainer.max_tokens_per_gpu: null); None: the config's
         self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.max_tokens_per_gpu, model)
-        self.layout = forward_layout(trainer_cfg)  # after the worker resolved trainer.remove_padding
+        # `layout`: the worker's resolved one; a hand-made trainer config (tests) states both keys as booleans
+        self.layout = layout or forward_layout(bool(trainer_cfg.get("share_prompts")), trainer_cfg.remove_padding)
 
     @property
     def device(self) -> torch.device:

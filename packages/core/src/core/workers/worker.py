@@ -20,7 +20,7 @@ from core.models.compiled_parts import compile_layer_parts, switch_compile
 from core.models.lora import adapters_disabled, is_lora
 from core.plugins.manager import load_backend
 from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams
-from core.trainer.actor import Actor, UpdateResult, scoring_temperature
+from core.trainer.actor import Actor, UpdateResult, forward_layout, scoring_temperature
 from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
@@ -40,16 +40,15 @@ class TrainWorker(ModelWorker):
         sharded = is_distributed()
         compute_dtype = model_dtype(cfg.model)
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
-        # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
-        cfg.trainer.share_prompts = resolve_share_prompts(  # the actor reads both
+        # the config's nulls resolved here, for this device, and handed on (the config is never written: under
+        # Ray each worker holds its own copy, and a write would be seen by this worker alone)
+        share_prompts = resolve_share_prompts(
             cfg.trainer.share_prompts, cfg.trainer.remove_padding, self.device, compute_dtype, cfg.rollout.n)
-        cfg.trainer.remove_padding = resolve_packing(
-            cfg.trainer.remove_padding, self.device, compute_dtype, cfg.trainer.share_prompts)
+        packed = resolve_packing(cfg.trainer.remove_padding, self.device, compute_dtype, share_prompts)
+        # under FSDP the parameters are fp32 masters and compute_dtype is the forward's
         precision = configured_precision(cfg.model, cfg.trainer, compute_dtype, sharded)
         self.model_dir, self.tokenizer, policy = load_policy(
-            cfg.model, self.device, precision.param_dtype, packed=cfg.trainer.remove_padding,
-            shared_prompts=cfg.trainer.share_prompts,
-        )
+            cfg.model, self.device, precision.param_dtype, packed=packed, shared_prompts=share_prompts)
         spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
         compiled = switch_compile(cfg.trainer.compile, self.device, policy, backend.compiles_by_default)
         prepare = (lambda model: shard(compile_layer_parts(model))) if compiled else shard
@@ -59,7 +58,7 @@ class TrainWorker(ModelWorker):
         self.policy = prepare(policy)
         self.reference = reference
         self.actor = Actor(self.policy, cfg.algorithm, cfg.trainer, spec, temperature=scoring_temperature(cfg.rollout),
-                           precision=precision)
+                           precision=precision, layout=forward_layout(share_prompts, packed))
         self.critic = None
         if spec.needs_critic:  # PPO: a value head on the policy's backbone
             critic_precision = training_precision(compute_dtype, sharded, cfg.trainer.master_weights)  # never LoRA
