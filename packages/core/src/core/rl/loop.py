@@ -8,14 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import closing, contextmanager
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
 from omegaconf import DictConfig
 
 from core.agent.builtin_tools import agent_engine
-from core.algorithms.advantages import compute_advantages
-from core.algorithms.kl import apply_kl_in_reward, make_kl_controller
+from core.algorithms.kl import make_kl_controller
 from core.algorithms.rollout_correction import mismatch_metrics
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.devices import use_cpu_threads
@@ -27,10 +27,10 @@ from core.rollout.base import SamplingParams
 from core.tracking.progress import Heartbeat
 from core.eval.in_run import RunEvaluation
 from core.trainer.actor import behaviour_logprobs_from_update
-from core.trainer.batch import batch_from_rollout, last_token_rewards
 from core.errors import RunDied
 from core.run.health import CollapseWatch, NonFiniteGuard, rewards_vary_within_groups
 from core.rl.experience import ExperienceSettings, collect_experience
+from core.rl.stages import scored_batch, with_advantages, with_logprobs
 from core.run.session import RunSession
 from core.trainer.setup import load_tokenizer, logits_width, make_prompt_source, resolve_device
 from core.workers.launch import make_worker_group
@@ -107,40 +107,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 with _timed(timings, "gen", progress), workers.rollout():
                     experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, sampling, spec)
                 timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
-                batch = batch_from_rollout(experience.output, tokenizer.pad_token_id)
-                batch.on_policy = on_policy
-                batch.scores = experience.scores
-                batch.token_rewards = last_token_rewards(experience.scores, batch.response_mask)
-
+                batch = scored_batch(experience, tokenizer.pad_token_id, on_policy)
                 # 2. behaviour and reference log-probs (and values) under the trainer's own numerics;
                 # an on-policy update scores the batch itself (old = new, detached): no pass of its own
                 with _timed(timings, "logprob", progress):
-                    if not on_policy:
-                        batch.old_logprobs, entropy = workers.compute_logprobs(batch)
-                    if spec.needs_reference:
-                        batch.ref_logprobs = workers.compute_ref_logprobs(batch)
-                    if spec.needs_critic:
-                        batch.values = workers.compute_values(batch)
-                kl_metrics = {}
-                if spec.kl_in_reward:
-                    penalized = apply_kl_in_reward(
-                        batch.token_rewards, batch.old_logprobs, batch.ref_logprobs, batch.response_mask,
-                        kl_controller, cfg.algorithm.kl_estimator,
-                    )
-                    batch.token_rewards = penalized.token_rewards
-                    kl_metrics = {"actor/kl_coef": penalized.coef}
-
-                # 3. advantages, then the policy (and critic) update
-                batch.advantages, batch.returns = compute_advantages(
-                    cfg.algorithm.adv_estimator, token_rewards=batch.token_rewards,
-                    response_mask=batch.response_mask, group_ids=batch.group_ids, values=batch.values,
-                    baseline_rewards=experience.baseline_scores, gamma=cfg.algorithm.gamma, lam=cfg.algorithm.lam,
-                )
+                    batch, entropy = with_logprobs(batch, workers, spec)
+                # 3. advantages (after the KL penalty, where the algorithm puts it in the reward), then the update
+                batch, kl_metrics = with_advantages(batch, cfg.algorithm, spec, kl_controller, experience.baseline_scores)
                 with _timed(timings, "update", progress):
                     update = workers.update(batch)
                 update_metrics = update.metrics
-                if on_policy:
-                    batch.old_logprobs, entropy = update.logprobs, update.entropy
+                if on_policy:  # the update's forward scored the batch: what the health checks and logs read
+                    batch, entropy = replace(batch, old_logprobs=update.logprobs), update.entropy
 
             metrics = _step_metrics(
                 batch, entropy, timings, experience.metrics, kl_metrics, update_metrics, workers.memory_stats()

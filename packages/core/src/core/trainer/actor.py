@@ -148,6 +148,8 @@ class Actor:
         on_policy = batch.on_policy
         if on_policy and (self.cfg.ppo_epochs, self.cfg.mini_batches) != (1, 1):
             raise ValueError("an on-policy batch needs trainer.ppo_epochs=1 and trainer.mini_batches=1")
+        if batch.advantages is None:
+            raise ValueError("the update needs the batch with its advantages (core.rl.stages.with_advantages)")
         if on_policy != (batch.old_logprobs is None):
             raise ValueError("an on-policy batch gets its old log-probs from the update, any other brings them: "
                              f"on_policy={on_policy}, old_logprobs {'given' if on_policy else 'missing'}")
