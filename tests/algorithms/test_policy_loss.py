@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from core.algorithms import aggregate_loss, compute_policy_loss, loss_counts, value_loss
+from core.algorithms import PolicyLossOptions, aggregate_loss, compute_policy_loss, loss_counts, value_loss
 from core.errors import TandemError
 
 
@@ -29,7 +29,8 @@ def test_ppo_clip_dual_clip_and_clip_higher():
     logprobs, old, adv, mask = _ppo_tokens()
     loss, metrics = compute_policy_loss(
         "ppo_clip", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
-        loss_agg_mode="token-mean", global_token_count=5, global_seq_count=1, clip_ratio_high=0.28,
+        loss_agg_mode="token-mean", global_token_count=5, global_seq_count=1,
+        options=PolicyLossOptions(clip_ratio_high=0.28),
     )
     # (-1.28 - 0.5 + 1.5 + 3 + 0.8) / 5 = 3.52 / 5
     assert loss.item() == pytest.approx(3.52 / 5)
@@ -48,7 +49,7 @@ def test_ppo_log_ratio_is_clamped_before_exp():
     loss, _ = compute_policy_loss(
         "ppo_clip", logprobs=logprobs, old_logprobs=torch.tensor([[-500.0]]), advantages=torch.tensor([[-1.0]]),
         response_mask=torch.ones(1, 1), loss_agg_mode="token-mean", global_token_count=1, global_seq_count=1,
-        clip_ratio_c=1e30,
+        options=PolicyLossOptions(clip_ratio_c=1e30),
     )
     # r = exp(500) would be inf; clamped it is exp(20)
     assert loss.item() == pytest.approx(math.exp(20), rel=1e-6)
@@ -60,7 +61,8 @@ def test_gspo_sequence_ratio_and_token_gradient():
     logprobs = torch.tensor([[0.2, 0.4, 9.0]], dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([[1, 1, 0]], dtype=torch.float64)
     kwargs = dict(logprobs=logprobs, old_logprobs=old, response_mask=mask, loss_agg_mode="seq-mean-token-mean",
-                  global_token_count=2, global_seq_count=1, clip_ratio_low=0.2, clip_ratio_high=0.2)
+                  global_token_count=2, global_seq_count=1,
+                  options=PolicyLossOptions(clip_ratio_low=0.2, clip_ratio_high=0.2))
     # A = +1: max(-e^0.3, -1.2) = -1.2 on both tokens (clipped, no gradient)
     loss, metrics = compute_policy_loss("gspo", advantages=torch.ones(1, 3, dtype=torch.float64), **kwargs)
     assert loss.item() == pytest.approx(-1.2) and metrics["clip_frac"] == 1.0
@@ -94,8 +96,19 @@ def test_unknown_policy_loss_and_mode_are_user_errors():
         compute_policy_loss("ppo_clip", loss_agg_mode="mean", **kwargs)
     with pytest.raises(TandemError, match="needs a positive horizon"):
         compute_policy_loss("ppo_clip", loss_agg_mode="seq-mean-token-sum-norm", **kwargs)
-    with pytest.raises(TypeError, match="unknown policy-loss option 'clip_ratio_hgh'; the options are clip_ratio_low"):
-        compute_policy_loss("ppo_clip", loss_agg_mode="token-mean", clip_ratio_hgh=0.28, **kwargs)
+    with pytest.raises(TypeError, match="clip_ratio_hgh"):  # a misspelt option is refused, never a silent default
+        PolicyLossOptions(clip_ratio_hgh=0.28)
+
+
+def test_every_losss_options_are_fields_of_the_typed_options():
+    from dataclasses import fields
+
+    from core.algorithms.policy_loss import _LOSSES, _declared_options
+
+    names = {f.name for f in fields(PolicyLossOptions)}
+    for loss in _LOSSES.values():  # a loss given a new option must get its field (and config key) too
+        assert set(_declared_options(loss)) <= names, loss.__name__
+    assert _declared_options(_LOSSES["ppo_clip"]) == ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c")
 
 
 def test_aggregation_modes_hand_numbers():
@@ -157,7 +170,8 @@ def test_token_sum_has_no_normaliser():
     logprobs, old, adv, mask = _ppo_tokens()
     loss, _ = compute_policy_loss(
         "ppo_clip", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
-        loss_agg_mode="token-sum", global_token_count=5, global_seq_count=1, clip_ratio_high=0.28,
+        loss_agg_mode="token-sum", global_token_count=5, global_seq_count=1,
+        options=PolicyLossOptions(clip_ratio_high=0.28),
     )
     assert loss.item() == pytest.approx(3.52)  # the token-mean test's sum, not divided by 5
 
@@ -166,7 +180,8 @@ def test_cispo_weights_every_token_with_the_clipped_ratio():
     logprobs, old, adv, mask = _ppo_tokens()
     loss, metrics = compute_policy_loss(
         "cispo", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
-        loss_agg_mode="token-mean", global_token_count=5, global_seq_count=1, clip_ratio_high=0.6,
+        loss_agg_mode="token-mean", global_token_count=5, global_seq_count=1,
+        options=PolicyLossOptions(clip_ratio_high=0.6),
     )
     # ratios 1.5, 0.5, 1.5, 5, 0.5 -> weights clip(r, 0.8, 1.6) = 1.5, 0.8, 1.5, 1.6, 0.8 (3 of 5 clipped)
     # terms -w A log pi: tokens 1/3 and 2/5 have equal log pi and w, opposite A: they cancel; token 4
@@ -191,7 +206,8 @@ def test_clip_cov_cuts_the_gradient_of_high_covariance_tokens():
     old = logprobs.detach().clone()  # ratio 1: PPO clips nothing
     loss, metrics = compute_policy_loss(
         "clip_cov", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
-        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1, clip_cov_ratio=0.5,
+        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1,
+        options=PolicyLossOptions(clip_cov_ratio=0.5),
     )
     # max(1, int(0.5 * 4)) = 2 tokens to cut; candidates: covariance in (1, 5) -> tokens 1 and 2, both cut
     # kept tokens 3, 4: -A r = -1 each -> (-1 - 1) / 4
@@ -201,7 +217,8 @@ def test_clip_cov_cuts_the_gradient_of_high_covariance_tokens():
     # one token to cut among the two candidates: exactly one is cut, at random
     loss, metrics = compute_policy_loss(
         "clip_cov", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
-        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1, clip_cov_ratio=0.25,
+        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1,
+        options=PolicyLossOptions(clip_cov_ratio=0.25),
     )
     # token 1 cut: (3 - 1 - 1) / 4 = 0.25; token 2 cut: (-3 - 1 - 1) / 4 = -1.25
     assert metrics["clip_frac"] == pytest.approx(0.25) and round(loss.item(), 6) in (0.25, -1.25)
@@ -212,7 +229,8 @@ def test_kl_cov_penalises_the_top_covariance_tokens():
     old = logprobs.detach() - torch.tensor([[0.1, -0.2, 0.0, 0.0]], dtype=torch.float64)  # log r = 0.1, -0.2, 0, 0
     loss, metrics = compute_policy_loss(
         "kl_cov", logprobs=logprobs, old_logprobs=old, advantages=adv, response_mask=mask,
-        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1, kl_cov_ratio=0.25, kl_cov_coef=2.0,
+        loss_agg_mode="token-mean", global_token_count=4, global_seq_count=1,
+        options=PolicyLossOptions(kl_cov_ratio=0.25, kl_cov_coef=2.0),
     )
     # max(1, int(4 * 0.25)) = 1 token: the largest covariance, token 2 (3.5), gets + 2 |log r| = 0.4
     # -A r: -3 e^0.1, 3 e^-0.2 (+ 0.4), -1, -1

@@ -25,6 +25,7 @@ from core.algorithms import (
     loss_counts,
     value_loss,
 )
+from core.algorithms.policy_loss import PolicyLossOptions
 
 BATCH, LENGTH, FEATURES, VOCAB, HORIZON = 8, 5, 4, 6, 5
 WORLD = 2
@@ -67,7 +68,7 @@ def _step_losses(model, rows, counts, loss_name, mode):
     policy, _ = compute_policy_loss(
         loss_name, logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages, response_mask=mask,
         loss_agg_mode=mode, global_token_count=counts.tokens, global_seq_count=counts.sequences, horizon=HORIZON,
-        clip_ratio_low=0.1, clip_ratio_high=0.15,
+        options=PolicyLossOptions(clip_ratio_low=0.1, clip_ratio_high=0.15),
     )
     value, _ = value_loss(
         out[..., VOCAB], old_values, returns, mask, 0.05, mode, counts.tokens, counts.sequences, HORIZON

@@ -40,6 +40,7 @@ from core.algorithms.logprobs import logprobs_from_logits
 from core.algorithms.masked import masked_mean, masked_whiten
 from core.algorithms.policy_loss import (
     POLICY_LOSSES,
+    PolicyLossOptions,
     cispo_token_losses,
     compute_policy_loss,
     gspo_token_losses,
@@ -61,6 +62,7 @@ __all__ = [
     "FixedKLController",
     "KLRewardResult",
     "LossCounts",
+    "PolicyLossOptions",
     "aggregate_loss",
     "apply_kl_in_reward",
     "check_algorithm_config",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass, fields
 from typing import Callable, Dict, Optional
 
 import torch
@@ -109,14 +110,33 @@ def reinforce_token_losses(
     return -advantages * logprobs, {"approx_kl": _approx_kl(logprobs - old_logprobs, response_mask)}
 
 
+@dataclass(frozen=True)
+class PolicyLossOptions:
+    """The `algorithm` keys the policy losses read, with the config's defaults. Each loss takes the fields it
+    declares as parameters (`for_loss`); a misspelt option is a TypeError here, never a silent default."""
+
+    clip_ratio_low: float = 0.2
+    clip_ratio_high: float = 0.2  # > clip_ratio_low: DAPO's clip-higher
+    clip_ratio_c: float = 3.0  # ppo_clip's dual-clip bound for negative advantages
+    clip_cov_ratio: float = 2e-4  # clip_cov: share of tokens whose gradient is cut
+    clip_cov_lb: float = 1.0  # clip_cov: the covariance window they are drawn from
+    clip_cov_ub: float = 5.0
+    kl_cov_ratio: float = 2e-4  # kl_cov: share of largest-covariance tokens given the |log-ratio| penalty
+    kl_cov_coef: float = 1.0
+
+    @classmethod
+    def from_config(cls, algorithm) -> "PolicyLossOptions":
+        return cls(**{f.name: float(getattr(algorithm, f.name)) for f in fields(cls)})
+
+    def for_loss(self, loss: Callable[..., TokenLossesAndMetrics]) -> Dict[str, float]:
+        """The options `loss` declares; the others belong to other losses."""
+        return {name: getattr(self, name) for name in _declared_options(loss)}
+
+
 @functools.lru_cache(maxsize=None)
-def _declared(loss: Callable[..., TokenLossesAndMetrics]) -> frozenset:
-    return frozenset(inspect.signature(loss).parameters)  # once per loss, not once per micro-batch
-
-
-def _takes(loss: Callable[..., TokenLossesAndMetrics], options: Dict[str, float]) -> Dict[str, float]:
-    """The options (algorithm keys) that `loss` declares; the others belong to other losses."""
-    return {k: v for k, v in options.items() if k in _declared(loss)}
+def _declared_options(loss: Callable[..., TokenLossesAndMetrics]) -> tuple:
+    """The option parameters of `loss` (after its four tensors), read once per loss, not per micro-batch."""
+    return tuple(inspect.signature(loss).parameters)[4:]
 
 
 _LOSSES: Dict[str, Callable[..., TokenLossesAndMetrics]] = {
@@ -130,13 +150,6 @@ _LOSSES: Dict[str, Callable[..., TokenLossesAndMetrics]] = {
 }
 
 POLICY_LOSSES = tuple(_LOSSES)
-OPTION_KEYS = ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "clip_cov_ratio", "clip_cov_lb", "clip_cov_ub",
-               "kl_cov_ratio", "kl_cov_coef")
-
-
-def policy_loss_options(algorithm) -> Dict[str, float]:
-    """The `algorithm` config keys the losses read, for `compute_policy_loss(**options)`."""
-    return {key: getattr(algorithm, key) for key in OPTION_KEYS}
 
 
 def compute_policy_loss(
@@ -151,22 +164,19 @@ def compute_policy_loss(
     global_seq_count: int,
     horizon: Optional[int] = None,
     token_weights: Optional[torch.Tensor] = None,
-    **options: float,
+    options: PolicyLossOptions = PolicyLossOptions(),
 ) -> TokenLossesAndMetrics:
     """The policy loss named by `algorithm.policy_loss`, aggregated; returns (loss, metrics).
 
-    `options` are algorithm keys (clip_ratio_low, clip_ratio_high, clip_ratio_c, clip_cov_ratio, ...);
-    each loss takes those it declares, at its own defaults for the rest. `token_weights` [batch,
-    response_len], detached, scale the per-token losses before aggregation (rollout correction).
+    `options`: the algorithm keys the losses read (clip ratios, Clip-Cov's and KL-Cov's); the loss takes those
+    it declares. `token_weights` [batch, response_len], detached, scale the per-token losses before
+    aggregation (rollout correction).
     """
     if name not in _LOSSES:
         raise TandemError(f"algorithm.policy_loss={name!r} is unknown; valid: {', '.join(POLICY_LOSSES)}")
     check_loss_agg_mode(loss_agg_mode)
-    unknown = sorted(set(options) - set(OPTION_KEYS))
-    if unknown:  # each loss takes the options it declares: a misspelt one would silently be its default
-        raise TypeError(f"unknown policy-loss option {unknown[0]!r}; the options are {', '.join(OPTION_KEYS)}")
     loss_fn = _LOSSES[name]
-    token_losses, metrics = loss_fn(logprobs, old_logprobs, advantages, response_mask, **_takes(loss_fn, options))
+    token_losses, metrics = loss_fn(logprobs, old_logprobs, advantages, response_mask, **options.for_loss(loss_fn))
     if token_weights is not None:
         token_losses = token_losses * token_weights
     loss = aggregate_loss(

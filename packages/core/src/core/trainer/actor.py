@@ -10,7 +10,7 @@ from core.algorithms.aggregation import aggregate_loss
 from core.algorithms.entropy import logprobs_and_entropy_from_logits
 from core.algorithms.kl import kl_estimate
 from core.algorithms.logprobs import logprobs_from_logits
-from core.algorithms.policy_loss import compute_policy_loss, policy_loss_options
+from core.algorithms.policy_loss import PolicyLossOptions, compute_policy_loss
 from core.algorithms.rollout_correction import rejection_mask, rollout_correction_weights
 from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
@@ -102,6 +102,7 @@ class Actor:
         self.cfg = trainer_cfg
         self.horizon = spec.horizon
         self.temperature = temperature  # old, new and reference log-probs all under the sampler's softmax(z / T)
+        self.loss_options = PolicyLossOptions.from_config(algo_cfg)
         trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
         self.optimizer = torch.optim.AdamW(trainable, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
         allocate_adam_state(self.optimizer)
@@ -214,7 +215,7 @@ class Actor:
                 old_logprobs=old_logprobs,
                 advantages=micro.advantages,
                 response_mask=micro.response_mask,
-                **policy_loss_options(algo),
+                options=self.loss_options,
                 loss_agg_mode=agg["mode"],
                 global_token_count=counts.tokens,
                 global_seq_count=counts.sequences,
