@@ -19,3 +19,22 @@ def test_the_rl_worker_resolves_the_forward_layout_without_writing_the_config(co
     finally:
         worker.close()
 
+
+
+def test_the_backend_builds_the_engine_from_the_rollout_and_backend_groups_only(compose_config, monkeypatch):
+    from core.backends.cpu import CpuBackend
+    from core.rollout.base import EngineSettings
+    from core.workers.worker import TrainWorker
+
+    seen = []
+    build = CpuBackend.make_rollout_engine
+
+    def recording(self, settings, target):
+        seen.append(settings)
+        return build(self, settings, target)
+
+    monkeypatch.setattr(CpuBackend, "make_rollout_engine", recording)
+    worker = TrainWorker(compose_config("+backend=cpu", "rollout.max_tokens=12"))
+    worker.close()
+    assert isinstance(seen[0], EngineSettings) and seen[0].rollout.max_tokens == 12
+    assert not hasattr(seen[0], "model")  # a backend that reads past its groups fails at once, not in a user's run

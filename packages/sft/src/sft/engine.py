@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from core.errors import TandemError
-from core.rollout.base import EngineTarget, RolloutEngine, RolloutOutput, SamplingParams, pad_responses
+from core.rollout.base import EngineSettings, EngineTarget, RolloutEngine, RolloutOutput, SamplingParams, pad_responses
 from core.sharding.base import ShardingManager
 from sft.trainer import all_reduce_sum
 
@@ -42,14 +42,14 @@ class Generation:
     engine: str  # label of the engine that produced `output`
 
 
-def backend_engine_factory(backend: "Backend", cfg, target: EngineTarget,
+def backend_engine_factory(backend: "Backend", settings: EngineSettings, target: EngineTarget,
                            trainer_model: torch.nn.Module) -> Callable[[], EngineAndSync]:
     """Build the backend's engine and the sharding manager that feeds it."""
 
     def build() -> EngineAndSync:
-        engine = backend.make_rollout_engine(cfg, target)
+        engine = backend.make_rollout_engine(settings, target)
         try:
-            sharding = backend.make_sharding_manager(cfg, engine, trainer_model)
+            sharding = backend.make_sharding_manager(settings, engine, trainer_model)
         except BaseException:
             engine.close()
             raise

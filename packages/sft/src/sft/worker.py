@@ -18,7 +18,7 @@ from core.checkpoint.manager import Trainable
 from core.distributed.devices import use_cpu_threads
 from core.distributed.collectives import is_distributed
 from core.plugins.manager import get_plugin_manager, load_backend
-from core.rollout.base import EngineTarget
+from core.rollout.base import EngineSettings, EngineTarget
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
 from core.models.compiled_parts import compile_layer_parts, switch_compile
 from core.trainer.precision import configured_precision
@@ -52,10 +52,11 @@ class SFTWorker(ModelWorker):
         self.scorer = RewardScorer(resolve_reward_fn(cfg.data.reward_fn, pm), workers=1) if cfg.data.reward_fn else None
         # validation prompts are left-truncated to data.max_prompt_length (dataset.py): that sizes the engine
         target = EngineTarget(self.model_dir, int(cfg.data.max_prompt_length), int(cfg.trainer.seed))
+        engine_settings = EngineSettings.from_config(cfg)  # the rollout and backend groups, all a backend reads
         self.engine = ValidationEngine(
-            backend_engine_factory(backend, cfg, target, self.policy),
+            backend_engine_factory(backend, engine_settings, target, self.policy),
             hf_engine_factory(self.model_dir, self.policy) if cfg.validation.engine_fallback else None,
-            sleep_between=backend.frees_memory_between_rollouts(cfg),
+            sleep_between=backend.frees_memory_between_rollouts(engine_settings),
         )
         self.validator = Validator(val_set, self.engine, self.tokenizer, sampling_params(cfg.validation, self.tokenizer),
                                    self.scorer, Path(cfg.trainer.output_dir), cfg.validation.log_samples)

@@ -19,9 +19,7 @@ import torch
 from core.patches import VersionedPatch
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
-
-    from core.rollout.base import EngineTarget, RolloutEngine
+    from core.rollout.base import EngineSettings, EngineTarget, RolloutEngine
     from core.sharding.base import ShardingManager
 
 ENGINES = ("hf", "vllm")
@@ -75,19 +73,20 @@ class Backend(Protocol):
     def patches(self) -> list[VersionedPatch]:
         """Version-gated patches applied before the vLLM engine starts (and in vLLM's own processes)."""
 
-    def vllm_engine_args(self, cfg: "DictConfig", engine_args: dict[str, Any]) -> dict[str, Any]:
-        """vLLM `LLM(...)` kwargs to add to or override in `engine_args` (core's, derived from `cfg.rollout`)."""
+    def vllm_engine_args(self, cfg: "EngineSettings", engine_args: dict[str, Any]) -> dict[str, Any]:
+        """vLLM `LLM(...)` kwargs to add to or override in `engine_args` (core's, derived from `cfg.rollout`).
+        Engine hooks get `EngineSettings`: the config's rollout and backend groups, not the whole config."""
 
     def release_ipc_memory(self) -> None:
         """After a weight sync: let the device allocator reuse buffers the engine has released (CUDA IPC)."""
 
-    def frees_memory_between_rollouts(self, cfg: "DictConfig") -> bool:
+    def frees_memory_between_rollouts(self, cfg: "EngineSettings") -> bool:
         """Whether the engine sleeps between rollouts (the sharding manager's and SFT validation's answer)."""
 
-    def make_rollout_engine(self, cfg: "DictConfig", target: "EngineTarget") -> "RolloutEngine":
+    def make_rollout_engine(self, cfg: "EngineSettings", target: "EngineTarget") -> "RolloutEngine":
         """The engine `cfg.backend.engine` names, for `target.model_dir` (`EngineTarget`: sizes and seed)."""
 
-    def make_sharding_manager(self, cfg: "DictConfig", engine: "RolloutEngine",
+    def make_sharding_manager(self, cfg: "EngineSettings", engine: "RolloutEngine",
                               trainer_model: torch.nn.Module) -> "ShardingManager":
         """The context manager that moves `trainer_model`'s weights into `engine` around a rollout."""
 
@@ -122,16 +121,16 @@ class BaseBackend:
     def patches(self) -> list[VersionedPatch]:
         return []
 
-    def vllm_engine_args(self, cfg: "DictConfig", engine_args: dict[str, Any]) -> dict[str, Any]:
+    def vllm_engine_args(self, cfg: "EngineSettings", engine_args: dict[str, Any]) -> dict[str, Any]:
         return {}
 
     def release_ipc_memory(self) -> None:
         pass
 
-    def frees_memory_between_rollouts(self, cfg: "DictConfig") -> bool:
+    def frees_memory_between_rollouts(self, cfg: "EngineSettings") -> bool:
         return bool(cfg.rollout.free_cache_engine)
 
-    def make_rollout_engine(self, cfg: "DictConfig", target: "EngineTarget") -> "RolloutEngine":
+    def make_rollout_engine(self, cfg: "EngineSettings", target: "EngineTarget") -> "RolloutEngine":
         from core.errors import TandemError
 
         engine = cfg.backend.engine
@@ -145,13 +144,13 @@ class BaseBackend:
             return HFRolloutEngine.from_pretrained(target.model_dir, device=str(self.device()), dtype=self.hf_dtype)
         return self.start_vllm(cfg, target)
 
-    def start_vllm(self, cfg: "DictConfig", target: "EngineTarget") -> "RolloutEngine":
+    def start_vllm(self, cfg: "EngineSettings", target: "EngineTarget") -> "RolloutEngine":
         """This backend's patches and engine args, then one engine (ROCm may start one per rollout)."""
         from core.rollout.vllm_engine import engine_from_config
 
         return engine_from_config(cfg, target, self)
 
-    def make_sharding_manager(self, cfg: "DictConfig", engine: "RolloutEngine",
+    def make_sharding_manager(self, cfg: "EngineSettings", engine: "RolloutEngine",
                               trainer_model: torch.nn.Module) -> "ShardingManager":
         from core.rollout.hf_engine import HFRolloutEngine
 

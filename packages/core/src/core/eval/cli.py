@@ -56,7 +56,7 @@ def _evaluate_models(cfg, backend, models: list[tuple[str, str]]):
     """(table rows, the trained models' metrics): every model in `models` ((path, label), the base first) on the
     same sets, each by an engine of its own that loads its real weights."""
     from core.models.builtin import resolve_model_path
-    from core.rollout.base import EngineTarget
+    from core.rollout.base import EngineSettings, EngineTarget
     from core.trainer.setup import load_tokenizer
 
     _, tokenizer = load_tokenizer(cfg.model)  # trained models keep the base model's tokenizer
@@ -69,7 +69,8 @@ def _evaluate_models(cfg, backend, models: list[tuple[str, str]]):
     for path, label in models:
         engine_cfg = OmegaConf.merge(cfg, {"model": {"path": path},
                                            "rollout": {"load_format": "auto", "free_cache_engine": False}})
-        engine = backend.make_rollout_engine(engine_cfg, EngineTarget.from_config(engine_cfg, resolve_model_path(path)))
+        engine = backend.make_rollout_engine(EngineSettings.from_config(engine_cfg),
+                                             EngineTarget.from_config(engine_cfg, resolve_model_path(path)))
         try:
             metrics = evaluate(engine, sets, tokenizer, *options).metrics
         finally:

@@ -7,7 +7,7 @@ and get ids back, so RL, SFT and evaluation feed exactly the tokens the trainer 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Any, Iterable, Protocol, runtime_checkable
 
 import torch
 
@@ -29,8 +29,21 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """The config a backend builds and runs its engine from: the `rollout` and `backend` groups, nothing else.
+    What else an engine needs (model, prompt length, seed) comes as an `EngineTarget`."""
+
+    rollout: Any  # the rollout group (core.config.schema.RolloutConfig's keys)
+    backend: Any  # the backend group (BackendConfig's keys; `settings`: the backend's own, schema-checked)
+
+    @classmethod
+    def from_config(cls, cfg) -> "EngineSettings":
+        return cls(cfg.rollout, cfg.backend)
+
+
+@dataclass(frozen=True)
 class EngineTarget:
-    """What an engine is started for, besides `cfg.rollout` / `cfg.backend`: each caller says where these come from.
+    """What an engine is started for, besides its `EngineSettings`: each caller says where these come from.
 
     RL takes them from `data.max_prompt_length` and `trainer.seed`; SFT from its own keys of the same names.
     """

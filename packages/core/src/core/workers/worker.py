@@ -19,7 +19,7 @@ from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
 from core.models.compiled_parts import compile_layer_parts, switch_compile
 from core.models.lora import adapters_disabled, is_lora
 from core.plugins.manager import load_backend
-from core.rollout.base import EngineTarget, RolloutOutput, SamplingParams
+from core.rollout.base import EngineSettings, EngineTarget, RolloutOutput, SamplingParams
 from core.trainer.actor import Actor, UpdateResult, forward_layout, scoring_temperature
 from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
@@ -67,8 +67,9 @@ class TrainWorker(ModelWorker):
             )
         if sharded:  # ranks sample differently from here on
             torch.manual_seed(cfg.trainer.seed + torch.distributed.get_rank())
-        self.engine = backend.make_rollout_engine(cfg, EngineTarget.from_config(cfg, self.model_dir))
-        self.sharding = backend.make_sharding_manager(cfg, self.engine, self.policy)
+        engine_settings = EngineSettings.from_config(cfg)  # the rollout and backend groups, all a backend reads
+        self.engine = backend.make_rollout_engine(engine_settings, EngineTarget.from_config(cfg, self.model_dir))
+        self.sharding = backend.make_sharding_manager(engine_settings, self.engine, self.policy)
 
     def _shard_fn(self, compute_dtype: torch.dtype):
         mesh = device_mesh(self.device)
