@@ -1,4 +1,5 @@
 """`python -m core.doctor [+backend=NAME]`: what this machine can run, and why not.
+`python -m core.doctor --plan [--gpu-gib N] OVERRIDES`: whether a run's model fits one GPU (core.trainer.memory_plan).
 
 Prints versions, the GPU, every installed backend's probe, and for the selected backend whether
 vLLM's sleep mode, CUDA graphs and prefix caching can work here, and which patches apply. Never
@@ -12,6 +13,7 @@ import platform
 import sys
 
 from core.backends.base import Backend
+from core.errors import TandemError, exit_on_user_error
 from core.patches import installed_version, needed, vllm_version
 from core.plugins.manager import backend_from_argv, detect_backend, installed_backends, load_backend, probe
 
@@ -68,8 +70,53 @@ def report(requested: str | None) -> list[tuple[str, str]]:
     return rows
 
 
+H100_GIB = 79.2  # what torch reports for an H100 80GB: the plan's GPU when none is visible and none is named
+
+
+def plan(argv: list[str]) -> str:
+    """`--plan [--gpu-gib N] OVERRIDES`: the memory plan of the run these overrides compose, on this GPU (or one
+    of N GiB; an H100 80GB when neither), and the closest settings that fit when it cannot."""
+    import torch
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+
+    from core.algorithms.spec import AlgorithmSpec
+    from core.config.cli_lists import single_values_as_lists
+    from core.config.schema import TandemConfig, register_schemas
+    from core.trainer.memory_plan import GIB, PlanSettings, fixes, model_size, plan_memory
+
+    args = [arg for arg in argv if arg != "--plan"]
+    gpu_gib = None
+    if "--gpu-gib" in args:
+        at = args.index("--gpu-gib")
+        gpu_gib, args = float(args[at + 1]), args[:at] + args[at + 2:]
+    if gpu_gib is None:
+        gpu_gib = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else H100_GIB
+    register_schemas()
+    try:
+        with initialize_config_module(config_module="core.conf", version_base=None):
+            cfg = compose("config", overrides=single_values_as_lists(args, TandemConfig))
+    except HydraException as exc:  # an unknown option or key: Hydra's first line names it
+        raise TandemError(f"--plan {' '.join(args)}: {str(exc).splitlines()[0]}") from None
+    ranks = cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node if cfg.trainer.launcher == "ray" else 1
+    settings = PlanSettings.from_config(cfg, AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens), ranks)
+    size = model_size(cfg.model.path, cfg.model.lora.target_modules)
+    memory = plan_memory(size, settings, gpu_gib)
+    lines = [f"{cfg.model.path}: {size.parameters / 1e9:.2f}B parameters, {ranks} GPU(s) of {gpu_gib:.1f} GiB",
+             memory.table()]
+    problems = memory.problems()
+    lines += [f"does not fit: {problem}" for problem in problems]
+    if problems:
+        lines.append("fits with: " + (", or ".join(fixes(size, settings, gpu_gib)) or "no one setting; more GPUs"))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    rows = report(backend_from_argv(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    if "--plan" in argv:
+        print(exit_on_user_error(plan)(argv))
+        return 0
+    rows = report(backend_from_argv(argv))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

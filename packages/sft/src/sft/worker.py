@@ -16,13 +16,14 @@ import torch
 
 from core.checkpoint.manager import Trainable
 from core.distributed.devices import use_cpu_threads
-from core.distributed.collectives import is_distributed
+from core.distributed.collectives import is_distributed, world
 from core.plugins.manager import get_plugin_manager, load_backend
 from core.rollout.base import EngineSettings, EngineTarget
 from core.rewards.scoring import RewardScorer, resolve_reward_fn
 from core.models.compiled_parts import compile_layer_parts, switch_compile
 from core.trainer.precision import configured_precision
-from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing
+from core.trainer.memory_plan import check_memory_plan
+from core.trainer.setup import check_cpu_offload, load_policy, model_dtype, resolve_device, resolve_packing
 from core.workers.base import ModelWorker
 from sft.dataset import load_data
 from sft.engine import ValidationEngine, backend_engine_factory, hf_engine_factory, sampling_params
@@ -39,6 +40,8 @@ class SFTWorker(ModelWorker):
         # under torchrun each rank has its own device; under Ray each actor sees exactly one
         device = resolve_device(cfg.trainer.device, backend, int(os.environ.get("LOCAL_RANK", "0")) if sharded else 0)
         use_cpu_threads(device)
+        check_cpu_offload(cfg.trainer, sharded)
+        check_memory_plan(cfg, None, device, world()[1])  # refuses, before loading, what cannot fit
         # under FSDP the parameters are fp32 masters and model.dtype is the forward's
         packed = resolve_packing(cfg.trainer.remove_padding, device, model_dtype(cfg.model))  # null: the device's best
         precision = configured_precision(cfg.model, cfg.trainer, model_dtype(cfg.model), sharded)

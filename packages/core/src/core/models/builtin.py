@@ -36,6 +36,14 @@ BUILTIN_SHAPES: dict[str, dict] = {
         hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
         num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
     ),
+    "qwen2.5-3b-shape": dict(
+        hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+        num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
+    ),
+    "qwen2.5-7b-shape": dict(
+        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768,
+    ),
 }
 
 
@@ -93,19 +101,24 @@ def materialize_builtin(name: str, seed: int = 0) -> Path:
     return write_dir_atomically(target, lambda staging: _write_model_dir(name, staging, seed))
 
 
-def _write_model_dir(name: str, out: Path, seed: int) -> None:
-    from transformers import AutoModelForCausalLM, Qwen2Config
+def builtin_config(name: str):
+    """The transformers config of `builtin:name`, without writing the model (core.trainer.memory_plan sizes it)."""
+    from transformers import Qwen2Config
 
+    if name not in BUILTIN_SHAPES:
+        raise TandemError(f"unknown builtin model '{name}'; builtin models: {_builtin_names()}")
     tokenizer = build_byte_tokenizer()
     shape = BUILTIN_SHAPES[name]
     assert shape["vocab_size"] >= len(tokenizer), "model vocab must cover the tokenizer"
-    config = Qwen2Config(
-        **shape,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    return Qwen2Config(**shape, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def _write_model_dir(name: str, out: Path, seed: int) -> None:
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_byte_tokenizer()
+    config = builtin_config(name)
     # large shapes are written in bf16 (halves the bytes); the tiny one trains in fp32 on CPU
     dtype = torch.float32 if name.startswith("tiny") else torch.bfloat16
     # initialising a 1.5B model takes a minute on a CPU and a second on a GPU

@@ -196,3 +196,11 @@ def make_prompt_source(data_cfg, tokenizer):
 
     train = DatasetPromptSource(load(data_cfg.train_files), seed=data_cfg.seed, shuffle=data_cfg.shuffle)
     return train, load(data_cfg.val_files) if data_cfg.val_files else None
+
+
+def check_cpu_offload(trainer_cfg, sharded: bool) -> None:
+    """`trainer.cpu_offload` is FSDP's: with one rank there is nothing sharded to offload, and the setting would
+    silently change nothing."""
+    if trainer_cfg.cpu_offload and not sharded:
+        raise TandemError("trainer.cpu_offload=true offloads FSDP's shards, and this run has one rank: it would "
+                          "change nothing. Run on several GPUs (trainer.n_gpus_per_node, or torchrun), or leave it off")

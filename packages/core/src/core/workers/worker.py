@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from core.algorithms.spec import AlgorithmSpec
 from core.checkpoint.manager import Trainable
-from core.distributed.collectives import is_distributed
+from core.distributed.collectives import is_distributed, world
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
 from core.models.compiled_parts import compile_layer_parts, switch_compile
 from core.models.lora import adapters_disabled, is_lora
@@ -25,7 +25,9 @@ from core.trainer.batch import TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
 from core.trainer.precision import configured_precision, training_precision
-from core.trainer.setup import load_policy, model_dtype, resolve_device, resolve_packing, resolve_share_prompts
+from core.trainer.memory_plan import check_memory_plan
+from core.trainer.setup import (check_cpu_offload, load_policy, model_dtype, resolve_device, resolve_packing,
+                                 resolve_share_prompts)
 from core.workers.base import ModelWorker
 
 
@@ -38,6 +40,9 @@ class TrainWorker(ModelWorker):
         if self.device.type != "cpu":  # fp32 (master) weights multiply on tensor cores, in TF32
             torch.set_float32_matmul_precision("high")
         sharded = is_distributed()
+        check_cpu_offload(cfg.trainer, sharded)
+        spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
+        check_memory_plan(cfg, spec, self.device, world()[1])  # refuses, before loading, what cannot fit
         compute_dtype = model_dtype(cfg.model)
         shard = self._shard_fn(compute_dtype) if sharded else (lambda model: model)
         # the config's nulls resolved here, for this device, and handed on (the config is never written: under
@@ -49,7 +54,6 @@ class TrainWorker(ModelWorker):
         precision = configured_precision(cfg.model, cfg.trainer, compute_dtype, sharded)
         self.model_dir, self.tokenizer, policy = load_policy(
             cfg.model, self.device, precision.param_dtype, packed=packed, shared_prompts=share_prompts)
-        spec = AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens)
         compiled = switch_compile(cfg.trainer.compile, self.device, policy, backend.compiles_by_default)
         prepare = (lambda model: shard(compile_layer_parts(model))) if compiled else shard
         reference = None
