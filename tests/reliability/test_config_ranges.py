@@ -22,6 +22,8 @@ BAD = [
     ("rollout.top_p=1.5", "rollout.top_p=1.5 is out of range: it must be in (0, 1]"),
     ("trainer.device=tpu", "trainer.device=tpu is out of range: it must be auto, cpu or a torch device (cuda, cuda:1, xpu...)"),
     ("reward.timeout_s=0", "reward.timeout_s=0.0"),
+    ("rollout.gpu_memory_utilization=1.2", "rollout.gpu_memory_utilization=1.2 is out of range: it must be in (0, 1]"),
+    ("rollout.sleep_level=3", "rollout.sleep_level=3 is out of range: it must be 1 (weights to the CPU) or 2"),
     # files given to the built-in task would be ignored (verl users set only the files)
     ("data.train_files=[train.parquet]", "data.train_files set, but data.task=repeat_letters generates its own data "
                                          "and would ignore them; add data=file to train on the files"),

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from core.rollout.base import EngineSettings, EngineTarget, RolloutEngine
     from core.sharding.base import ShardingManager
 
-ENGINES = ("hf", "vllm")
-
 
 @dataclass(frozen=True)
 class Availability:
@@ -131,12 +129,7 @@ class BaseBackend:
         return bool(cfg.rollout.free_cache_engine)
 
     def make_rollout_engine(self, cfg: "EngineSettings", target: "EngineTarget") -> "RolloutEngine":
-        from core.errors import TandemError
-
-        engine = cfg.backend.engine
-        if engine not in ENGINES:
-            raise TandemError(f"backend.engine must be one of {', '.join(ENGINES)}; got {engine!r}")
-        if engine == "hf":
+        if cfg.backend.engine == "hf":  # `backend.engine` is one of ENGINES (core.config.ranges)
             from core.rollout.hf_engine import HFRolloutEngine
             from core.rollout.vllm_args import check_context_length
 

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from core.config.rules import MISSING, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, check_rules
+from core.config.schema import ENGINES
 from core.errors import TandemError
 
 RULES: list[Rule] = [
@@ -21,6 +22,9 @@ RULES: list[Rule] = [
     ("rollout.top_k", lambda v: v == -1 or v >= 1, "-1 (off) or an integer >= 1"),
     ("rollout.kv_cache_tokens", lambda v: v is None or v >= 0,
      "null (auto: max_num_seqs x max_model_len), 0 (vLLM fills its memory share) or a number of tokens"),
+    ("rollout.gpu_memory_utilization", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("rollout.sleep_level", lambda v: v in (1, 2), "1 (weights to the CPU) or 2 (weights dropped)"),
+    ("backend.engine", lambda v: v in ENGINES, " or ".join(ENGINES)),
     ("data.prompt_batch_size", *POSITIVE_INT),
     ("data.max_prompt_length", *POSITIVE_INT),
     ("data.val_size", *POSITIVE_INT),

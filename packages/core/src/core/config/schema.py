@@ -218,6 +218,9 @@ class TrainerConfig(RunConfig):
     share_prompts: Optional[bool] = None
 
 
+ENGINES = ("hf", "vllm")  # the rollout engines a backend can build (backend.engine)
+
+
 @dataclass
 class BackendConfig:
     name: str = "cpu"

@@ -26,18 +26,14 @@ class EngineArgsContributor(Protocol):
 
     def vllm_engine_args(self, cfg: Any, engine_args: dict[str, Any]) -> dict[str, Any]: ...
 
+
 # Qualified name of the class vLLM mixes into its worker so that weights can be pushed in place.
 WORKER_EXTENSION = "core.rollout.vllm_worker.WeightSyncExtension"
-SLEEP_LEVELS = (1, 2)
 
 
 def core_engine_args(rollout: Mapping[str, Any], model_dir: str, max_prompt_length: int, seed: int,
                      device_memory_bytes: int | None = None) -> dict[str, Any]:
     """The `LLM(...)` kwargs that follow from `cfg.rollout` (and the accelerator's memory, for the KV pool)."""
-    if rollout["sleep_level"] not in SLEEP_LEVELS:
-        raise TandemError(f"rollout.sleep_level must be one of {SLEEP_LEVELS}, got {rollout['sleep_level']}")
-    if not 0.0 < rollout["gpu_memory_utilization"] <= 1.0:
-        raise TandemError(f"rollout.gpu_memory_utilization must be in (0, 1], got {rollout['gpu_memory_utilization']}")
     max_model_len = rollout["max_model_len"] or max_prompt_length + rollout["max_tokens"]
     check_context_length(model_dir, max_prompt_length, rollout["max_tokens"], rollout["max_model_len"])
     args: dict[str, Any] = dict(
