@@ -13,6 +13,7 @@ from core.config.schema import AlgorithmConfig
 from core.rl.experience import Experience
 from core.rl.stages import scored_batch, with_advantages, with_logprobs
 from core.rollout.base import RolloutOutput
+from core.trainer.batch import AdvantageBatch, LogprobBatch, ScoredBatch
 
 
 class FixedWorkers:
@@ -49,9 +50,10 @@ def test_each_stage_returns_a_new_batch_and_leaves_its_input_as_it_was():
     # the score sits on each response's last token: column 1 of row 0, column 0 of row 1
     assert scored.token_rewards.tolist() == [[0.0, 1.0], [0.0, 0.0]]
     logprobs, entropy = with_logprobs(scored, FixedWorkers(), spec)
-    assert scored.old_logprobs is None and scored.ref_logprobs is None and entropy.shape == (2, 2)
+    assert type(scored) is ScoredBatch and not hasattr(scored, "old_logprobs") and entropy.shape == (2, 2)
     trained, metrics = with_advantages(logprobs, algo, spec, make_kl_controller(0.1, None, 10_000), None)
-    assert logprobs.advantages is None and logprobs.token_rewards.tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    assert type(logprobs) is LogprobBatch and logprobs.token_rewards.tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    assert type(trained) is AdvantageBatch and trained.select(torch.tensor([1])).rows == 1  # a sub-batch keeps its stage
     # k1 KL = -1 - -2 = 1 a token, 0.1 of it off every real token's reward
     assert torch.allclose(trained.token_rewards, torch.tensor([[-0.1, 0.9], [-0.1, 0.0]]))
     assert metrics == {"actor/kl_coef": 0.1} and trained.advantages is not None
@@ -64,7 +66,7 @@ def test_an_on_policy_batch_gets_no_behaviour_pass():
     assert workers.behaviour_passes == 0 and batch.old_logprobs is None and entropy is None
 
 
-def test_the_update_refuses_a_batch_without_advantages(tiny_model_dir):
+def test_the_update_refuses_a_batch_of_an_earlier_stage(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
     from core.config.schema import TrainerConfig
@@ -73,5 +75,5 @@ def test_the_update_refuses_a_batch_without_advantages(tiny_model_dir):
     algo, spec = algorithm()
     trainer = OmegaConf.merge(OmegaConf.structured(TrainerConfig), {"remove_padding": False})
     actor = Actor(AutoModelForCausalLM.from_pretrained(tiny_model_dir), algo, trainer, spec)
-    with pytest.raises(ValueError, match="advantages"):
+    with pytest.raises(TypeError, match="the update trains on an AdvantageBatch .*, not a ScoredBatch"):
         actor.update(scored_batch(experience(), 0, on_policy=False))

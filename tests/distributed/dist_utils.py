@@ -8,11 +8,11 @@ import socket
 import torch
 
 from core.rollout.base import RolloutOutput
-from core.trainer.batch import batch_from_rollout
+from core.trainer.batch import AdvantageBatch, batch_from_rollout
 
 
 def random_batch(rows: int = 8, seed: int = 0, vocab: int = 300, max_prompt: int = 6, max_response: int = 5):
-    """A TrainingBatch with prompts and responses of random lengths and random advantages."""
+    """An AdvantageBatch with prompts and responses of random lengths and random advantages."""
     gen = torch.Generator().manual_seed(seed)
     prompts = [torch.randint(0, vocab, (int(torch.randint(1, max_prompt + 1, (1,), generator=gen)),),
                              generator=gen).tolist() for _ in range(rows)]
@@ -22,9 +22,8 @@ def random_batch(rows: int = 8, seed: int = 0, vocab: int = 300, max_prompt: int
     out = RolloutOutput(prompts, response_ids, torch.zeros(rows, max_response), response_mask,
                         torch.arange(rows) // 2)
     batch = batch_from_rollout(out, pad_token_id=0)
-    batch.old_logprobs = -torch.rand(rows, max_response, generator=gen) * 5
-    batch.advantages = torch.randn(rows, max_response, generator=gen)
-    return batch
+    return trainable(batch, old_logprobs=-torch.rand(rows, max_response, generator=gen) * 5,
+                     advantages=torch.randn(rows, max_response, generator=gen))
 
 
 def grouped_batch(groups: int = 3, n: int = 4, seed: int = 0, max_response: int = 6):
@@ -40,9 +39,15 @@ def grouped_batch(groups: int = 3, n: int = 4, seed: int = 0, max_response: int 
     out = RolloutOutput([p for p in prompts for _ in range(n)], torch.randint(1, 300, real.shape, generator=gen) * real,
                         None, trained, torch.arange(groups).repeat_interleave(n), context_mask=real)
     batch = batch_from_rollout(out, pad_token_id=0).select(torch.randperm(groups * n, generator=gen))
-    batch.old_logprobs = -torch.rand(real.shape, generator=gen) * 5
-    batch.advantages = torch.randn(real.shape, generator=gen)
-    return batch
+    return trainable(batch, old_logprobs=-torch.rand(real.shape, generator=gen) * 5,
+                     advantages=torch.randn(real.shape, generator=gen))
+
+
+def trainable(batch, old_logprobs, advantages, **more) -> AdvantageBatch:
+    """`batch` as the update's stage: these log-probs and advantages (returns: the advantages), zero rewards."""
+    zeros = torch.zeros(batch.rows)
+    return AdvantageBatch.after(batch, scores=zeros, token_rewards=torch.zeros_like(advantages),
+                                old_logprobs=old_logprobs, advantages=advantages, returns=advantages, **more)
 
 
 def free_port() -> int:

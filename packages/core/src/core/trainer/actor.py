@@ -16,8 +16,8 @@ from core.algorithms.spec import AlgorithmSpec
 from core.distributed.collectives import data_parallel_size, global_loss_counts, sum_over_ranks
 from core.distributed.packing import packed_response_logprobs
 from core.distributed.shared_prompts import shared_prompt_logprobs
-from core.trainer.batch import (TrainingBatch, budgeted_plan, forward_tokens, in_batch_order, minibatches,
-                                scatter_rows)
+from core.trainer.batch import (AdvantageBatch, TrainingBatch, budgeted_plan, forward_tokens, in_batch_order,
+                                minibatches, scatter_rows)
 from core.trainer.optimizer_step import optimizer_step
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
@@ -139,7 +139,7 @@ class Actor:
         logprobs = scatter_rows(plan, [p[0].cpu() for p in parts], batch.rows)
         return logprobs, scatter_rows(plan, [p[1].cpu() for p in parts], batch.rows) if with_entropy else None
 
-    def update(self, batch: TrainingBatch) -> UpdateResult:
+    def update(self, batch: AdvantageBatch) -> UpdateResult:
         """ppo_epochs x mini_batches optimizer steps over the batch; mean metrics.
 
         An `on_policy` batch (see `behaviour_logprobs_from_update`) takes one optimizer step whose forward
@@ -149,8 +149,8 @@ class Actor:
         on_policy = batch.on_policy
         if on_policy and (self.cfg.ppo_epochs, self.cfg.mini_batches) != (1, 1):
             raise ValueError("an on-policy batch needs trainer.ppo_epochs=1 and trainer.mini_batches=1")
-        if batch.advantages is None:
-            raise ValueError("the update needs the batch with its advantages (core.rl.stages.with_advantages)")
+        if not isinstance(batch, AdvantageBatch):
+            raise TypeError(f"the update trains on an AdvantageBatch (core.rl.stages), not a {type(batch).__name__}")
         if on_policy != (batch.old_logprobs is None):
             raise ValueError("an on-policy batch gets its old log-probs from the update, any other brings them: "
                              f"on_policy={on_policy}, old_logprobs {'given' if on_policy else 'missing'}")
@@ -174,7 +174,7 @@ class Actor:
             result.logprobs, result.entropy = (in_batch_order([rows], [part], batch.rows) for part in scored)
         return result
 
-    def _optimizer_step(self, mini: TrainingBatch, keep_scores: bool = False):
+    def _optimizer_step(self, mini: AdvantageBatch, keep_scores: bool = False):
         """One optimizer step; with keep_scores also the detached log-probs and entropies in `mini`'s order."""
         algo = self.algo
         rejected = {}
@@ -239,7 +239,7 @@ class Actor:
         return {f"actor/{key}": value for key, value in metrics.items()}, scores
 
 
-def _without_rejected_tokens(mini: TrainingBatch, algo) -> tuple[TrainingBatch, dict[str, float]]:
+def _without_rejected_tokens(mini: AdvantageBatch, algo) -> tuple[AdvantageBatch, dict[str, float]]:
     """`mini` with the tokens a rollout-correction mask rejects taken out of its response mask (they stay in the
     sequence, attended to, as a tool result's tokens do), and the metrics: their share, summed over ranks later
     (each rank's share of this step's tokens)."""

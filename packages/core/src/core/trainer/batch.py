@@ -12,9 +12,10 @@ from core.distributed.shared_prompts import shared_prompt_tokens
 from core.rollout.base import RolloutOutput
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainingBatch:
-    """One row per sampled response. Prompts are left-padded, responses right-padded, so every
+    """One row per sampled response: the rollout laid out for the trainer's forward pass (a step's first
+    stage; core.rl.stages makes the next ones). Prompts are left-padded, responses right-padded, so every
     response starts at column `prompt_len` and the logits predicting it are a plain slice."""
 
     input_ids: torch.Tensor  # [rows, prompt_len + response_len]
@@ -23,17 +24,15 @@ class TrainingBatch:
     response_mask: torch.Tensor  # [rows, response_len] bool
     group_ids: torch.Tensor  # [rows] prompt index; rows of one prompt form a GRPO group
     prompt_len: int
-    scores: Optional[torch.Tensor] = None  # [rows] reward of each response
-    token_rewards: Optional[torch.Tensor] = None  # [rows, response_len] score on the last token
-    old_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] behaviour policy
-    ref_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] reference policy
     rollout_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] the engine's, when it returns them
-    values: Optional[torch.Tensor] = None  # [rows, response_len] critic (PPO only)
-    advantages: Optional[torch.Tensor] = None  # [rows, response_len]
-    returns: Optional[torch.Tensor] = None  # [rows, response_len]
     # the update's own forward gives the behaviour log-probs (old = new.detach(): one epoch of one mini-batch,
     # core.trainer.actor.behaviour_logprobs_from_update); old_logprobs is then None until the update fills it
     on_policy: bool = False
+
+    @classmethod
+    def after(cls, previous: "TrainingBatch", **new):
+        """This stage's batch: `previous`'s fields, and the `new` ones this stage adds (or replaces)."""
+        return cls(**{**{f.name: getattr(previous, f.name) for f in fields(previous)}, **new})
 
     @property
     def responses(self) -> torch.Tensor:  # [rows, response_len]
@@ -43,20 +42,45 @@ class TrainingBatch:
     def rows(self) -> int:
         return self.input_ids.shape[0]
 
-    def select(self, rows: torch.Tensor) -> "TrainingBatch":
-        """The sub-batch of `rows` (every per-row tensor indexed, the rest shared)."""
+    def select(self, rows: torch.Tensor):
+        """The sub-batch of `rows`, of the same stage (every per-row tensor indexed, the rest shared)."""
         picked = {}
         for f in fields(self):
             value = getattr(self, f.name)
             picked[f.name] = value[rows] if isinstance(value, torch.Tensor) else value
-        return TrainingBatch(**picked)
+        return type(self)(**picked)
 
-    def to(self, device) -> "TrainingBatch":
+    def to(self, device):
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in moved.items():
             if isinstance(value, torch.Tensor):
                 moved[name] = value.to(device)
-        return TrainingBatch(**moved)
+        return type(self)(**moved)
+
+
+@dataclass(kw_only=True)
+class ScoredBatch(TrainingBatch):
+    """The second stage: each response scored."""
+
+    scores: torch.Tensor  # [rows] reward of each response
+    token_rewards: torch.Tensor  # [rows, response_len] the score on each response's last trained token
+
+
+@dataclass(kw_only=True)
+class LogprobBatch(ScoredBatch):
+    """The third stage: log-probabilities under the trainer's own numerics (and the critic's values)."""
+
+    old_logprobs: Optional[torch.Tensor]  # [rows, response_len] behaviour policy; None: on-policy, the update's
+    ref_logprobs: Optional[torch.Tensor] = None  # [rows, response_len] reference policy (a KL term)
+    values: Optional[torch.Tensor] = None  # [rows, response_len] critic (PPO)
+
+
+@dataclass(kw_only=True)
+class AdvantageBatch(LogprobBatch):
+    """The last stage, what an update trains on."""
+
+    advantages: torch.Tensor  # [rows, response_len]
+    returns: torch.Tensor  # [rows, response_len] the critic's targets (critic-free estimators: the advantages)
 
 
 def micro_batch_plan(batch: "TrainingBatch", trainer_cfg, padded: bool | None = None,

@@ -7,7 +7,7 @@ import torch
 from core.algorithms.value import value_loss
 from core.distributed.collectives import data_parallel_size, global_loss_counts
 from core.trainer.actor import allocate_adam_state
-from core.trainer.batch import TrainingBatch, budgeted_plan, minibatches, scatter_rows
+from core.trainer.batch import AdvantageBatch, TrainingBatch, budgeted_plan, minibatches, scatter_rows
 from core.trainer.optimizer_step import optimizer_step
 from core.trainer.precision import TrainingPrecision
 from core.trainer.token_budget import MemoryTokenBudget, rl_sizing_hint, sized_update
@@ -56,7 +56,7 @@ class Critic:
         parts = [self._values(batch.select(micro.rows).to(self.device)).cpu() for micro in plan]
         return scatter_rows(plan, parts, batch.rows) * batch.response_mask
 
-    def update(self, batch: TrainingBatch) -> dict[str, float]:
+    def update(self, batch: AdvantageBatch) -> dict[str, float]:
         self.model.train()
         losses, clip_fracs, grad_norms, steps = [], [], [], 0
         with sized_update(self.token_budget, "critic's update", lambda: rl_sizing_hint(self.token_budget, self.cfg)):

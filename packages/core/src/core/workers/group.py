@@ -22,7 +22,7 @@ from core.distributed.batching import data_parallel_rows, row_lengths
 from core.errors import TandemError
 from core.rollout.base import RolloutOutput, SamplingParams
 from core.trainer.actor import UpdateResult
-from core.trainer.batch import TrainingBatch, in_batch_order
+from core.trainer.batch import AdvantageBatch, TrainingBatch, in_batch_order
 from core.workers.base import import_worker
 
 TRAIN_WORKER = "core.workers.worker:TrainWorker"
@@ -70,7 +70,7 @@ class WorkerGroup:
     def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
         return self._dispatch_rows("compute_values", batch)
 
-    def update(self, batch: TrainingBatch) -> UpdateResult:
+    def update(self, batch: AdvantageBatch) -> UpdateResult:
         """Every rank reports the same (all-reduced) metrics: rank 0's are returned, with the on-policy
         log-probs and entropies of all ranks in batch order (when the update produced them)."""
         shares = self._shares(batch)

@@ -21,7 +21,7 @@ from core.models.lora import adapters_disabled, is_lora
 from core.plugins.manager import load_backend
 from core.rollout.base import EngineSettings, EngineTarget, RolloutOutput, SamplingParams
 from core.trainer.actor import Actor, UpdateResult, forward_layout, scoring_temperature
-from core.trainer.batch import TrainingBatch
+from core.trainer.batch import AdvantageBatch, TrainingBatch
 from core.trainer.memory import memory_while_asleep, peak_since_last_call
 from core.trainer.critic import Critic
 from core.trainer.precision import configured_precision, training_precision
@@ -109,7 +109,7 @@ class TrainWorker(ModelWorker):
     def compute_values(self, batch: TrainingBatch) -> torch.Tensor:
         return self.critic.compute_values(batch)
 
-    def update(self, batch: TrainingBatch) -> UpdateResult:
+    def update(self, batch: AdvantageBatch) -> UpdateResult:
         result = self.actor.update(batch)
         if self.critic is not None:
             result.metrics.update(self.critic.update(batch))
