@@ -62,14 +62,15 @@ def merged_case(model_dir: str, rank: int, n_prompts: int, max_tokens: int) -> d
 
     from core.config.schema import TandemConfig
     from core.plugins.manager import load_backend
-    from core.rollout.base import EngineTarget
+    from core.rollout.base import EngineSettings, EngineTarget
     from core.rollout.vllm_engine import engine_from_config
     from core.sharding.base import iter_full_parameters
 
     cfg = OmegaConf.structured(TandemConfig)
     cfg.model.path, cfg.backend.name, cfg.backend.engine = model_dir, "cuda", "vllm"
     cfg.data.max_prompt_length, cfg.rollout.max_tokens = 128, max_tokens
-    engine = engine_from_config(cfg, EngineTarget.from_config(cfg, model_dir), load_backend("cuda"))
+    engine = engine_from_config(EngineSettings.from_config(cfg), EngineTarget.from_config(cfg, model_dir),
+                                load_backend("cuda"))
     policy = lora_policy(model_dir, rank)
     push = lambda: engine.update_weights(iter_full_parameters(policy, dtype=engine.dtype))  # noqa: E731
     push()

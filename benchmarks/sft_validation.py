@@ -20,7 +20,7 @@ import statistics
 
 import torch
 from core.plugins.manager import require_backend
-from core.rollout.base import EngineTarget, SamplingParams
+from core.rollout.base import EngineSettings, EngineTarget, SamplingParams
 from core.trainer.setup import load_policy, resolve_device
 from sft.engine import ValidationEngine, backend_engine_factory, hf_engine_factory
 
@@ -82,7 +82,9 @@ def main() -> None:
     params = SamplingParams(temperature=0.8, top_p=0.9, max_tokens=args.max_tokens, seed=0, logprobs=False)
     rows: list[tuple[str, int, float, int, float]] = []  # engine, prompts, seconds, tokens, push seconds
 
-    with ValidationEngine(backend_engine_factory(backend, cfg, EngineTarget(model_dir, int(cfg.data.max_prompt_length), int(cfg.trainer.seed)), model), fallback=None) as backend_engine:
+    target = EngineTarget(model_dir, int(cfg.data.max_prompt_length), int(cfg.trainer.seed))
+    factory = backend_engine_factory(backend, EngineSettings.from_config(cfg), target, model)
+    with ValidationEngine(factory, fallback=None) as backend_engine:
         backend_engine.generate(prompts[:8], params)  # warm-up: engine start, CUDA graphs, allocator
         label = f"batched, backend engine ({backend_engine.current.label})"
         seconds, tokens, push = timed_generate(backend_engine, prompts, params, len(prompts))

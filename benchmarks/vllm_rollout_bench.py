@@ -80,7 +80,7 @@ def start(model: str, multiprocess: bool, engine_args: dict | None = None, max_p
     from core.config.schema import TandemConfig
     from core.models.builtin import resolve_model_path
     from core.plugins.manager import load_backend
-    from core.rollout.base import EngineTarget
+    from core.rollout.base import EngineSettings, EngineTarget
     from core.rollout.vllm_engine import engine_from_config
 
     cfg = OmegaConf.structured(TandemConfig)
@@ -93,7 +93,8 @@ def start(model: str, multiprocess: bool, engine_args: dict | None = None, max_p
     cfg.backend.engine_args = engine_args or {}
     model_dir = resolve_model_path(cfg.model.path)
     t = time.perf_counter()
-    engine = engine_from_config(cfg, EngineTarget.from_config(cfg, model_dir), load_backend("cuda"))
+    engine = engine_from_config(EngineSettings.from_config(cfg), EngineTarget.from_config(cfg, model_dir),
+                                load_backend("cuda"))
     record(f"engine start ({_mode(multiprocess)}, {model})", f"{time.perf_counter() - t:.1f} s")
     return engine, model_dir
 
