@@ -110,3 +110,16 @@ def test_the_doctors_plan_names_a_bad_option_in_one_line(capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == (
         "tandem: error: --plan +backend=cpu model=qwen9: In 'config': Could not find 'model/qwen9'")
+
+
+def test_a_model_the_plan_cannot_size_is_trained_unplanned(compose_config, monkeypatch, caplog):
+    import core.trainer.memory_plan as memory_plan
+
+    def unsizable(path, targets):
+        raise NotImplementedError("this architecture cannot be built on the meta device")
+
+    monkeypatch.setattr(memory_plan, "model_size", unsizable)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=80 * GIB))
+    cfg = compose_config("+backend=cpu")
+    assert check_memory_plan(cfg, None, torch.device("cuda"), ranks=1) is None
+    assert "memory plan skipped: builtin:tiny-qwen2 cannot be sized" in caplog.text

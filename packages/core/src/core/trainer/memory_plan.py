@@ -200,7 +200,15 @@ def check_memory_plan(cfg, spec, device, ranks: int) -> MemoryPlan | None:
     if device.type != "cuda":
         return None
     device_gib = torch.cuda.get_device_properties(device).total_memory / GIB
-    size = model_size(cfg.model.path, cfg.model.lora.target_modules)
+    log = logging.getLogger("tandem")
+    try:
+        size = model_size(cfg.model.path, cfg.model.lora.target_modules)
+    except TandemError:
+        raise  # a model path that does not exist, named as the run would name it
+    except Exception as exc:  # a check before the run must never stop a model the trainer itself can load
+        log.warning("memory plan skipped: %s cannot be sized from its config on the meta device (%s)",
+                    cfg.model.path, exc)
+        return None
     settings = PlanSettings.from_config(cfg, spec, ranks)
     plan = plan_memory(size, settings, device_gib)
     problems = plan.problems()
@@ -211,7 +219,7 @@ def check_memory_plan(cfg, spec, device, ranks: int) -> MemoryPlan | None:
         raise TandemError(f"model.path={cfg.model.path} cannot be trained on this {device_gib:.0f} GiB GPU as "
                           f"configured: {problems[0]}; {fix}. The whole plan: python -m core.doctor --plan "
                           "with this run's overrides")
-    logging.getLogger("tandem").info(
+    log.info(
         "memory plan: %.1f GiB during the rollout, %.1f GiB for the update before activations, %.1f GiB left for "
         "them (of %.1f GiB)", plan.during_rollout_gib, plan.before_activations_gib, plan.left_for_activations_gib,
         device_gib)
