@@ -21,6 +21,7 @@ from core.distributed.collectives import world
 from core.distributed.fsdp import FSDPSettings, device_mesh, shard_model
 from core.distributed.packing import IGNORE, packed_token_logprobs
 from core.trainer.optimizer_step import optimizer_step
+from core.trainer.optimizers import make_optimizer
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.setup import DTYPES
@@ -65,7 +66,8 @@ class SFTTrainer:
             settings = FSDPSettings(compute_dtype=DTYPES[compute_dtype], cpu_offload=trainer_cfg.cpu_offload)
             shard_model(model, device_mesh(self.device), settings)
         self.model = model
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
+        self.optimizer = make_optimizer(model.parameters(), trainer_cfg.get("optimizer", "adamw"), trainer_cfg.lr,
+                                        trainer_cfg.weight_decay)
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, trainer_cfg.total_steps,
                                       trainer_cfg.lr_schedule, trainer_cfg.min_lr_ratio)
         # null on a GPU: sized from free memory, re-measured by every step

@@ -186,6 +186,9 @@ class RunConfig:
     # one device, bf16/fp16 model.dtype: fp32 weights and Adam state, compute under autocast (FSDP's split); false:
     # weights in model.dtype, whose rounding loses small updates (core/trainer/precision.py)
     master_weights: bool = False
+    # adamw (torch) | adamw_bf16_sr (torchao: bf16 weights updated with stochastic rounding, so small steps survive
+    # without master_weights' fp32 copy; one device, model.dtype=bfloat16; core/trainer/optimizers.py)
+    optimizer: str = "adamw"
 
 
 @dataclass

@@ -46,6 +46,9 @@ def quiet_libraries() -> None:
         logging.getLogger("vllm").setLevel(os.environ.get("VLLM_LOGGING_LEVEL", "INFO").upper())
     if not is_verbose():  # a new local Ray cluster says at every start that it turned token auth on, as it should
         logging.getLogger(RAY_TOKEN_AUTH_LOGGER).setLevel(logging.ERROR)
+        # torchao (trainer.optimizer=adamw_bf16_sr) names each GPU kernel library it cannot load here; its
+        # optimizers need none of them
+        logging.getLogger("torchao").setLevel(logging.ERROR)
     from transformers.utils import logging as transformers_logging
 
     if is_verbose():

@@ -19,6 +19,7 @@ from core.distributed.shared_prompts import shared_prompt_logprobs
 from core.trainer.batch import (AdvantageBatch, TrainingBatch, budgeted_plan, forward_tokens, in_batch_order,
                                 minibatches, scatter_rows)
 from core.trainer.optimizer_step import optimizer_step
+from core.trainer.optimizers import make_optimizer
 from core.trainer.precision import TrainingPrecision
 from core.trainer.schedule import lr_scheduler
 from core.trainer.token_budget import MemoryTokenBudget, out_of_memory_named, rl_sizing_hint, sized_update
@@ -104,8 +105,8 @@ class Actor:
         self.temperature = temperature  # old, new and reference log-probs all under the sampler's softmax(z / T)
         self.loss_options = PolicyLossOptions.from_config(algo_cfg)
         trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
-        self.optimizer = torch.optim.AdamW(trainable, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
-        allocate_adam_state(self.optimizer)
+        self.optimizer = make_optimizer(trainable, trainer_cfg.get("optimizer", "adamw"), trainer_cfg.lr,
+                                        trainer_cfg.weight_decay)
         # warm-up, then constant: one optimizer step per mini-batch, so the step count is not the run's
         self.scheduler = lr_scheduler(self.optimizer, trainer_cfg.warmup_steps, total_steps=0)
         # micro-batch tokens sized from free memory (a GPU, trainer.max_tokens_per_gpu: null); None: the config's
@@ -249,25 +250,6 @@ def _without_rejected_tokens(mini: AdvantageBatch, algo) -> tuple[AdvantageBatch
     share = mini.response_mask.sum().item() / max(counts.tokens, 1)
     zeroed = (mini.response_mask.bool() & ~kept).sum().item() / max(mini.response_mask.sum().item(), 1)
     return replace(mini, response_mask=kept), {"correction_zeroed": zeroed * share, "correction_weight_mean": (1 - zeroed) * share}
-
-
-def allocate_adam_state(optimizer: torch.optim.Optimizer) -> None:
-    """Create Adam's moments now, before the first forward pass, instead of at the first `step()`.
-
-    Made lazily, they are carved out of the large cached blocks the first backward pass leaves
-    behind (logits, activations) and pin those segments for the rest of the run, so memory the
-    trainer holds while the rollout engine sleeps grows with every step's new layout.
-    """
-    from torch.optim.optimizer import _get_scalar_dtype
-
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            if param.requires_grad and not optimizer.state[param]:
-                optimizer.state[param] = {
-                    "step": torch.tensor(0.0, dtype=_get_scalar_dtype()),
-                    "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
-                    "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format),
-                }
 
 
 def _accumulate(into: dict[str, float], values: dict[str, float], weight: float) -> None:

@@ -6,9 +6,9 @@ import torch
 
 from core.algorithms.value import value_loss
 from core.distributed.collectives import data_parallel_size, global_loss_counts
-from core.trainer.actor import allocate_adam_state
 from core.trainer.batch import AdvantageBatch, TrainingBatch, budgeted_plan, minibatches, scatter_rows
 from core.trainer.optimizer_step import optimizer_step
+from core.trainer.optimizers import make_optimizer
 from core.trainer.precision import TrainingPrecision
 from core.trainer.token_budget import MemoryTokenBudget, rl_sizing_hint, sized_update
 
@@ -23,8 +23,7 @@ class Critic:
         self.algo = algo_cfg
         self.cfg = trainer_cfg
         self.horizon = max_response_len
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo_cfg.critic_lr)
-        allocate_adam_state(self.optimizer)
+        self.optimizer = make_optimizer(model.parameters(), trainer_cfg.get("optimizer", "adamw"), algo_cfg.critic_lr)
         # micro-batch tokens sized from free memory, as the Actor's (a GPU, trainer.max_tokens_per_gpu: null)
         self.token_budget = MemoryTokenBudget.for_setting(trainer_cfg.max_tokens_per_gpu, model)
 

@@ -135,24 +135,41 @@ def plan_memory(size: ModelSize, settings: PlanSettings, device_gib: float) -> M
 
 
 def fixes(size: ModelSize, settings: PlanSettings, device_gib: float) -> list[str]:
-    """Overrides that make the fixed parts fit, the one closest to the asked-for training first."""
-    found = []
-    plan = plan_memory(size, settings, device_gib)
-    if settings.engine == "vllm":  # the engine's share: as small as it may be, or as large as it must be
-        resident = plan.during_rollout_gib - plan.engine_share_gib
-        fitting = math.floor((device_gib - resident) / device_gib * 100) / 100
-        needed = math.ceil(plan.engine_needs_gib * 1.1 / device_gib * 100) / 100  # 10% for graphs and sampling
-        if needed <= fitting:
-            share = min(max(settings.engine_share, needed), fitting)
-            if share != settings.engine_share and _fits(size, replace(settings, engine_share=share), device_gib):
-                found.append(f"rollout.gpu_memory_utilization={share:.2f}")
-    if settings.ranks > 1 and not settings.cpu_offload and _fits(size, replace(settings, cpu_offload=True), device_gib):
-        found.append("trainer.cpu_offload=true")
+    """Overrides that make the fixed parts fit, the one closest to the asked-for training first: the engine's
+    share alone, then FSDP's offload, bf16 weights with stochastic rounding instead of fp32 masters, LoRA (each
+    with the engine's share moved where it must go)."""
+    candidates = [("", settings)]
+    if settings.ranks > 1 and not settings.cpu_offload:
+        candidates.append(("trainer.cpu_offload=true", replace(settings, cpu_offload=True)))
+    if settings.ranks == 1 and settings.model_bytes == 2 and settings.param_bytes == 4 and not settings.lora_rank:
+        candidates.append(("trainer.master_weights=false trainer.optimizer=adamw_bf16_sr",
+                           replace(settings, param_bytes=2)))
     if not settings.lora_rank:
-        lora = replace(settings, lora_rank=64, reference=False, param_bytes=settings.model_bytes)
-        if _fits(size, lora, device_gib):
-            found.append("model.lora.rank=64")
+        candidates.append(("model.lora.rank=64",
+                           replace(settings, lora_rank=64, reference=False, param_bytes=settings.model_bytes)))
+    found = []
+    for change, candidate in candidates:
+        share = _fitting_share(size, candidate, device_gib)
+        if share is None:
+            continue
+        moved = f"rollout.gpu_memory_utilization={share:.2f}" if share != candidate.engine_share else ""
+        if change or moved:
+            found.append(" ".join(part for part in (change, moved) if part))
     return found
+
+
+def _fitting_share(size: ModelSize, settings: PlanSettings, device_gib: float) -> float | None:
+    """The engine share with which `settings` fit: as asked if it does, else the nearest that does; None: none."""
+    if _fits(size, settings, device_gib):
+        return settings.engine_share
+    if settings.engine != "vllm":
+        return None
+    plan = plan_memory(size, settings, device_gib)
+    resident = plan.during_rollout_gib - plan.engine_share_gib
+    fitting = math.floor((device_gib - resident) / device_gib * 100) / 100
+    needed = math.ceil(plan.engine_needs_gib * 1.1 / device_gib * 100) / 100  # 10% for graphs and sampling
+    share = min(max(settings.engine_share, needed), fitting)
+    return share if needed <= fitting and _fits(size, replace(settings, engine_share=share), device_gib) else None
 
 
 def _fits(size: ModelSize, settings: PlanSettings, device_gib: float) -> bool:

@@ -55,7 +55,8 @@ def configured_precision(model_cfg, trainer_cfg, compute_dtype: torch.dtype, sha
     optimizer would round updates away."""
     lora = model_cfg.lora.rank > 0
     precision = training_precision(compute_dtype, sharded, trainer_cfg.master_weights, lora)
-    if warning := rounding_warning(precision, trainer_cfg.lr, lora):
+    rounds_stochastically = trainer_cfg.get("optimizer") == "adamw_bf16_sr"  # small steps survive in expectation
+    if not rounds_stochastically and (warning := rounding_warning(precision, trainer_cfg.lr, lora)):
         log.warning(warning)
     return precision
 
@@ -74,4 +75,5 @@ def rounding_warning(precision: TrainingPrecision, lr: float, lora: bool = False
     return (f"model.dtype={name} on one device: the optimizer updates {name} weights in place, and at "
             f"trainer.lr={lr:g} a step is rounded away on every weight larger than ~{limit:.2g} in magnitude "
             f"(most of a model's). trainer.master_weights=true keeps fp32 weights and computes in {name} "
-            "(as FSDP does on several GPUs); model.dtype=float32 computes in fp32.")
+            "(as FSDP does on several GPUs); trainer.optimizer=adamw_bf16_sr keeps bf16 weights and rounds each "
+            "update stochastically; model.dtype=float32 computes in fp32.")
