@@ -83,7 +83,7 @@ def plan(argv: list[str]) -> str:
     from core.algorithms.spec import AlgorithmSpec
     from core.config.cli_lists import single_values_as_lists
     from core.config.schema import TandemConfig, register_schemas
-    from core.trainer.memory_plan import GIB, PlanSettings, fixes, model_size, plan_memory
+    from core.trainer.memory_plan import GIB, model_size, plan_run
 
     args = [arg for arg in argv if arg != "--plan"]
     gpu_gib = None
@@ -99,15 +99,15 @@ def plan(argv: list[str]) -> str:
     except HydraException as exc:  # an unknown option or key: Hydra's first line names it
         raise TandemError(f"--plan {' '.join(args)}: {str(exc).splitlines()[0]}") from None
     ranks = cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node if cfg.trainer.launcher == "ray" else 1
-    settings = PlanSettings.from_config(cfg, AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens), ranks)
     size = model_size(cfg.model.path, cfg.model.lora.target_modules)
-    memory = plan_memory(size, settings, gpu_gib)
+    memory, options = plan_run(cfg, AlgorithmSpec.from_config(cfg.algorithm, cfg.rollout.max_tokens), ranks, gpu_gib,
+                               size)
     lines = [f"{cfg.model.path}: {size.parameters / 1e9:.2f}B parameters, {ranks} GPU(s) of {gpu_gib:.1f} GiB",
              memory.table()]
     problems = memory.problems()
     lines += [f"does not fit: {problem}" for problem in problems]
     if problems:
-        lines.append("fits with: " + (", or ".join(fixes(size, settings, gpu_gib)) or "no one setting; more GPUs"))
+        lines.append("fits with: " + (", or ".join(options) or "no one setting; more GPUs"))
     return "\n".join(lines)
 
 

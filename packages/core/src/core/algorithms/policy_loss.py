@@ -19,6 +19,7 @@ from core.algorithms.aggregation import aggregate_loss, check_loss_agg_mode
 from core.algorithms.covariance_losses import clip_cov_token_losses, kl_cov_token_losses
 from core.algorithms.masked import LOG_RATIO_CLAMP, TokenLossesAndMetrics, approx_kl as _approx_kl
 from core.algorithms.masked import masked_mean, masked_sum
+from core.config.schema import AlgorithmConfig
 from core.errors import TandemError
 
 
@@ -112,17 +113,18 @@ def reinforce_token_losses(
 
 @dataclass(frozen=True)
 class PolicyLossOptions:
-    """The `algorithm` keys the policy losses read, with the config's defaults. Each loss takes the fields it
-    declares as parameters (`for_loss`); a misspelt option is a TypeError here, never a silent default."""
+    """The `algorithm` keys the policy losses read, with the config's defaults (AlgorithmConfig's). Each loss
+    takes the fields it declares as parameters (`for_loss`); a misspelt option is a TypeError here, never a silent
+    default."""
 
-    clip_ratio_low: float = 0.2
-    clip_ratio_high: float = 0.2  # > clip_ratio_low: DAPO's clip-higher
-    clip_ratio_c: float = 3.0  # ppo_clip's dual-clip bound for negative advantages
-    clip_cov_ratio: float = 2e-4  # clip_cov: share of tokens whose gradient is cut
-    clip_cov_lb: float = 1.0  # clip_cov: the covariance window they are drawn from
-    clip_cov_ub: float = 5.0
-    kl_cov_ratio: float = 2e-4  # kl_cov: share of largest-covariance tokens given the |log-ratio| penalty
-    kl_cov_coef: float = 1.0
+    clip_ratio_low: float = AlgorithmConfig.clip_ratio_low
+    clip_ratio_high: float = AlgorithmConfig.clip_ratio_high  # > clip_ratio_low: DAPO's clip-higher
+    clip_ratio_c: float = AlgorithmConfig.clip_ratio_c  # ppo_clip's dual-clip bound for negative advantages
+    clip_cov_ratio: float = AlgorithmConfig.clip_cov_ratio  # clip_cov: share of tokens whose gradient is cut
+    clip_cov_lb: float = AlgorithmConfig.clip_cov_lb  # clip_cov: the covariance window they are drawn from
+    clip_cov_ub: float = AlgorithmConfig.clip_cov_ub
+    kl_cov_ratio: float = AlgorithmConfig.kl_cov_ratio  # kl_cov: share of largest-covariance tokens penalised
+    kl_cov_coef: float = AlgorithmConfig.kl_cov_coef
 
     @classmethod
     def from_config(cls, algorithm) -> "PolicyLossOptions":

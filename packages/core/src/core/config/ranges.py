@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from core.config.rules import MISSING, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, check_rules
-from core.config.schema import ENGINES
+from core.config.schema import ENGINES, OPTIMIZERS
 from core.errors import TandemError
 
 RULES: list[Rule] = [
@@ -45,7 +45,7 @@ RULES: list[Rule] = [
     ("trainer.max_nonfinite_steps", *POSITIVE_INT),
     ("trainer.on_nonfinite", lambda v: v in ("stop", "skip"), "stop or skip"),
     ("trainer.on_collapse", lambda v: v in ("stop", "warn"), "stop or warn"),
-    ("trainer.optimizer", lambda v: v in ("adamw", "adamw_bf16_sr"), "adamw or adamw_bf16_sr"),
+    ("trainer.optimizer", lambda v: v in OPTIMIZERS, " or ".join(OPTIMIZERS)),
     ("reward.workers", *POSITIVE_INT),
     ("reward.timeout_s", lambda v: v is None or v > 0, "null (none) or a number > 0"),
     ("reward.stop_if_failed_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),

@@ -222,6 +222,7 @@ class TrainerConfig(RunConfig):
 
 
 ENGINES = ("hf", "vllm")  # the rollout engines a backend can build (backend.engine)
+OPTIMIZERS = ("adamw", "adamw_bf16_sr")  # trainer.optimizer (core/trainer/optimizers.py)
 
 
 @dataclass

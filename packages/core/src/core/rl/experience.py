@@ -12,6 +12,7 @@ import torch
 
 from core.algorithms.spec import AlgorithmSpec
 from core.algorithms.dapo import DynamicSamplingAccumulator, overlong_penalty
+from core.config.schema import AlgorithmConfig
 from core.data.base import PromptItem
 from core.rewards.scoring import reward_inputs
 from core.rollout.base import RolloutOutput, Sampler, SamplingParams
@@ -33,9 +34,9 @@ class ExperienceSettings:
     max_tokens: int  # rollout.max_tokens: where DAPO's over-long penalty ends
     expand_prompts: bool = False  # rollout.expand_prompts: n copies of each prompt, each sampled once
     dynamic_sampling: bool = False  # algorithm.dynamic_sampling: DAPO's, keep groups whose rewards differ
-    max_sampling_tries: int = 3  # algorithm.max_sampling_tries: batches drawn before training on fewer groups
+    max_sampling_tries: int = AlgorithmConfig.max_sampling_tries  # batches drawn before training on fewer groups
     overlong_buffer: int = 0  # algorithm.overlong_buffer: tokens before max_tokens where the penalty ramps up
-    overlong_penalty: float = 1.0  # algorithm.overlong_penalty: the penalty at max_tokens
+    overlong_penalty: float = AlgorithmConfig.overlong_penalty  # the penalty at max_tokens
 
     @classmethod
     def from_config(cls, cfg) -> "ExperienceSettings":

@@ -56,7 +56,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # and correct the mismatch between the two
         logprobs=cfg.rollout.logprobs or spec.needs_rollout_logprobs,
     )
-    sampling = ExperienceSettings.from_config(cfg)
+    experience_settings = ExperienceSettings.from_config(cfg)
     val_params = SamplingParams(
         n=1, temperature=cfg.trainer.val_temperature, max_tokens=cfg.rollout.max_tokens, logprobs=False,
         stop=tuple(cfg.rollout.stop),
@@ -105,7 +105,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with _timed(timings, "step"), _named_step(step):
                 # 1. rollout: the engine gets the current weights, samples n responses per prompt, scored
                 with _timed(timings, "gen", progress), workers.rollout():
-                    experience = collect_experience(engine, prompts_source, scorer, tokenizer, params, sampling, spec)
+                    experience = collect_experience(engine, prompts_source, scorer, tokenizer, params,
+                                                    experience_settings, spec)
                 timings["sync"] = workers.wake_seconds  # the part of gen spent waking + loading weights
                 batch = scored_batch(experience, tokenizer.pad_token_id, on_policy)
                 # 2. behaviour and reference log-probs (and values) under the trainer's own numerics;
@@ -113,7 +114,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 with _timed(timings, "logprob", progress):
                     batch, entropy = with_logprobs(batch, workers, spec)
                 # 3. advantages (after the KL penalty, where the algorithm puts it in the reward), then the update
-                batch, kl_metrics = with_advantages(batch, cfg.algorithm, spec, kl_controller, experience.baseline_scores)
+                batch, kl_metrics = with_advantages(batch, cfg.algorithm, spec, kl_controller,
+                                                    experience.baseline_scores)
                 with _timed(timings, "update", progress):
                     update = workers.update(batch)
                 update_metrics = update.metrics

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 GIB = 1024**3
 # per process, beside the tensors: the CUDA context, cuBLAS workspaces and the caching allocator's slack
 CUDA_CONTEXT_GIB = 1.0
-HALF = ("bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -49,10 +48,13 @@ class PlanSettings:
     @classmethod
     def from_config(cls, cfg, spec, ranks: int) -> "PlanSettings":
         """`spec`: RL's AlgorithmSpec (reference, critic); None for SFT, which has neither."""
-        model_bytes = 2 if cfg.model.dtype in HALF else 4
+        from core.trainer.precision import training_precision
+        from core.trainer.setup import model_dtype
+
+        compute_dtype = model_dtype(cfg.model)
         lora = cfg.model.lora.rank > 0
-        fp32_masters = ranks > 1 or (cfg.trainer.master_weights and model_bytes == 2 and not lora)
-        return cls(model_bytes=model_bytes, param_bytes=4 if fp32_masters else model_bytes,
+        precision = training_precision(compute_dtype, ranks > 1, cfg.trainer.master_weights, lora)
+        return cls(model_bytes=compute_dtype.itemsize, param_bytes=precision.param_dtype.itemsize,
                    lora_rank=int(cfg.model.lora.rank), reference=bool(spec and spec.needs_reference and not lora),
                    critic=bool(spec and spec.needs_critic), ranks=ranks, cpu_offload=bool(cfg.trainer.cpu_offload),
                    engine=str(cfg.backend.engine), engine_share=float(cfg.rollout.gpu_memory_utilization),
@@ -176,7 +178,6 @@ def _fits(size: ModelSize, settings: PlanSettings, device_gib: float) -> bool:
     return not plan_memory(size, settings, device_gib).problems()
 
 
-
 def model_size(model_path: str, lora_targets) -> ModelSize:
     """The size of `model.path` from its config alone (a builtin shape is never written for this): the model
     built on the meta device, which allocates nothing."""
@@ -206,6 +207,16 @@ def _model_config(model_path: str):
     return AutoConfig.from_pretrained(resolve_model_path(model_path))
 
 
+def plan_run(cfg, spec, ranks: int, device_gib: float,
+             size: ModelSize | None = None) -> tuple[MemoryPlan, list[str]]:
+    """The plan of the run `cfg` on a GPU of `device_gib`, and the settings that fit when it does not ([] when it
+    does); `size`: the model's, when already read."""
+    size = size or model_size(cfg.model.path, cfg.model.lora.target_modules)
+    settings = PlanSettings.from_config(cfg, spec, ranks)
+    plan = plan_memory(size, settings, device_gib)
+    return plan, fixes(size, settings, device_gib) if plan.problems() else []
+
+
 def check_memory_plan(cfg, spec, device, ranks: int) -> MemoryPlan | None:
     """On a GPU: the plan, logged; a run whose fixed parts cannot fit is refused with the closest fit named."""
     import logging
@@ -226,11 +237,9 @@ def check_memory_plan(cfg, spec, device, ranks: int) -> MemoryPlan | None:
         log.warning("memory plan skipped: %s cannot be sized from its config on the meta device (%s)",
                     cfg.model.path, exc)
         return None
-    settings = PlanSettings.from_config(cfg, spec, ranks)
-    plan = plan_memory(size, settings, device_gib)
+    plan, options = plan_run(cfg, spec, ranks, device_gib, size)
     problems = plan.problems()
     if problems:
-        options = fixes(size, settings, device_gib)
         fix = (f"the closest fit: {options[0]}" + (f" (or {', '.join(options[1:])})" if options[1:] else "")
                if options else "no one setting fits it: shard over more GPUs (trainer.n_gpus_per_node)")
         raise TandemError(f"model.path={cfg.model.path} cannot be trained on this {device_gib:.0f} GiB GPU as "

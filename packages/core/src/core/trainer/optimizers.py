@@ -13,9 +13,9 @@ from typing import Iterable
 
 import torch
 
+from core.config.schema import OPTIMIZERS
 from core.errors import TandemError
 
-OPTIMIZERS = ("adamw", "adamw_bf16_sr")
 STOCHASTIC_ROUNDING = "adamw_bf16_sr"
 
 
@@ -26,8 +26,8 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float,
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         allocate_adam_state(optimizer)
         return optimizer
-    if name != STOCHASTIC_ROUNDING:
-        raise TandemError(f"trainer.optimizer={name!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
+    if name != STOCHASTIC_ROUNDING:  # the config's value is checked before the run (core.config.ranges)
+        raise ValueError(f"unknown optimizer {name!r}; the optimizers are {', '.join(OPTIMIZERS)}")
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in params})
     if dtypes != ["bfloat16"]:
         raise TandemError(f"trainer.optimizer={name} rounds bf16 weights, and these are {', '.join(dtypes)}: set "

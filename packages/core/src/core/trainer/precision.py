@@ -18,6 +18,8 @@ from typing import ContextManager
 
 import torch
 
+from core.trainer.optimizers import STOCHASTIC_ROUNDING
+
 HALF_PRECISION = (torch.bfloat16, torch.float16)
 log = logging.getLogger("tandem")
 
@@ -55,7 +57,7 @@ def configured_precision(model_cfg, trainer_cfg, compute_dtype: torch.dtype, sha
     optimizer would round updates away."""
     lora = model_cfg.lora.rank > 0
     precision = training_precision(compute_dtype, sharded, trainer_cfg.master_weights, lora)
-    rounds_stochastically = trainer_cfg.get("optimizer") == "adamw_bf16_sr"  # small steps survive in expectation
+    rounds_stochastically = trainer_cfg.get("optimizer") == STOCHASTIC_ROUNDING  # small steps survive in expectation
     if not rounds_stochastically and (warning := rounding_warning(precision, trainer_cfg.lr, lora)):
         log.warning(warning)
     return precision
